@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults of Config, applied by Validate to zero fields.
+const (
+	defaultMaxFailures   = 5
+	defaultFailureWindow = 5 * time.Minute
+	defaultBanDuration   = 15 * time.Minute
+	defaultFailureDelay  = time.Second
+)
+
+// Config is the [auth] section: the login throttle. Zero fields take their
+// defaults in Validate.
+type Config struct {
+	// MaxFailures is the number of failed logins from one client address
+	// (one IPv4 address, or one IPv6 /64) within FailureWindow that starts a
+	// ban. Default 5.
+	MaxFailures int `toml:"max_failures"`
+	// FailureWindow is counted from an address's first failure; when it has
+	// passed, the count starts again. Default 5m.
+	FailureWindow time.Duration `toml:"failure_window"`
+	// BanDuration is how long a banned address gets ErrBlocked. Default 15m.
+	BanDuration time.Duration `toml:"ban_duration"`
+	// FailureDelay is slept before every failed answer. Default 1s.
+	FailureDelay time.Duration `toml:"failure_delay"`
+}
+
+// Validate fills in defaults for zero fields and rejects negative ones,
+// naming the key ("auth.max_failures: must be >= 1").
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxFailures < 0 {
+		errs = append(errs, errors.New("auth.max_failures: must be >= 1"))
+	} else if c.MaxFailures == 0 {
+		c.MaxFailures = defaultMaxFailures
+	}
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"failure_window", &c.FailureWindow, defaultFailureWindow},
+		{"ban_duration", &c.BanDuration, defaultBanDuration},
+		{"failure_delay", &c.FailureDelay, defaultFailureDelay},
+	} {
+		if *d.v < 0 {
+			errs = append(errs, fmt.Errorf("auth.%s: %v: must not be negative", d.key, *d.v))
+		} else if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// UserConfig is one [[users]] entry.
+type UserConfig struct {
+	// Name is the login name, compared exactly (case-sensitive).
+	Name string `toml:"name"`
+	// PasswordHash is an argon2id PHC string
+	// ($argon2id$v=19$m=..,t=..,p=..$salt$hash) or a bcrypt hash ($2a$, $2b$,
+	// $2y$), never a plain password.
+	PasswordHash string `toml:"password_hash"`
+	// Home is the user's root directory. New requires it absolute (cmd
+	// resolves relative paths) and creates it with mode 0750 if missing.
+	Home string `toml:"home"`
+	// Permissions are names for ParsePerms: list, read, write, delete,
+	// mkdir, rename, or all.
+	Permissions []string `toml:"permissions"`
+}
+
+// parsedUser is a validated UserConfig.
+type parsedUser struct {
+	user User
+	hash *passwordHash
+}
+
+// ValidateUsers checks the [[users]] entries: at least one user, non-empty
+// unique names without control characters, a well-formed password hash
+// within bounds, a non-empty home, and known permission names. Each error
+// names its key, e.g. `users[1].permissions: "exec" is not a permission
+// (want list, read, write, delete, mkdir, rename or all)`; all problems are
+// reported at once.
+func ValidateUsers(users []UserConfig) error {
+	_, err := parseUsers(users)
+	return err
+}
+
+func parseUsers(users []UserConfig) ([]parsedUser, error) {
+	if len(users) == 0 {
+		return nil, errors.New("users: no users configured (add a [[users]] entry)")
+	}
+	var errs []error
+	add := func(i int, key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("users[%d].%s: %s", i, key, fmt.Sprintf(format, args...)))
+	}
+	seen := make(map[string]int, len(users))
+	out := make([]parsedUser, len(users))
+	for i, u := range users {
+		switch {
+		case u.Name == "":
+			add(i, "name", "empty")
+		case hasControl(u.Name):
+			add(i, "name", "%q contains a control character", u.Name)
+		default:
+			if j, dup := seen[u.Name]; dup {
+				add(i, "name", "%q is also the name of users[%d]", u.Name, j)
+			} else {
+				seen[u.Name] = i
+			}
+		}
+		if u.PasswordHash == "" {
+			add(i, "password_hash", "empty")
+		} else if h, err := parseHash(u.PasswordHash); err != nil {
+			add(i, "password_hash", "%v", err)
+		} else {
+			out[i].hash = h
+		}
+		if u.Home == "" {
+			add(i, "home", "empty")
+		}
+		perms, err := ParsePerms(u.Permissions)
+		if err != nil {
+			add(i, "permissions", "%v", err)
+		}
+		out[i].user = User{Name: u.Name, Home: u.Home, Perms: perms}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}

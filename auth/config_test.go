@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	defaults := Config{MaxFailures: 5, FailureWindow: 5 * time.Minute, BanDuration: 15 * time.Minute, FailureDelay: time.Second}
+	for _, tc := range []struct {
+		name    string
+		in      Config
+		want    Config
+		wantErr []string
+	}{
+		{name: "zero takes defaults", in: Config{}, want: defaults},
+		{
+			name: "explicit values kept",
+			in:   Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond},
+			want: Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond},
+		},
+		{name: "negative max_failures", in: Config{MaxFailures: -1}, wantErr: []string{"auth.max_failures: must be >= 1"}},
+		{name: "negative failure_window", in: Config{FailureWindow: -time.Second}, wantErr: []string{"auth.failure_window: -1s: must not be negative"}},
+		{name: "negative ban_duration", in: Config{BanDuration: -time.Minute}, wantErr: []string{"auth.ban_duration: -1m0s: must not be negative"}},
+		{name: "negative failure_delay", in: Config{FailureDelay: -1}, wantErr: []string{"auth.failure_delay: -1ns: must not be negative"}},
+		{
+			name:    "all reported",
+			in:      Config{MaxFailures: -5, FailureWindow: -1, BanDuration: -1, FailureDelay: -1},
+			wantErr: []string{"auth.max_failures", "auth.failure_window", "auth.ban_duration", "auth.failure_delay"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := tc.in
+			err := c.Validate()
+			if len(tc.wantErr) == 0 {
+				if err != nil || c != tc.want {
+					t.Errorf("Validate() = %v, config %+v; want nil, %+v", err, c, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil; want an error")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q; want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateUsers(t *testing.T) {
+	t.Parallel()
+	argon := mustHash(t, "secret")
+	bc := mustBcrypt(t, "secret")
+	good := func(name string) UserConfig {
+		return UserConfig{Name: name, PasswordHash: argon, Home: "/srv/ftp/" + name, Permissions: []string{"all"}}
+	}
+	with := func(u UserConfig, f func(*UserConfig)) UserConfig { f(&u); return u }
+
+	for _, tc := range []struct {
+		name    string
+		users   []UserConfig
+		wantErr []string // empty: valid
+	}{
+		{"one user", []UserConfig{good("alice")}, nil},
+		{"bcrypt and no permissions", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.PasswordHash = bc; u.Permissions = nil })}, nil},
+		{"relative home is New's business", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Home = "data/alice" })}, nil},
+		{"no users", nil, []string{"users: no users configured"}},
+		{"empty name", []UserConfig{good("alice"), good("")}, []string{"users[1].name: empty"}},
+		{"control character in name", []UserConfig{good("al\nice")}, []string{`users[0].name: "al\nice" contains a control character`}},
+		{"duplicate name", []UserConfig{good("alice"), good("bob"), good("alice")}, []string{`users[2].name: "alice" is also the name of users[0]`}},
+		{"empty hash", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = "" })}, []string{"users[0].password_hash: empty"}},
+		{"plain password", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.PasswordHash = "secret" })}, []string{"users[1].password_hash: not an argon2id or bcrypt hash"}},
+		{"hash out of bounds", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = strings.Replace(argon, "t=1", "t=1000", 1) })}, []string{"users[0].password_hash: argon2id: t=1000 out of range"}},
+		{"empty home", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Home = "" })}, []string{"users[0].home: empty"}},
+		{"bad permission", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.Permissions = []string{"read", "exec"} })}, []string{`users[1].permissions: "exec" is not a permission (want list, read, write, delete, mkdir, rename or all)`}},
+		{
+			"all problems reported",
+			[]UserConfig{{Name: "", PasswordHash: "x", Home: "", Permissions: []string{"x"}}},
+			[]string{"users[0].name", "users[0].password_hash", "users[0].home", "users[0].permissions"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := ValidateUsers(tc.users)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Errorf("ValidateUsers = %v; want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ValidateUsers = nil; want an error")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("ValidateUsers = %q; want it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), argon) || strings.Contains(err.Error(), bc) {
+				t.Errorf("error %q contains a password hash", err)
+			}
+		})
+	}
+}

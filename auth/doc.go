@@ -1,0 +1,10 @@
+// Package auth holds the users of ftpsd: password verification (argon2id and
+// bcrypt), per-user permissions, and a per-address login throttle.
+//
+// It is a leaf package: it knows nothing of FTP, TLS or sockets. The control
+// layer calls [Store.Authenticate] with the user name, the password and the
+// client's address, and gets back a [User] (name, home, permissions) or one of
+// [ErrInvalidCredentials], [ErrBlocked] or the context's error.
+//
+// Passwords and password hashes are never logged and never appear in errors.
+package auth

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/passive"
+	"github.com/ftpsd/ftpsd/tlsctl"
+)
+
+// runCheckConfig implements "ftpsd check-config".
+func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check-config", "-config FILE",
+		`Validate a configuration file the way "serve" does, including loading the
+certificate (in self-signed mode it is generated into server.state_dir if
+missing), then print the effective settings with their defaults filled in,
+the firewall ports to open, and warnings. Password hashes are never printed.
+Exits 1 with the offending key or line:column if the file is not valid.`,
+		`  ftpsd check-config -config /etc/ftpsd/config.toml`, stderr)
+	path := configFlag(fs)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if code, ok := requireConfig(fs, *path); !ok {
+		return code
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	// Component logs (e.g. "generated self-signed certificate") go to
+	// stderr so that stdout is only the report.
+	log := newLogger(cfg.Log, stderr)
+
+	tm, err := tlsctl.New(ctx, cfg.TLS, log.With("component", "tls"))
+	if err != nil {
+		return fail(stderr, fmt.Errorf("tls: %w", err))
+	}
+	defer tm.Close()
+	pm, err := passive.New(cfg.Passive, log.With("component", "passive"))
+	if err != nil {
+		return fail(stderr, fmt.Errorf("passive: %w", err))
+	}
+	defer pm.Close()
+
+	if err := writeReport(stdout, *path, cfg, tm.Certificate(), tm.ServerConfig(),
+		pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)); err != nil {
+		return fail(stderr, err)
+	}
+	return exitOK
+}
+
+// writeReport prints the effective settings of a validated config.
+func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo, base *tls.Config, warnings []string) error {
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
+	row := func(indent int, key, format string, a ...any) {
+		fmt.Fprintf(tw, "%s%s\t%s\n", strings.Repeat("  ", indent), key, fmt.Sprintf(format, a...))
+	}
+	// Section headers end in a tab too, so that one column runs through
+	// the whole report.
+	section := func(name string) { fmt.Fprintf(tw, "%s\t\n", name) }
+
+	fmt.Fprintf(tw, "config %s: OK\n\n", path)
+
+	section("server")
+	row(1, "listen", "%s", cfg.Server.Listen)
+	row(1, "state dir", "%s", cfg.Server.StateDir)
+	row(1, "banner", "220 %s", cfg.Server.Banner)
+	row(1, "plaintext login", "%s", allowed(cfg.Server.AllowPlaintextLogin))
+	row(1, "plaintext data", "%s", allowed(cfg.Server.AllowPlaintextData))
+	row(1, "max connections", "%d total, %d per IP", cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerIP)
+	row(1, "timeouts", "idle %s, login %s, TLS handshake %s, data %s, shutdown %s",
+		cfg.Server.IdleTimeout, cfg.Server.LoginTimeout, cfg.Server.TLSHandshakeTimeout,
+		cfg.Server.DataTimeout, cfg.Server.ShutdownTimeout)
+
+	section("tls")
+	row(1, "source", "%s", cert.Source)
+	if cert.File != "" {
+		row(1, "file", "%s", cert.File)
+	}
+	row(1, "names", "%s", strings.Join(cert.Names, ", "))
+	row(1, "valid", "%s to %s%s", cert.NotBefore.UTC().Format(time.RFC3339),
+		cert.NotAfter.UTC().Format(time.RFC3339), expiryNote(cert.NotAfter))
+	row(1, "sha256", "%s", colonHex(cert.SHA256))
+	row(1, "min version", "%s", tls.VersionName(base.MinVersion))
+
+	first, last := cfg.Passive.PortRange()
+	section("passive")
+	row(1, "ports", "%s (%d ports)", portRange(first, last), int(last)-int(first)+1)
+	if cfg.Passive.PublicAddress == "" {
+		row(1, "public address", "(none: the control connection's local address)")
+	} else {
+		row(1, "public address", "%s", cfg.Passive.PublicAddress)
+	}
+	if len(cfg.Passive.LocalNetworks) > 0 {
+		row(1, "local networks", "%s (get the local address)", strings.Join(cfg.Passive.LocalNetworks, ", "))
+	} else {
+		row(1, "local networks", "(none: only loopback clients get the local address)")
+	}
+	row(1, "tls resumption", "%s", cfg.Passive.TLSResumption)
+
+	section("firewall")
+	row(1, controlPort(cfg.Server.Listen)+"/tcp", "allow inbound: control connections")
+	row(1, portRange(first, last)+"/tcp", "allow inbound: passive data connections")
+
+	section("users")
+	for _, u := range cfg.Users {
+		perms := strings.Join(u.Permissions, ",")
+		if p, err := auth.ParsePerms(u.Permissions); err == nil {
+			perms = p.String()
+		}
+		if perms == "" {
+			perms = "(none)"
+		}
+		row(1, u.Name, "home %s%s, permissions %s", u.Home, homeNote(u.Home), perms)
+	}
+
+	section("log")
+	row(1, "level", "%s", cfg.Log.Level)
+	row(1, "format", "%s", cfg.Log.Format)
+
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for line := range strings.Lines(table.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n")) // headers' padding
+	}
+	// Warnings are long sentences: outside the table, or they would widen
+	// its first column.
+	if len(warnings) > 0 {
+		fmt.Fprintln(w, "warnings")
+		for _, s := range warnings {
+			fmt.Fprintf(w, "  - %s\n", s)
+		}
+	}
+	return nil
+}
+
+// listenAddrPort is the configured control address as passive's Warnings
+// wants it: "localhost" is loopback, an empty host the zero address (all
+// addresses).
+func listenAddrPort(listen string) netip.AddrPort {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	n, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	if host == "localhost" {
+		return netip.AddrPortFrom(netip.IPv6Loopback(), uint16(n))
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPortFrom(netip.Addr{}, uint16(n))
+	}
+	return netip.AddrPortFrom(ip, uint16(n))
+}
+
+// colonHex writes a hex fingerprint in pairs, "ab:cd:...", as FileZilla and
+// openssl show it.
+func colonHex(h string) string {
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i:min(i+2, len(h))])
+	}
+	return b.String()
+}
+
+// homeNote flags a home directory that serve will have to create, or cannot
+// use.
+func homeNote(home string) string {
+	fi, err := os.Stat(home)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return " (missing: serve creates it)"
+	case err != nil:
+		return fmt.Sprintf(" (%v)", err)
+	case !fi.IsDir():
+		return " (NOT A DIRECTORY)"
+	}
+	return ""
+}
+
+// allowed renders a permissive boolean switch.
+func allowed(b bool) string {
+	if b {
+		return "allowed"
+	}
+	return "refused"
+}
+
+// expiryNote flags a certificate that expired or expires soon.
+func expiryNote(notAfter time.Time) string {
+	switch left := time.Until(notAfter); {
+	case left <= 0:
+		return " (EXPIRED)"
+	case left < 30*24*time.Hour:
+		return fmt.Sprintf(" (expires in %d days)", int(left.Hours()/24))
+	}
+	return ""
+}
+
+// portRange renders a port range as "first-last", or one port alone.
+func portRange(first, last uint16) string {
+	if first == last {
+		return fmt.Sprint(first)
+	}
+	return fmt.Sprintf("%d-%d", first, last)
+}
+
+// controlPort is the port of a validated listen address, as a number when it
+// is given as a service name ("ftp" -> 21).
+func controlPort(listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if n, err := net.LookupPort("tcp", port); err == nil {
+		return fmt.Sprint(n)
+	}
+	return port
+}

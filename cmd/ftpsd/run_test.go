@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftpsd/ftpsd/auth"
+)
+
+// result is what one run() call produced.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCmd runs the command line args with stdin and returns its result.
+func runCmd(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"no args", nil, exitUsage, "", "Commands:"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `ftpsd: unknown command "frobnicate"`},
+		{"help", []string{"help"}, exitOK, "check-config", ""},
+		{"-h", []string{"-h"}, exitOK, "hash-password", ""},
+		{"serve -h", []string{"serve", "-h"}, exitOK, "", "Example:\n  ftpsd serve -config"},
+		{"check-config -h", []string{"check-config", "-h"}, exitOK, "", "-config FILE"},
+		{"hash-password -h", []string{"hash-password", "-h"}, exitOK, "", "argon2id"},
+		{"version -h", []string{"version", "-h"}, exitOK, "", "Usage: ftpsd version"},
+		{"serve without -config", []string{"serve"}, exitUsage, "", "missing -config FILE"},
+		{"check-config without -config", []string{"check-config"}, exitUsage, "", "missing -config FILE"},
+		{"unknown flag", []string{"serve", "-conf", "x"}, exitUsage, "", "flag provided but not defined: -conf"},
+		{"extra argument", []string{"check-config", "-config", "x.toml", "y"}, exitUsage, "", `unexpected argument "y"`},
+		{"missing config file", []string{"check-config", "-config", "/nonexistent/ftpsd.toml"}, exitError, "", "ftpsd: open /nonexistent/ftpsd.toml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, "", tt.args...)
+			if r.code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d\nstderr: %s", r.code, tt.wantCode, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.wantStdout) {
+				t.Errorf("stdout does not contain %q:\n%s", tt.wantStdout, r.stdout)
+			}
+			if !strings.Contains(r.stderr, tt.wantStderr) {
+				t.Errorf("stderr does not contain %q:\n%s", tt.wantStderr, r.stderr)
+			}
+			if tt.wantCode == exitUsage && r.stdout != "" {
+				t.Errorf("usage error wrote to stdout: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestRunVersion(t *testing.T) {
+	r := runCmd(t, "", "version")
+	if r.code != exitOK {
+		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+	}
+	// The version is "dev" here, or a module version where the build
+	// stamped one; the Go version is always there.
+	if !strings.HasPrefix(r.stdout, "ftpsd ") || !strings.Contains(r.stdout, " "+runtime.Version()+" ") {
+		t.Errorf("version printed %q, want \"ftpsd VERSION %s GOOS/GOARCH\"", r.stdout, runtime.Version())
+	}
+}
+
+func TestRunHashPassword(t *testing.T) {
+	tests := []struct {
+		name     string
+		stdin    string
+		wantPW   string // "" means the command must fail
+		wantErrs string
+	}{
+		{"no newline", "secret", "secret", ""},
+		{"newline", "secret\n", "secret", ""},
+		{"CRLF", "secret\r\n", "secret", ""},
+		{"only the first line", "first\nsecond\n", "first", ""},
+		{"inner and trailing spaces kept", " pass word \n", " pass word ", ""},
+		{"empty", "", "", "empty password"},
+		{"empty line", "\n", "", "empty password"},
+		{"too long", strings.Repeat("x", maxPasswordLen+1), "", "longer than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCmd(t, tt.stdin, "hash-password")
+			if tt.wantPW == "" {
+				if r.code != exitError || !strings.HasPrefix(r.stderr, "ftpsd: ") || !strings.Contains(r.stderr, tt.wantErrs) || r.stdout != "" {
+					t.Fatalf("got exit %d stdout %q stderr %q, want exit 1 and %q", r.code, r.stdout, r.stderr, tt.wantErrs)
+				}
+				return
+			}
+			if r.code != exitOK {
+				t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+			}
+			hash, ok := strings.CutSuffix(r.stdout, "\n")
+			if !ok || strings.Contains(hash, "\n") {
+				t.Fatalf("stdout = %q, want one line", r.stdout)
+			}
+			if !strings.HasPrefix(hash, "$argon2id$") {
+				t.Errorf("hash %q is not argon2id", hash)
+			}
+			for _, pw := range []string{tt.wantPW, tt.stdin} {
+				ok, err := auth.VerifyPassword(hash, pw)
+				if err != nil {
+					t.Fatalf("VerifyPassword: %v", err)
+				}
+				if want := pw == tt.wantPW; ok != want {
+					t.Errorf("VerifyPassword(hash, %q) = %v, want %v", pw, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// exampleInTemp copies config.example.toml into a temporary directory, with
+// edits applied as old/new pairs, and returns the copy's path.
+func exampleInTemp(t *testing.T, oldNew ...string) string {
+	t.Helper()
+	text := readExample(t)
+	for i := 0; i+1 < len(oldNew); i += 2 {
+		if !strings.Contains(text, oldNew[i]) {
+			t.Fatalf("%q not in the example", oldNew[i])
+		}
+		text = strings.Replace(text, oldNew[i], oldNew[i+1], 1)
+	}
+	return writeConfig(t, text)
+}
+
+func TestRunCheckConfig(t *testing.T) {
+	path := exampleInTemp(t)
+	r := runCmd(t, "", "check-config", "-config", path)
+	if r.code != exitOK {
+		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+	}
+	dir := filepath.Dir(path)
+	for _, want := range []string{
+		"2121/tcp", "50000-50100/tcp", // the firewall ports
+		"127.0.0.1:2121",
+		"self-signed", "localhost", "sha256", "TLS 1.2",
+		"required", // tls resumption
+		"demo", filepath.Join(dir, "var", "home", "demo"),
+		"list,read,write,delete,mkdir,rename",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "$argon2id$") || strings.Contains(r.stderr, "$argon2id$") {
+		t.Errorf("check-config printed a password hash:\n%s", r.stdout)
+	}
+	// The self-signed certificate was generated under the config's
+	// directory, not the working directory.
+	if _, err := os.Stat(filepath.Join(dir, "var", "state")); err != nil {
+		t.Errorf("state dir not created next to the config: %v", err)
+	}
+}
+
+func TestRunCheckConfigErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		oldNew []string
+		want   string
+	}{
+		{"bad duration", []string{`idle_timeout = "5m"`, `idle_timeout = "5 minutes"`}, "server.idle_timeout"},
+		{"unknown key", []string{`banner =`, `baner =`}, `unknown key "server.baner"`},
+		{"single passive port", []string{`ports = "50000-50100"`, `ports = "50000"`}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := exampleInTemp(t, tt.oldNew...)
+			r := runCmd(t, "", "check-config", "-config", path)
+			if tt.want == "" {
+				if r.code != exitOK || !strings.Contains(r.stdout, "50000/tcp") {
+					t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+				}
+				return
+			}
+			if r.code != exitError {
+				t.Errorf("exit code = %d, want %d", r.code, exitError)
+			}
+			if !strings.HasPrefix(r.stderr, "ftpsd: ") || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr = %q, want \"ftpsd: ...%s...\"", r.stderr, tt.want)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's log goroutines and the
+// test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logLine returns the first JSON log record with message msg, or nil.
+func logLine(log, msg string) map[string]any {
+	for _, line := range strings.Split(log, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			return rec
+		}
+	}
+	return nil
+}
+
+func TestRunServe(t *testing.T) {
+	path := exampleInTemp(t,
+		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
+		`format = "text"`, `format = "json"`,
+		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
+	)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "-config", path}, strings.NewReader(""), &stdout, &stderr) }()
+
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d before listening:\n%s", code, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if rec := logLine(stderr.String(), "listening"); rec != nil {
+			addr, _ = rec["addr"].(string)
+			if addr == "" {
+				t.Fatalf("listening record has no addr: %v", rec)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"listening\" log line:\n%s", stderr.String())
+		}
+	}
+
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	greeting, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(greeting, "220") {
+		t.Fatalf("greeting = %q, %v; want 220", greeting, err)
+	}
+
+	// SIGTERM cancels the context; the session that stays connected is
+	// told 421 by the graceful shutdown rather than cut.
+	cancel()
+	if bye, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(bye, "421") {
+		t.Errorf("after shutdown the idle session got %q, %v; want 421", bye, err)
+	}
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exit code = %d, want 0\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("serve did not stop after cancel:\n%s", stderr.String())
+	}
+	if logLine(stderr.String(), "stopped") == nil {
+		t.Errorf("no \"stopped\" log line:\n%s", stderr.String())
+	}
+	if stdout.String() != "" {
+		t.Errorf("serve wrote to stdout: %q", stdout.String())
+	}
+}
+
+func TestRunServeListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := exampleInTemp(t, `listen = "127.0.0.1:2121"`, `listen = "`+ln.Addr().String()+`"`)
+	r := runCmd(t, "", "serve", "-config", path)
+	if r.code != exitError || !strings.Contains(r.stderr, "ftpsd: server.listen:") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 with ftpsd: server.listen:", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,402 @@
+package ftps
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/passive"
+)
+
+// openPassive replaces the session's passive listener with a new one.
+func (s *session) openPassive() (*passive.Listener, reply, bool) {
+	if s.pasv != nil {
+		s.pasv.Close()
+		s.pasv = nil
+	}
+	l, err := s.binding.Listen()
+	if err != nil {
+		if errors.Is(err, passive.ErrNoPorts) {
+			s.log.Warn("passive ports exhausted")
+			return nil, reply{425, "No free passive port; try again later."}, false
+		}
+		s.log.Error("passive listen failed", "err", err)
+		return nil, reply{425, "Cannot open passive connection."}, false
+	}
+	s.pasv = l
+	return l, noReply, true
+}
+
+func (s *session) cmdPASV(string) reply {
+	if s.epsvAll {
+		return reply{503, "EPSV ALL in effect; use EPSV."}
+	}
+	addr := s.binding.PassiveAddr(s.ctx)
+	if !addr.Is4() || !s.remote.Addr().Is4() {
+		return reply{522, "PASV is IPv4 only; use EPSV."}
+	}
+	l, r, ok := s.openPassive()
+	if !ok {
+		return r
+	}
+	a, p := addr.As4(), l.Port()
+	return reply{227, fmt.Sprintf("Entering Passive Mode (%d,%d,%d,%d,%d,%d).", a[0], a[1], a[2], a[3], p>>8, p&0xFF)}
+}
+
+func (s *session) cmdEPSV(arg string) reply {
+	switch strings.ToUpper(strings.TrimSpace(arg)) {
+	case "":
+	case "ALL":
+		s.epsvAll = true
+		return reply{200, "EPSV ALL ok."}
+	case "1":
+		if !s.local.Addr().Is4() {
+			return reply{522, "Network protocol not supported, use (2)"}
+		}
+	case "2":
+		if !s.local.Addr().Is6() {
+			return reply{522, "Network protocol not supported, use (1)"}
+		}
+	default:
+		return replySyntax
+	}
+	l, r, ok := s.openPassive()
+	if !ok {
+		return r
+	}
+	return reply{229, fmt.Sprintf("Entering Extended Passive Mode (|||%d|).", l.Port())}
+}
+
+// cmdPORT refuses active mode: the server would have to connect out,
+// which NAT and firewalls rarely allow and which invites FTP bounce abuse.
+func (s *session) cmdPORT(string) reply {
+	return reply{502, "Active mode is not supported; use PASV or EPSV."}
+}
+
+func (s *session) cmdREST(arg string) reply {
+	n, err := strconv.ParseInt(strings.TrimSpace(arg), 10, 64)
+	if err != nil || n < 0 {
+		return replySyntax
+	}
+	s.restOffset = n
+	return reply{350, "Restarting at " + strconv.FormatInt(n, 10) + ". Send STOR or RETR."}
+}
+
+// takeRest returns the REST offset and clears it: it applies to one
+// transfer only.
+func (s *session) takeRest() int64 {
+	n := s.restOffset
+	s.restOffset = 0
+	return n
+}
+
+func (s *session) cmdABOR(string) reply {
+	if s.transferRunning() {
+		x := s.xfer
+		x.cancel()
+		s.waitTransfer() // its 426 goes out before our 226
+		return reply{226, "ABOR successful."}
+	}
+	if s.pasv != nil {
+		s.pasv.Close()
+		s.pasv = nil
+	}
+	return reply{225, "No transfer to abort."}
+}
+
+func (s *session) modeName() string {
+	if s.binary {
+		return "BINARY"
+	}
+	return "ASCII"
+}
+
+func (s *session) cmdRETR(arg string) reply {
+	if !s.allowed(auth.PermRead, "RETR") {
+		return replyNoPerm
+	}
+	offset := s.takeRest()
+	virt, rel, r, ok := s.path(arg)
+	if !ok {
+		return r
+	}
+	f, err := s.root.Open(rel)
+	if err != nil {
+		return fsReply(err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return reply{550, "Not a regular file."}
+	}
+	if offset > fi.Size() {
+		f.Close()
+		return reply{554, "Restart offset is beyond the end of the file."}
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return fsReply(err)
+	}
+	what := "RETR " + virt
+	run := func(ctx context.Context, dc net.Conn) reply {
+		defer f.Close()
+		side := &fileSide{}
+		if _, err := copyData(dc, trackedFile{f, side}); err != nil {
+			return s.transferError(ctx, what, err, side.err != nil)
+		}
+		return reply{226, "Transfer complete."}
+	}
+	text := fmt.Sprintf("Opening %s mode data connection for %s (%d bytes).", s.modeName(), virt, fi.Size()-offset)
+	return s.prepareTransfer(what, text, run, func() { f.Close() })
+}
+
+// storeMode says how an upload meets an existing file.
+type storeMode int
+
+const (
+	storeReplace storeMode = iota // STOR
+	storeAppend                   // APPE
+	storeUnique                   // STOU
+)
+
+func (s *session) cmdSTOR(arg string) reply { return s.store(arg, storeReplace) }
+func (s *session) cmdAPPE(arg string) reply { return s.store(arg, storeAppend) }
+func (s *session) cmdSTOU(arg string) reply { return s.store(arg, storeUnique) }
+
+// upload is how one upload writes its file: opened only once the data
+// connection passed its checks, then committed or discarded.
+type upload struct {
+	open    func() (*os.File, error)
+	commit  func(f *os.File, end int64) error
+	discard func(f *os.File)
+	// atomic uploads replace an existing file; they must not commit data
+	// that may be truncated.
+	atomic bool
+}
+
+// store implements STOR, APPE and STOU. An overwriting STOR writes a
+// temporary file beside the target and renames it over the target only
+// after a complete transfer, so an aborted upload leaves the old version.
+// A new file, APPE and REST+STOR write in place, so an interrupted upload
+// can be resumed.
+func (s *session) store(arg string, mode storeMode) reply {
+	if !s.allowed(auth.PermWrite, "STOR") {
+		return replyNoPerm
+	}
+	offset := s.takeRest()
+	if mode == storeUnique {
+		name, r, ok := s.uniqueName(arg)
+		if !ok {
+			return r
+		}
+		arg = name
+	}
+	virt, rel, r, ok := s.path(arg)
+	if !ok {
+		return r
+	}
+	if rel == "." {
+		return reply{553, "File name not allowed."}
+	}
+	if fi, err := s.root.Stat(path.Dir(rel)); err != nil || !fi.IsDir() {
+		return reply{553, "Directory does not exist."}
+	}
+	fi, err := s.root.Stat(rel)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fsReply(err)
+	}
+	if exists && !fi.Mode().IsRegular() {
+		return reply{550, "Not a regular file."}
+	}
+	if offset > 0 && mode == storeReplace && (!exists || offset > fi.Size()) {
+		return reply{554, "Restart offset is beyond the end of the file."}
+	}
+
+	up := s.plan(rel, mode, offset, exists, fi)
+	what := map[storeMode]string{storeReplace: "STOR ", storeAppend: "APPE ", storeUnique: "STOU "}[mode] + virt
+	run := func(ctx context.Context, dc net.Conn) reply {
+		f, err := up.open()
+		if err != nil {
+			s.log.Info("upload target not writable", "op", what, "err", err)
+			if r := fsReply(err); r.code != 550 || errors.Is(err, fs.ErrExist) {
+				return r
+			}
+			return reply{553, "Could not create file."}
+		}
+		side := &fileSide{}
+		n, err := copyData(trackedFile{f, side}, dc)
+		if errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil {
+			// The TCP stream ended without TLS close_notify: the client
+			// may have died mid-upload.
+			s.log.Warn("upload ended without TLS close_notify: possibly truncated", "op", what, "bytes", n)
+			if up.atomic {
+				up.discard(f)
+				return reply{426, "Upload ended without TLS close_notify; old file kept."}
+			}
+			err = nil
+		}
+		if err != nil {
+			up.discard(f)
+			return s.transferError(ctx, what, err, side.err != nil)
+		}
+		if err := up.commit(f, offset+n); err != nil {
+			s.log.Error("upload commit failed", "op", what, "err", err)
+			if r := fsReply(err); r.code == 452 {
+				return r
+			}
+			return reply{451, "Local error; upload not stored."}
+		}
+		return reply{226, "Transfer complete."}
+	}
+	text := "Ok to send data."
+	if mode == storeUnique {
+		text = "FILE: " + path.Base(virt)
+	}
+	return s.prepareTransfer(what, text, run, nil)
+}
+
+// plan decides how an upload writes its target.
+func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi fs.FileInfo) upload {
+	closeOnly := func(f *os.File) { f.Close() }
+	commitClose := func(f *os.File, _ int64) error { return f.Close() }
+	switch {
+	case mode == storeAppend:
+		return upload{
+			open: func() (*os.File, error) {
+				return s.root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			},
+			commit: commitClose, discard: closeOnly,
+		}
+	case mode == storeUnique || !exists:
+		return upload{
+			open: func() (*os.File, error) {
+				return s.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			},
+			commit: commitClose, discard: closeOnly,
+		}
+	case offset > 0:
+		return upload{
+			open: func() (*os.File, error) {
+				f, err := s.root.OpenFile(rel, os.O_WRONLY, 0)
+				if err == nil {
+					if _, err = f.Seek(offset, io.SeekStart); err != nil {
+						f.Close()
+					}
+				}
+				return f, err
+			},
+			commit: func(f *os.File, end int64) error {
+				// Drop any old tail beyond what the client sent.
+				err := f.Truncate(end)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				return err
+			},
+			discard: closeOnly,
+		}
+	default:
+		tmp := path.Join(path.Dir(rel), ".ftpsd-"+rand.Text()[:12]+".part")
+		return upload{
+			atomic: true,
+			open: func() (*os.File, error) {
+				return s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+			},
+			commit: func(f *os.File, _ int64) error {
+				err := f.Sync()
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err == nil {
+					err = s.root.Rename(tmp, rel)
+				}
+				if err != nil {
+					s.root.Remove(tmp)
+				}
+				return err
+			},
+			discard: func(f *os.File) {
+				f.Close()
+				s.root.Remove(tmp)
+			},
+		}
+	}
+}
+
+// uniqueName picks a name for STOU that does not exist yet: the argument
+// (or "ftpsd-upload") itself, else with ".1", ".2", ... appended.
+func (s *session) uniqueName(arg string) (string, reply, bool) {
+	base := strings.TrimSpace(arg)
+	if base == "" {
+		base = "ftpsd-upload"
+	}
+	for i := range 100 {
+		name := base
+		if i > 0 {
+			name = base + "." + strconv.Itoa(i)
+		}
+		_, rel, r, ok := s.path(name)
+		if !ok {
+			return "", r, false
+		}
+		if _, err := s.root.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
+			return name, noReply, true
+		}
+	}
+	return "", reply{553, "Could not find a unique file name."}, false
+}
+
+func (s *session) cmdLIST(arg string) reply { return s.list(listArg(arg), formatLIST) }
+func (s *session) cmdNLST(arg string) reply { return s.list(listArg(arg), formatNLST) }
+func (s *session) cmdMLSD(arg string) reply { return s.list(arg, formatMLSD) }
+
+func (s *session) list(arg string, format listFormat) reply {
+	if !s.allowed(auth.PermList, "LIST") {
+		return replyNoPerm
+	}
+	s.takeRest()
+	virt, rel, r, ok := s.path(arg)
+	if !ok {
+		return r
+	}
+	fi, err := s.root.Stat(rel)
+	if err != nil {
+		return fsReply(err)
+	}
+	if !fi.IsDir() && format == formatMLSD {
+		return reply{501, "Not a directory; use MLST."}
+	}
+	what := "LIST " + virt
+	run := func(ctx context.Context, dc net.Conn) reply {
+		bw := bufio.NewWriterSize(dc, 32<<10)
+		var err error
+		if fi.IsDir() {
+			err = s.writeListing(ctx, bw, rel, format)
+		} else if format == formatNLST {
+			_, err = io.WriteString(bw, virt+"\r\n")
+		} else {
+			_, err = io.WriteString(bw, listLine(fi, path.Base(virt), time.Now())+"\r\n")
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			var pe *fs.PathError
+			return s.transferError(ctx, what, err, errors.As(err, &pe))
+		}
+		return reply{226, "Directory send OK."}
+	}
+	return s.prepareTransfer(what, "Here comes the directory listing.", run, nil)
+}

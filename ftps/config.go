@@ -1,0 +1,111 @@
+package ftps
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config is the [server] section: the control listener, the session policy
+// and every limit a client could otherwise hold open forever.
+type Config struct {
+	// Listen is the control listener address (explicit FTPS), host:port.
+	Listen string `toml:"listen"`
+	// StateDir holds persistent server state (the self-signed certificate).
+	// ftps itself does not use it; it lives here because it is a [server] key.
+	StateDir string `toml:"state_dir"`
+	// Banner is the text of the 220 greeting.
+	Banner string `toml:"banner"`
+	// AllowPlaintextLogin lets USER/PASS through before AUTH TLS. Off by
+	// default: the password would cross the network in clear.
+	AllowPlaintextLogin bool `toml:"allow_plaintext_login"`
+	// AllowPlaintextData accepts PROT C (clear data connections).
+	AllowPlaintextData bool `toml:"allow_plaintext_data"`
+	// MaxConnections caps control connections server-wide.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerIP caps control connections from one client IP.
+	// FileZilla needs at least 3 (browsing plus two transfers).
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// IdleTimeout closes a logged-in session that sends no command.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// LoginTimeout bounds the time from connect to a successful PASS.
+	LoginTimeout time.Duration `toml:"login_timeout"`
+	// TLSHandshakeTimeout bounds the control TLS handshake after AUTH TLS.
+	TLSHandshakeTimeout time.Duration `toml:"tls_handshake_timeout"`
+	// DataTimeout aborts a transfer that moves no byte for this long.
+	DataTimeout time.Duration `toml:"data_timeout"`
+	// ShutdownTimeout is how long running transfers may go on after a
+	// shutdown signal before they are cut.
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+	// MaxLoginAttempts is the number of failed PASS per session before 421.
+	MaxLoginAttempts int `toml:"max_login_attempts"`
+}
+
+// Validate fills defaults and reports the first invalid key.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = ":21"
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %q: want host:port (e.g. \"0.0.0.0:21\")", c.Listen)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("server.listen: %q: %q is not a port", c.Listen, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("server.listen: %q: host must be an IP address, \"localhost\" or empty", c.Listen)
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/ftpsd"
+	}
+	if c.Banner == "" {
+		c.Banner = "ftpsd ready"
+	}
+	for _, r := range c.Banner {
+		if r == '\r' || r == '\n' {
+			return fmt.Errorf("server.banner: must be one line")
+		}
+	}
+	ints := []struct {
+		key string
+		v   *int
+		def int
+	}{
+		{"max_connections", &c.MaxConnections, 200},
+		{"max_connections_per_ip", &c.MaxConnectionsPerIP, 10},
+		{"max_login_attempts", &c.MaxLoginAttempts, 3},
+	}
+	for _, f := range ints {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 0 {
+			return fmt.Errorf("server.%s: %d: must be positive", f.key, *f.v)
+		}
+	}
+	if c.MaxConnectionsPerIP > c.MaxConnections {
+		return fmt.Errorf("server.max_connections_per_ip: %d is more than server.max_connections (%d)", c.MaxConnectionsPerIP, c.MaxConnections)
+	}
+	durs := []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"idle_timeout", &c.IdleTimeout, 5 * time.Minute},
+		{"login_timeout", &c.LoginTimeout, time.Minute},
+		{"tls_handshake_timeout", &c.TLSHandshakeTimeout, 10 * time.Second},
+		{"data_timeout", &c.DataTimeout, time.Minute},
+		{"shutdown_timeout", &c.ShutdownTimeout, 30 * time.Second},
+	}
+	for _, f := range durs {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 0 {
+			return fmt.Errorf("server.%s: %s: must be positive", f.key, *f.v)
+		}
+	}
+	return nil
+}

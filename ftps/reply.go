@@ -1,0 +1,95 @@
+package ftps
+
+import (
+	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// reply is one FTP reply. Text may hold several lines (separated by "\n");
+// it is then sent in the RFC 959 multi-line form. The text never carries an
+// internal error: those go to the log.
+type reply struct {
+	code int
+	text string
+}
+
+// noReply is returned by handlers that already answered (or closed).
+var noReply = reply{}
+
+// format renders r as it goes on the wire:
+//
+//	"200 text\r\n"  or  "211-first\r\n middle\r\n211 last\r\n".
+//
+// Middle lines start with a space so that a line which happens to begin with
+// digits is never mistaken for the end of the reply.
+func (r reply) format() string {
+	code := strconv.Itoa(r.code)
+	lines := strings.Split(strings.TrimRight(r.text, "\n"), "\n")
+	var b strings.Builder
+	if len(lines) == 1 {
+		b.WriteString(code + " " + lines[0] + "\r\n")
+		return b.String()
+	}
+	b.WriteString(code + "-" + lines[0] + "\r\n")
+	for _, l := range lines[1 : len(lines)-1] {
+		if !strings.HasPrefix(l, " ") {
+			b.WriteByte(' ')
+		}
+		b.WriteString(l + "\r\n")
+	}
+	b.WriteString(code + " " + lines[len(lines)-1] + "\r\n")
+	return b.String()
+}
+
+// Replies used from several places.
+var (
+	replyNeedLogin      = reply{530, "Please login with USER and PASS."}
+	replySyntax         = reply{501, "Syntax error in parameters or arguments."}
+	replyNoPerm         = reply{550, "Permission denied."}
+	replyBadSequence    = reply{503, "Bad sequence of commands."}
+	replyNeedPasv       = reply{425, "Use PASV or EPSV first."}
+	replyNotResumed     = reply{425, "Unable to build data connection: TLS session of data connection not resumed."}
+	replyDataFailed     = reply{425, "Unable to build data connection."}
+	replyDataProtection = reply{521, "Data connections must be encrypted: send PBSZ 0 and PROT P."}
+	replyTransferBusy   = reply{503, "A transfer is in progress; only ABOR, STAT, NOOP and QUIT are accepted."}
+)
+
+// fsReply maps a file-system error to a reply without leaking its text.
+func fsReply(err error) reply {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return reply{550, "No such file or directory."}
+	case errors.Is(err, fs.ErrExist):
+		return reply{550, "File exists."}
+	case errors.Is(err, fs.ErrPermission):
+		return replyNoPerm
+	case errors.As(err, &errno):
+		switch errno {
+		case syscall.ENOTDIR:
+			return reply{550, "Not a directory."}
+		case syscall.EISDIR:
+			return reply{550, "Is a directory."}
+		case syscall.ENOTEMPTY:
+			return reply{550, "Directory not empty."}
+		case syscall.ENOSPC, syscall.EDQUOT:
+			return reply{452, "Insufficient storage space."}
+		case syscall.ENAMETOOLONG:
+			return reply{553, "File name too long."}
+		case syscall.ELOOP:
+			return replyNoPerm
+		}
+	}
+	// Escapes from the os.Root ("path escapes from parent") and anything
+	// unexpected: refuse without detail.
+	return replyNoPerm
+}
+
+// quotePath quotes a path for a 257 reply: embedded quotes are doubled
+// (RFC 959 appendix II).
+func quotePath(p string) string {
+	return `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+}

@@ -1,0 +1,222 @@
+// Package ftps is the FTPS control layer: the server, one session per
+// control connection, the command table, replies, the user's virtual paths
+// over os.Root, transfers and listings.
+//
+// It receives its base *tls.Config, its users and its passive manager from
+// the caller and never builds any of them itself.
+package ftps
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/passive"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("ftps: server closed")
+
+// Deps are the collaborators a Server needs; all are required but Log.
+type Deps struct {
+	// TLS is the base config; each session uses a tagged clone of it made
+	// by Passive.Bind, so that data connections can be tied to the session.
+	TLS     *tls.Config
+	Auth    *auth.Store
+	Passive *passive.Manager
+	Log     *slog.Logger
+}
+
+// Server accepts explicit-FTPS control connections.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	inShutdown atomic.Bool
+	nextID     atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[netip.Addr]int
+	addr      net.Addr
+	wg        sync.WaitGroup
+}
+
+// New checks the config and dependencies and returns a Server that is not
+// yet listening.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.TLS == nil || deps.Auth == nil || deps.Passive == nil {
+		return nil, errors.New("ftps: Deps.TLS, Deps.Auth and Deps.Passive are required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Log,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		perIP:     make(map[netip.Addr]int),
+	}, nil
+}
+
+// ListenAndServe listens on Config.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Addr is the address of the most recent listener, or nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Serve accepts connections on ln until Shutdown (then it returns
+// ErrServerClosed) or a permanent accept error. Cancelling ctx ends the
+// sessions' contexts but does not drain them: use Shutdown for that.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.trackListener(ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	defer ln.Close()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Anything else (EMFILE, ECONNABORTED, ...) is taken as
+			// transient, as net/http does, so a descriptor storm does
+			// not stop the server.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "delay", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.startSession(ctx, c)
+	}
+}
+
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[ln] = struct{}{}
+		s.addr = ln.Addr()
+		return true
+	}
+	delete(s.listeners, ln)
+	return true
+}
+
+// startSession applies the connection limits before the greeting and starts
+// the session goroutine.
+func (s *Server) startSession(ctx context.Context, c net.Conn) {
+	remote := addrPortOf(c.RemoteAddr())
+	ip := remote.Addr()
+
+	s.mu.Lock()
+	total, fromIP := len(s.sessions), s.perIP[ip]
+	full := total >= s.cfg.MaxConnections || fromIP >= s.cfg.MaxConnectionsPerIP
+	var sess *session
+	if !full {
+		sess = newSession(s, c, s.nextID.Add(1))
+		s.sessions[sess] = struct{}{}
+		s.perIP[ip]++
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+
+	if full {
+		s.log.Warn("connection refused: limit reached", "remote", remote, "sessions", total, "from_ip", fromIP)
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(reply{421, "Too many connections; try again later."}.format()))
+		c.Close()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		defer s.untrack(sess, ip)
+		sess.serve(ctx)
+	}()
+}
+
+func (s *Server) untrack(sess *session, ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// Shutdown stops accepting, tells idle sessions "421" at once, lets running
+// transfers finish, and waits for every session to end or ctx to expire,
+// after which the remaining connections are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.beginShutdown()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.forceClose()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// addrPortOf converts a net.Addr to an unmapped netip.AddrPort.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

@@ -1,0 +1,238 @@
+package ftps
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpsd/ftpsd/passive"
+)
+
+// transfer is one data transfer: announced with 150 by its command, run in
+// its own goroutine, ended with exactly one final reply (226, 425, 426, 451
+// or 5xx) from that goroutine.
+type transfer struct {
+	what     string // for logs and STAT, e.g. "RETR /a.txt"
+	listener *passive.Listener
+	secure   bool
+	// run moves the data. It gets a connection that already passed the
+	// peer and TLS-resumption checks, and returns the final reply.
+	run func(ctx context.Context, dc net.Conn) reply
+	// abandon releases what the command prepared (an open file) when the
+	// data connection never came.
+	abandon func()
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	bytes  atomic.Int64
+}
+
+// prepareTransfer is called by a transfer command after its own checks. It
+// takes the session's passive listener and returns the 150 reply; the
+// transfer starts once that reply is written (see session.launch).
+func (s *session) prepareTransfer(what, text string, run func(context.Context, net.Conn) reply, abandon func()) reply {
+	if s.pasv == nil {
+		if abandon != nil {
+			abandon()
+		}
+		return replyNeedPasv
+	}
+	if s.prot != protPrivate && !s.cfg.AllowPlaintextData {
+		if abandon != nil {
+			abandon()
+		}
+		return replyDataProtection
+	}
+	x := &transfer{
+		what:     what,
+		listener: s.pasv,
+		secure:   s.prot == protPrivate,
+		run:      run,
+		abandon:  abandon,
+		done:     make(chan struct{}),
+	}
+	x.ctx, x.cancel = context.WithCancel(s.ctx)
+	s.pasv = nil
+	s.pending = x
+	return reply{150, text}
+}
+
+// launch starts a prepared transfer.
+func (s *session) launch(x *transfer) {
+	s.xfer = x
+	go func() {
+		defer close(x.done)
+		defer x.cancel()
+		start := time.Now()
+		r := s.execute(x)
+		s.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
+			"dur", time.Since(start).Round(time.Millisecond).String())
+		s.reply(r)
+		// The control connection was idle while the data moved: restart
+		// its idle clock now.
+		s.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+	}()
+}
+
+func (s *session) execute(x *transfer) reply {
+	dc, err := x.listener.Accept(x.ctx, x.secure)
+	x.listener.Close()
+	if err != nil {
+		if x.abandon != nil {
+			x.abandon()
+		}
+		switch {
+		case errors.Is(err, passive.ErrNotResumed):
+			s.log.Warn("data connection refused: TLS session not resumed", "op", x.what)
+			return replyNotResumed
+		case x.ctx.Err() != nil:
+			return reply{426, "Transfer aborted."}
+		default:
+			s.log.Info("data connection failed", "op", x.what, "err", err)
+			return replyDataFailed
+		}
+	}
+	// ABOR or shutdown: make any blocked read or write return at once.
+	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	r := x.run(x.ctx, &dataConn{Conn: dc, ctx: x.ctx, timeout: s.cfg.DataTimeout, n: &x.bytes})
+	closeData(dc)
+	if x.ctx.Err() != nil && r.code < 300 {
+		r = reply{426, "Transfer aborted."}
+	}
+	return r
+}
+
+// closeData ends a data connection; over TLS, Close sends close_notify,
+// without which FileZilla reports "GnuTLS error -110".
+func closeData(dc net.Conn) {
+	if tc, ok := dc.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		tc.Close()
+		return
+	}
+	dc.Close()
+}
+
+// transferRunning reports whether a transfer is announced or running, and
+// forgets one that has ended.
+func (s *session) transferRunning() bool {
+	if s.xfer == nil {
+		return false
+	}
+	select {
+	case <-s.xfer.done:
+		s.xfer = nil
+		return false
+	default:
+		return true
+	}
+}
+
+// waitTransfer blocks until the running transfer (if any) has ended.
+func (s *session) waitTransfer() {
+	if s.xfer != nil {
+		<-s.xfer.done
+		s.xfer = nil
+	}
+}
+
+// dataConn bounds every read and write with the stall timeout, stops at
+// once when the transfer is aborted, and counts bytes.
+type dataConn struct {
+	net.Conn
+	ctx     context.Context
+	timeout time.Duration
+	n       *atomic.Int64
+}
+
+func (c *dataConn) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *dataConn) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	n, err := c.Conn.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// copyBufs recycles transfer buffers: 128 KiB moves eight full TLS records
+// per system call.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// copyData copies src to dst through a pooled buffer. The reader and the
+// writer are wrapped so that os.File's WriterTo/ReaderFrom cannot bypass
+// the buffer (and with it the deadlines).
+func copyData(dst io.Writer, src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+}
+
+// transferError maps a copy failure to the final reply: the client's side
+// (426) or ours (451).
+func (s *session) transferError(ctx context.Context, x string, err error, local bool) reply {
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return reply{426, "Transfer aborted."}
+	case errors.As(err, &ne) && ne.Timeout():
+		s.log.Info("data connection stalled", "op", x)
+		return reply{426, "Data connection timed out; transfer aborted."}
+	case local:
+		s.log.Error("local I/O error during transfer", "op", x, "err", err)
+		if r := fsReply(err); r.code == 452 {
+			return r
+		}
+		return reply{451, "Local error; transfer aborted."}
+	default:
+		s.log.Info("data connection broken", "op", x, "err", err)
+		return reply{426, "Data connection closed; transfer aborted."}
+	}
+}
+
+// sideError tells which side of a copy failed: io.Copy returns the first
+// error, and we know which calls touched the file.
+type fileSide struct {
+	err error
+}
+
+// trackedFile records errors from file I/O so a copy error can be
+// attributed to the file (local) or to the network.
+type trackedFile struct {
+	f    *os.File
+	side *fileSide
+}
+
+func (t trackedFile) Read(p []byte) (int, error) {
+	n, err := t.f.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.side.err = err
+	}
+	return n, err
+}
+
+func (t trackedFile) Write(p []byte) (int, error) {
+	n, err := t.f.Write(p)
+	if err != nil {
+		t.side.err = err
+	}
+	return n, err
+}

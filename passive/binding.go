@@ -1,0 +1,219 @@
+package passive
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// tagPrefix starts every ticket tag; SessionState.Extra asks each layer to
+// append only entries it can recognise.
+const tagPrefix = "ftpsd/1/"
+
+// TLS extension numbers looked for in the control ClientHello.
+const (
+	extSessionTicket  uint16 = 35 // TLS 1.2 session tickets (RFC 5077)
+	extPSKKeyExchange uint16 = 45 // psk_key_exchange_modes, TLS 1.3 resumption
+)
+
+// Bits of Binding.offered.
+const (
+	offeredTLS12 uint32 = 1 << iota // control hello carried extension 35
+	offeredTLS13                    // control hello carried extension 45
+)
+
+// Binding ties the data connections of one control session to it: it owns
+// the session's TLS config, whose session tickets carry a random tag, and
+// the session's passive listeners. Make one with Manager.Bind per control
+// connection; it is safe for concurrent use.
+type Binding struct {
+	m      *Manager
+	local  netip.AddrPort // control connection's local address, unmapped
+	remote netip.AddrPort // control connection's peer, unmapped
+	tag    []byte
+	tls    *tls.Config
+	log    *slog.Logger
+
+	// offered records which ticket extensions the latest control
+	// ClientHello carried (offeredTLS12|offeredTLS13).
+	offered atomic.Uint32
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[*Listener]struct{}
+	dataConns map[net.Conn]struct{} // data conns in their handshake
+}
+
+// Bind starts the data side of one control session. base is the server's
+// TLS config; it must have explicit session ticket keys
+// (SetSessionTicketKeys) so that its clones share them. local and remote are
+// the control connection's local and peer addresses. Bind does not modify
+// base; its GetConfigForClient, WrapSession and UnwrapSession are replaced
+// in the session's clone. A nil base (plain FTP) gives a nil ControlTLS,
+// and secure Accepts fail.
+func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding {
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	var raw [16]byte
+	rand.Read(raw[:]) // never fails (crypto/rand since Go 1.24)
+	b := &Binding{
+		m:         m,
+		local:     local,
+		remote:    remote,
+		tag:       []byte(tagPrefix + hex.EncodeToString(raw[:])),
+		log:       m.log.With("remote", remote),
+		listeners: make(map[*Listener]struct{}),
+		dataConns: make(map[net.Conn]struct{}),
+	}
+	if base != nil {
+		b.tls = b.newTLSConfig(base)
+	}
+	return b
+}
+
+// newTLSConfig clones base and installs the ticket hooks. The clone encrypts
+// and decrypts tickets itself: it shares base's explicit ticket keys.
+func (b *Binding) newTLSConfig(base *tls.Config) *tls.Config {
+	cfg := base.Clone()
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if !b.hasTag(ss) {
+			ss.Extra = append(ss.Extra, b.tag)
+		}
+		return cfg.EncryptTicket(cs, ss)
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(identity, cs)
+		if err != nil || ss == nil || !b.hasTag(ss) {
+			// Another session's (or an unreadable) ticket: no
+			// resumption, a full handshake, DidResume == false.
+			return nil, nil
+		}
+		return ss, nil
+	}
+	// Only observes the hello; returning another config would silently
+	// drop the hooks above.
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		b.observeHello(hello)
+		return nil, nil
+	}
+	return cfg
+}
+
+func (b *Binding) hasTag(ss *tls.SessionState) bool {
+	return slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
+}
+
+// observeHello records which ticket extensions a control ClientHello
+// offered. Hellos of this binding's data connections are ignored.
+func (b *Binding) observeHello(hello *tls.ClientHelloInfo) {
+	b.mu.Lock()
+	_, isData := b.dataConns[hello.Conn]
+	b.mu.Unlock()
+	if isData {
+		return
+	}
+	var bits uint32
+	for _, ext := range hello.Extensions {
+		switch ext {
+		case extSessionTicket:
+			bits |= offeredTLS12
+		case extPSKKeyExchange:
+			bits |= offeredTLS13
+		}
+	}
+	b.offered.Store(bits)
+}
+
+// offeredTickets reports whether the control hello offered ticket
+// resumption for TLS version vers.
+func (b *Binding) offeredTickets(vers uint16) bool {
+	bits := b.offered.Load()
+	if vers >= tls.VersionTLS13 {
+		return bits&offeredTLS13 != 0
+	}
+	return bits&offeredTLS12 != 0
+}
+
+func (b *Binding) addDataConn(c net.Conn) {
+	b.mu.Lock()
+	b.dataConns[c] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *Binding) removeDataConn(c net.Conn) {
+	b.mu.Lock()
+	delete(b.dataConns, c)
+	b.mu.Unlock()
+}
+
+// ControlTLS returns the session's tagged TLS config: use it for the control
+// handshake (AUTH TLS, or implicit FTPS). The data listeners of this Binding
+// use the same config, so tickets issued on either side carry the tag. Do
+// not modify it; Clone it if you must.
+func (b *Binding) ControlTLS() *tls.Config { return b.tls }
+
+// Listen binds a random free port of the range on the control connection's
+// local IP. It returns ErrNoPorts when the range is exhausted and ErrClosed
+// after Close (of the Binding or the Manager).
+func (b *Binding) Listen() (*Listener, error) {
+	if b.m.isClosed() {
+		return nil, ErrClosed
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+
+	ln, port, id, err := b.m.pool.listen(b.local.Addr())
+	if err != nil {
+		if ex := (*exhaustedError)(nil); errors.As(err, &ex) {
+			b.log.Warn("passive ports exhausted",
+				"size", b.m.pool.size(), "in_use", b.m.pool.inUse(),
+				"tried", ex.tried, "busy", ex.busy)
+		}
+		return nil, err
+	}
+	l := &Listener{b: b, ln: ln, port: port, id: id}
+
+	b.mu.Lock()
+	if b.closed { // closed while we were binding
+		b.mu.Unlock()
+		l.Close()
+		return nil, ErrClosed
+	}
+	b.listeners[l] = struct{}{}
+	b.mu.Unlock()
+	return l, nil
+}
+
+func (b *Binding) forget(l *Listener) {
+	b.mu.Lock()
+	delete(b.listeners, l)
+	b.mu.Unlock()
+}
+
+// Close closes the open listeners of this binding (unblocking their Accept
+// with ErrClosed); Listen fails with ErrClosed afterwards. Data connections
+// already returned by Accept belong to the caller and stay open.
+func (b *Binding) Close() {
+	b.mu.Lock()
+	b.closed = true
+	ls := make([]*Listener, 0, len(b.listeners))
+	for l := range b.listeners {
+		ls = append(ls, l)
+	}
+	b.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+}

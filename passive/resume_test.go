@@ -1,0 +1,176 @@
+package passive
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+var tlsVersions = []struct {
+	name string
+	vers uint16
+}{
+	{"TLS1.2", tls.VersionTLS12},
+	{"TLS1.3", tls.VersionTLS13},
+}
+
+// dataClient says which client config opens the data connections.
+type dataClient int
+
+const (
+	dataSame         dataClient = iota // the control connection's config (and cache)
+	dataNoTickets                      // a fresh config with SessionTicketsDisabled
+	dataOtherBinding                   // a config whose cache holds another Binding's ticket
+)
+
+// transfer opens one TLS data connection on a new listener of b with cfg.
+// On success the server writes a line that the client reads (delivering
+// TLS 1.3 tickets issued on the data connection to the client's cache).
+func transfer(t *testing.T, b *Binding, cfg *tls.Config) (serverResumed bool, err error) {
+	t.Helper()
+	l, err := b.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := acceptAsync(t, l, true)
+	client, herr := dialData(t, l.Port(), cfg)
+	r := waitAccept(t, ch)
+	if r.err != nil {
+		if herr == nil {
+			// The refused client sees the connection end.
+			if _, rerr := client.Read(make([]byte, 1)); rerr == nil {
+				t.Error("client read data on a refused data connection")
+			}
+		}
+		return false, r.err
+	}
+	if herr != nil {
+		t.Fatalf("client data handshake: %v", herr)
+	}
+	tc, ok := r.conn.(*tls.Conn)
+	if !ok {
+		t.Fatalf("Accept returned %T, want *tls.Conn", r.conn)
+	}
+	if _, err := io.WriteString(tc, "data\n"); err != nil {
+		t.Fatal(err)
+	}
+	readLine(t, client, "data\n")
+	if got, want := client.ConnectionState().DidResume, tc.ConnectionState().DidResume; got != want {
+		t.Errorf("client DidResume %v, server %v", got, want)
+	}
+	tc.Close()
+	return tc.ConnectionState().DidResume, nil
+}
+
+func TestDataResumption(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	tests := []struct {
+		name        string
+		mode        string
+		control     []clientOpt
+		data        dataClient
+		rounds      int
+		wantErr     error
+		wantResumed bool
+		wantLog     string
+	}{
+		{name: "required resumes", mode: ResumptionRequired, control: []clientOpt{withCache},
+			data: dataSame, rounds: 3, wantResumed: true},
+		{name: "required no session cache", mode: ResumptionRequired,
+			data: dataSame, rounds: 1, wantErr: ErrNotResumed, wantLog: "not resumed"},
+		{name: "required tickets disabled", mode: ResumptionRequired, control: []clientOpt{ticketsDisabled},
+			data: dataSame, rounds: 1, wantErr: ErrNotResumed},
+		{name: "required other binding's ticket", mode: ResumptionRequired, control: []clientOpt{withCache},
+			data: dataOtherBinding, rounds: 1, wantErr: ErrNotResumed},
+		{name: "compatible resumes", mode: ResumptionCompatible, control: []clientOpt{withCache},
+			data: dataSame, rounds: 3, wantResumed: true},
+		{name: "compatible tickets disabled", mode: ResumptionCompatible, control: []clientOpt{ticketsDisabled},
+			data: dataSame, rounds: 2, wantLog: "resumption not checked"},
+		{name: "compatible no session cache", mode: ResumptionCompatible,
+			data: dataSame, rounds: 1},
+		{name: "compatible offered, wrong ticket", mode: ResumptionCompatible, control: []clientOpt{withCache},
+			data: dataOtherBinding, rounds: 1, wantErr: ErrNotResumed},
+		{name: "compatible offered, no ticket on data", mode: ResumptionCompatible, control: []clientOpt{withCache},
+			data: dataNoTickets, rounds: 1, wantErr: ErrNotResumed},
+		{name: "off no session cache", mode: ResumptionOff,
+			data: dataSame, rounds: 1},
+		{name: "off other binding's ticket", mode: ResumptionOff, control: []clientOpt{withCache},
+			data: dataOtherBinding, rounds: 1},
+		{name: "off resumes", mode: ResumptionOff, control: []clientOpt{withCache},
+			data: dataSame, rounds: 2, wantResumed: true},
+	}
+	for _, v := range tlsVersions {
+		for _, tt := range tests {
+			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				log, logs := testLogger()
+				m := newTestManager(t, Config{TLSResumption: tt.mode}, log)
+				base := pki.baseConfig(t)
+				ctl := pki.clientConfig(v.vers, tt.control...)
+				s := startSession(t, m, base, ctl)
+
+				var data *tls.Config
+				switch tt.data {
+				case dataSame:
+					data = ctl
+				case dataNoTickets:
+					data = pki.clientConfig(v.vers, ticketsDisabled)
+				case dataOtherBinding:
+					// Same base config and keys, another control session.
+					data = pki.clientConfig(v.vers, withCache)
+					startSession(t, m, base, data)
+				}
+				for i := range tt.rounds {
+					resumed, err := transfer(t, s.b, data)
+					if !errors.Is(err, tt.wantErr) {
+						t.Fatalf("round %d: Accept error %v, want %v", i+1, err, tt.wantErr)
+					}
+					if err == nil && resumed != tt.wantResumed {
+						t.Fatalf("round %d: DidResume %v, want %v", i+1, resumed, tt.wantResumed)
+					}
+				}
+				if tt.wantLog != "" && !strings.Contains(logs.String(), tt.wantLog) {
+					t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
+				}
+				if n := m.InUse(); n != 0 {
+					t.Errorf("InUse() = %d after the transfers, want 0", n)
+				}
+			})
+		}
+	}
+}
+
+// TestControlTicketTagged checks the hooks on ControlTLS: tickets carry the
+// binding's tag, a second control connection on the same binding resumes,
+// and base itself is left untouched.
+func TestControlTicketTagged(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	for _, v := range tlsVersions {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			m := newTestManager(t, Config{}, nil)
+			base := pki.baseConfig(t)
+			ctl := pki.clientConfig(v.vers, withCache)
+			s := startSession(t, m, base, ctl)
+			if s.client.ConnectionState().DidResume {
+				t.Fatal("first control connection resumed")
+			}
+			if base.WrapSession != nil || base.UnwrapSession != nil || base.GetConfigForClient != nil {
+				t.Fatal("Bind modified base")
+			}
+			if !strings.HasPrefix(string(s.b.tag), tagPrefix) || len(s.b.tag) != len(tagPrefix)+32 {
+				t.Fatalf("tag %q", s.b.tag)
+			}
+			if got := s.b.offered.Load(); got == 0 {
+				t.Fatal("control hello offer not recorded")
+			}
+			if s.b.ControlTLS() != s.b.ControlTLS() {
+				t.Fatal("ControlTLS is not one config per binding")
+			}
+		})
+	}
+}

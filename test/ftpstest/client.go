@@ -1,0 +1,158 @@
+package ftpstest
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Conn is a raw control connection for protocol tests: it sends exact
+// command lines and reads whole (possibly multi-line) replies with
+// net/textproto, so a test asserts codes, not timing.
+type Conn struct {
+	t   testing.TB
+	raw net.Conn
+	c   net.Conn
+	tp  *textproto.Conn
+	TLS *tls.Config // set by AuthTLS; data connections reuse it
+}
+
+// Dial connects and reads the 220 greeting.
+func (s *Server) Dial(t testing.TB) *Conn {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	must(t, err)
+	c := &Conn{t: t, raw: raw, c: raw, tp: textproto.NewConn(raw)}
+	t.Cleanup(func() { raw.Close() })
+	c.Expect(220)
+	return c
+}
+
+// Send writes one command line verbatim (CR LF added).
+func (c *Conn) Send(line string) {
+	c.t.Helper()
+	c.raw.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+// Read reads one reply and returns its code and text.
+func (c *Conn) Read() (int, string) {
+	c.t.Helper()
+	c.raw.SetDeadline(time.Now().Add(20 * time.Second))
+	code, msg, err := c.tp.ReadResponse(0)
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return code, msg
+}
+
+// TryRead reads one reply, returning the error instead of failing the
+// test (for tests that expect the server to close).
+func (c *Conn) TryRead() (int, string, error) {
+	c.raw.SetDeadline(time.Now().Add(20 * time.Second))
+	return c.tp.ReadResponse(0)
+}
+
+// Expect reads one reply and fails the test unless it has code want.
+func (c *Conn) Expect(want int) string {
+	c.t.Helper()
+	code, msg := c.Read()
+	if code != want {
+		c.t.Fatalf("got %d %q, want %d", code, msg, want)
+	}
+	return msg
+}
+
+// Cmd sends line and expects the reply code want.
+func (c *Conn) Cmd(want int, line string) string {
+	c.t.Helper()
+	c.Send(line)
+	return c.Expect(want)
+}
+
+// AuthTLS runs AUTH TLS and the handshake with cfg.
+func (c *Conn) AuthTLS(cfg *tls.Config) {
+	c.t.Helper()
+	c.Cmd(234, "AUTH TLS")
+	tc := tls.Client(c.raw, cfg)
+	c.raw.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.c, c.tp, c.TLS = tc, textproto.NewConn(tc), cfg
+}
+
+// Login does AUTH TLS, USER, PASS, PBSZ 0 and PROT P.
+func (c *Conn) Login(cfg *tls.Config, user, pass string) {
+	c.t.Helper()
+	c.AuthTLS(cfg)
+	c.Cmd(331, "USER "+user)
+	c.Cmd(230, "PASS "+pass)
+	c.Cmd(200, "PBSZ 0")
+	c.Cmd(200, "PROT P")
+}
+
+// ControlState is the TLS state of the control connection.
+func (c *Conn) ControlState() tls.ConnectionState {
+	return c.c.(*tls.Conn).ConnectionState()
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { c.raw.Close() }
+
+var pasvRE = regexp.MustCompile(`\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)`)
+
+// Pasv sends PASV and returns the advertised address.
+func (c *Conn) Pasv() string {
+	c.t.Helper()
+	msg := c.Cmd(227, "PASV")
+	m := pasvRE.FindStringSubmatch(msg)
+	if m == nil {
+		c.t.Fatalf("bad PASV reply %q", msg)
+	}
+	p1, _ := strconv.Atoi(m[5])
+	p2, _ := strconv.Atoi(m[6])
+	return fmt.Sprintf("%s.%s.%s.%s:%d", m[1], m[2], m[3], m[4], p1*256+p2)
+}
+
+// Epsv sends EPSV and returns the port.
+func (c *Conn) Epsv() int {
+	c.t.Helper()
+	msg := c.Cmd(229, "EPSV")
+	i, j := strings.Index(msg, "(|||"), strings.LastIndex(msg, "|)")
+	if i < 0 || j < i {
+		c.t.Fatalf("bad EPSV reply %q", msg)
+	}
+	p, err := strconv.Atoi(msg[i+4 : j])
+	must(c.t, err)
+	return p
+}
+
+// DialData opens a data connection to addr; with cfg non-nil it runs a
+// TLS client handshake (which resumes if cfg's session cache allows).
+func DialData(t testing.TB, addr string, cfg *tls.Config) (net.Conn, error) {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { raw.Close() })
+	raw.SetDeadline(time.Now().Add(20 * time.Second))
+	if cfg == nil {
+		return raw, nil
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}

@@ -1,0 +1,89 @@
+package tlsctl
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string // substring; "" = valid
+		check   func(t *testing.T, c Config)
+	}{
+		{
+			name: "defaults",
+			cfg:  Config{StateDir: "/var/lib/ftpsd"},
+			check: func(t *testing.T, c Config) {
+				if c.Mode != ModeSelfSigned || c.MinVersion != "1.2" || c.ReloadInterval != time.Minute ||
+					c.TicketKeyRotation != 24*time.Hour ||
+					!slices.Equal(c.SelfSignedNames, []string{"localhost", "127.0.0.1", "::1"}) {
+					t.Errorf("defaults not filled: %+v", c)
+				}
+			},
+		},
+		{
+			name: "explicit values kept",
+			cfg: Config{Mode: "files", CertFile: "c.pem", KeyFile: "k.pem", MinVersion: "1.3",
+				ReloadInterval: 5 * time.Second, TicketKeyRotation: time.Hour},
+			check: func(t *testing.T, c Config) {
+				if c.MinVersion != "1.3" || c.ReloadInterval != 5*time.Second || c.TicketKeyRotation != time.Hour {
+					t.Errorf("values changed: %+v", c)
+				}
+			},
+		},
+		{name: "self-signed names", cfg: Config{StateDir: "s", SelfSignedNames: []string{"ftp.example.com", "*.example.org", "10.0.0.1", "2001:db8::1"}}},
+		{name: "unknown mode", cfg: Config{Mode: "acme2", StateDir: "s"}, wantErr: `tls.mode: "acme2" (want self-signed or files)`},
+		{name: "acme not yet", cfg: Config{Mode: "acme", StateDir: "s"}, wantErr: `tls.mode: "acme"`},
+		{name: "files without cert", cfg: Config{Mode: "files", KeyFile: "k"}, wantErr: `tls.cert_file: required when tls.mode = "files"`},
+		{name: "files without key", cfg: Config{Mode: "files", CertFile: "c"}, wantErr: `tls.key_file: required when tls.mode = "files"`},
+		{name: "files needs no state dir", cfg: Config{Mode: "files", CertFile: "c", KeyFile: "k"}},
+		{name: "self-signed without state dir", cfg: Config{}, wantErr: "server.state_dir: required for the self-signed certificate"},
+		{name: "cert file in self-signed mode", cfg: Config{StateDir: "s", CertFile: "c"}, wantErr: `tls.cert_file, tls.key_file: only used when tls.mode = "files"`},
+		{name: "min version 1.1", cfg: Config{StateDir: "s", MinVersion: "1.1"}, wantErr: `tls.min_version: "1.1" (want 1.2 or 1.3)`},
+		{name: "min version TLS1.2", cfg: Config{StateDir: "s", MinVersion: "TLS1.2"}, wantErr: `tls.min_version: "TLS1.2"`},
+		{name: "negative reload", cfg: Config{Mode: "files", CertFile: "c", KeyFile: "k", ReloadInterval: -time.Second}, wantErr: "tls.reload_interval: -1s"},
+		{name: "negative rotation", cfg: Config{StateDir: "s", TicketKeyRotation: -time.Hour}, wantErr: "tls.ticket_key_rotation: -1h0m0s"},
+		{name: "empty name", cfg: Config{StateDir: "s", SelfSignedNames: []string{"localhost", ""}}, wantErr: `tls.self_signed_names[1]: "" is not a host name or IP address`},
+		{name: "name with space", cfg: Config{StateDir: "s", SelfSignedNames: []string{"my host"}}, wantErr: `tls.self_signed_names[0]: "my host"`},
+		{name: "IP with zone", cfg: Config{StateDir: "s", SelfSignedNames: []string{"fe80::1%eth0"}}, wantErr: `tls.self_signed_names[0]: "fe80::1%eth0"`},
+		{name: "label too long", cfg: Config{StateDir: "s", SelfSignedNames: []string{strings.Repeat("a", 64) + ".example"}}, wantErr: "tls.self_signed_names[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := tt.cfg
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatalf("Validate: no error, want %q", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Fatalf("Validate: %q, want it to contain %q", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestDefaultNamesNotShared(t *testing.T) {
+	t.Parallel()
+	a, b := Config{StateDir: "s"}, Config{StateDir: "s"}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a.SelfSignedNames[0] = "changed"
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if b.SelfSignedNames[0] != "localhost" {
+		t.Fatalf("default names shared between configs: %q", b.SelfSignedNames)
+	}
+}
