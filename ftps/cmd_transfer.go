@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path"
 	"strconv"
@@ -102,10 +101,9 @@ func (s *session) takeRest() int64 {
 }
 
 func (s *session) cmdABOR(string) reply {
-	if s.transferRunning() {
-		x := s.xfer
+	if x := s.xfer; x != nil {
 		x.cancel()
-		s.waitTransfer() // its 426 goes out before our 226
+		s.waitTransfer() // its 426 (or 226) goes out before ours
 		return reply{226, "ABOR successful."}
 	}
 	if s.pasv != nil {
@@ -149,7 +147,7 @@ func (s *session) cmdRETR(arg string) reply {
 		return fsReply(err)
 	}
 	what := "RETR " + virt
-	run := func(ctx context.Context, dc net.Conn) reply {
+	run := func(ctx context.Context, dc *dataConn) reply {
 		defer f.Close()
 		side := &fileSide{}
 		if _, err := copyData(dc, trackedFile{f, side}); err != nil {
@@ -226,7 +224,7 @@ func (s *session) store(arg string, mode storeMode) reply {
 
 	up := s.plan(rel, mode, offset, exists, fi)
 	what := map[storeMode]string{storeReplace: "STOR ", storeAppend: "APPE ", storeUnique: "STOU "}[mode] + virt
-	run := func(ctx context.Context, dc net.Conn) reply {
+	run := func(ctx context.Context, dc *dataConn) reply {
 		f, err := up.open()
 		if err != nil {
 			s.log.Info("upload target not writable", "op", what, "err", err)
@@ -237,7 +235,8 @@ func (s *session) store(arg string, mode storeMode) reply {
 		}
 		side := &fileSide{}
 		n, err := copyData(trackedFile{f, side}, dc)
-		if errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil {
+		if err == nil && dc.endedWithoutCloseNotify() ||
+			errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil {
 			// The TCP stream ended without TLS close_notify: the client
 			// may have died mid-upload.
 			s.log.Warn("upload ended without TLS close_notify: possibly truncated", "op", what, "bytes", n)
@@ -379,7 +378,7 @@ func (s *session) list(arg string, format listFormat) reply {
 		return reply{501, "Not a directory; use MLST."}
 	}
 	what := "LIST " + virt
-	run := func(ctx context.Context, dc net.Conn) reply {
+	run := func(ctx context.Context, dc *dataConn) reply {
 		bw := bufio.NewWriterSize(dc, 32<<10)
 		var err error
 		if fi.IsDir() {

@@ -266,7 +266,7 @@ func (s *session) forceClose() {
 func (s *session) cleanup() {
 	if s.xfer != nil {
 		s.xfer.cancel()
-		<-s.xfer.done
+		s.waitTransfer()
 	}
 	if s.cancel != nil {
 		s.cancel()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,21 +24,25 @@ type transfer struct {
 	secure   bool
 	// run moves the data. It gets a connection that already passed the
 	// peer and TLS-resumption checks, and returns the final reply.
-	run func(ctx context.Context, dc net.Conn) reply
+	run func(ctx context.Context, dc *dataConn) reply
 	// abandon releases what the command prepared (an open file) when the
 	// data connection never came.
 	abandon func()
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+	// finished closes just before the final reply is written, so the
+	// client's next command always finds the transfer over; done closes
+	// after it, so ABOR's 226 always follows the transfer's 426.
+	finished chan struct{}
+	done     chan struct{}
 	bytes  atomic.Int64
 }
 
 // prepareTransfer is called by a transfer command after its own checks. It
 // takes the session's passive listener and returns the 150 reply; the
 // transfer starts once that reply is written (see session.launch).
-func (s *session) prepareTransfer(what, text string, run func(context.Context, net.Conn) reply, abandon func()) reply {
+func (s *session) prepareTransfer(what, text string, run func(context.Context, *dataConn) reply, abandon func()) reply {
 	if s.pasv == nil {
 		if abandon != nil {
 			abandon()
@@ -56,6 +61,7 @@ func (s *session) prepareTransfer(what, text string, run func(context.Context, n
 		secure:   s.prot == protPrivate,
 		run:      run,
 		abandon:  abandon,
+		finished: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	x.ctx, x.cancel = context.WithCancel(s.ctx)
@@ -71,14 +77,27 @@ func (s *session) launch(x *transfer) {
 		defer close(x.done)
 		defer x.cancel()
 		start := time.Now()
-		r := s.execute(x)
+		r := s.executeSafely(x)
 		s.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
 			"dur", time.Since(start).Round(time.Millisecond).String())
-		s.reply(r)
 		// The control connection was idle while the data moved: restart
 		// its idle clock now.
 		s.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		close(x.finished)
+		s.reply(r)
 	}()
+}
+
+// executeSafely turns a panic in a transfer into a 451 for this session
+// only: a goroutine's panic would otherwise end the whole server.
+func (s *session) executeSafely(x *transfer) (r reply) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("transfer panic", "op", x.what, "panic", v, "stack", string(debug.Stack()))
+			r = reply{451, "Internal error; transfer aborted."}
+		}
+	}()
+	return s.execute(x)
 }
 
 func (s *session) execute(x *transfer) reply {
@@ -121,15 +140,13 @@ func closeData(dc net.Conn) {
 	dc.Close()
 }
 
-// transferRunning reports whether a transfer is announced or running, and
-// forgets one that has ended.
+// transferRunning reports whether a transfer is announced or running.
 func (s *session) transferRunning() bool {
 	if s.xfer == nil {
 		return false
 	}
 	select {
-	case <-s.xfer.done:
-		s.xfer = nil
+	case <-s.xfer.finished:
 		return false
 	default:
 		return true
@@ -151,6 +168,12 @@ type dataConn struct {
 	ctx     context.Context
 	timeout time.Duration
 	n       *atomic.Int64
+}
+
+// endedWithoutCloseNotify reports an upload whose TLS stream ended
+// without close_notify: the client may have died in the middle.
+func (c *dataConn) endedWithoutCloseNotify() bool {
+	return passive.EndedWithoutCloseNotify(c.Conn)
 }
 
 func (c *dataConn) Read(p []byte) (int, error) {

@@ -130,6 +130,7 @@ func (l *Listener) acceptErr(ctx context.Context, err error) error {
 // resumption policy.
 func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, error) {
 	b := l.b
+	conn = &eofConn{Conn: conn} // see EndedWithoutCloseNotify
 	if b.tls == nil {
 		conn.Close()
 		return nil, errors.New("passive: secure data connection without a TLS config")

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 var tlsVersions = []struct {
@@ -170,6 +171,49 @@ func TestControlTicketTagged(t *testing.T) {
 			}
 			if s.b.ControlTLS() != s.b.ControlTLS() {
 				t.Fatal("ControlTLS is not one config per binding")
+			}
+		})
+	}
+}
+
+func TestEndedWithoutCloseNotify(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	for _, tt := range []struct {
+		name   string
+		notify bool
+	}{{"close_notify", true}, {"bare TCP close", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			log, _ := testLogger()
+			m := newTestManager(t, Config{}, log)
+			cfg := pki.clientConfig(tls.VersionTLS13, withCache)
+			sess := startSession(t, m, pki.baseConfig(t), cfg)
+			l, err := sess.b.Listen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch := acceptAsync(t, l, true)
+			dc, err := dialData(t, l.Port(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := waitAccept(t, ch)
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			io.WriteString(dc, "payload")
+			if tt.notify {
+				dc.Close()
+			} else {
+				dc.NetConn().Close()
+			}
+			r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(r.conn)
+			if string(got) != "payload" || err != nil {
+				t.Fatalf("read %q, %v", got, err)
+			}
+			if EndedWithoutCloseNotify(r.conn) == tt.notify {
+				t.Errorf("EndedWithoutCloseNotify = %t with close_notify=%t", !tt.notify, tt.notify)
 			}
 		})
 	}
