@@ -36,7 +36,7 @@ type transfer struct {
 	// after it, so ABOR's 226 always follows the transfer's 426.
 	finished chan struct{}
 	done     chan struct{}
-	bytes  atomic.Int64
+	bytes    atomic.Int64
 }
 
 // prepareTransfer is called by a transfer command after its own checks. It
