@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 		v   *int
 		def int
 	}{
-		{"max_connections", &c.MaxConnections, 200},
+		{"max_connections", &c.MaxConnections, 100},
 		{"max_connections_per_ip", &c.MaxConnectionsPerIP, 10},
 		{"max_login_attempts", &c.MaxLoginAttempts, 3},
 	}

@@ -64,6 +64,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AllowPlaintextLogin {
+		deps.Log.Warn("server.allow_plaintext_login is on: passwords may cross the network unencrypted")
+	}
+	if cfg.AllowPlaintextData {
+		deps.Log.Warn("server.allow_plaintext_data is on: clients may transfer files unencrypted (PROT C)")
+	}
 	return &Server{
 		cfg:       cfg,
 		deps:      deps,

@@ -35,6 +35,14 @@ func (s *Server) Dial(t testing.TB) *Conn {
 	return c
 }
 
+// On returns the same connection reporting to t (for fuzz targets and
+// subtests).
+func (c *Conn) On(t testing.TB) *Conn {
+	c2 := *c
+	c2.t = t
+	return &c2
+}
+
 // Send writes one command line verbatim (CR LF added).
 func (c *Conn) Send(line string) {
 	c.t.Helper()
