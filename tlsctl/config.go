@@ -18,6 +18,22 @@ const (
 	// ModeFiles serves a certificate and key read from PEM files, which are
 	// polled and reloaded when they change (e.g. after an external renewal).
 	ModeFiles = "files"
+	// ModeACME obtains and renews certificates from an ACME CA (Let's
+	// Encrypt by default) through certmagic.
+	ModeACME = "acme"
+)
+
+// ACME challenge names, as written in the challenges key.
+const (
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+	ChallengeDNS01     = "dns-01"
+)
+
+// Well-known ACME directories, selectable by name in the ca key.
+const (
+	LetsEncryptProduction = "https://acme-v02.api.letsencrypt.org/directory"
+	LetsEncryptStaging    = "https://acme-staging-v02.api.letsencrypt.org/directory"
 )
 
 // Config is the [tls] section of the configuration file.
@@ -44,6 +60,68 @@ type Config struct {
 	// StateDir is the server's state directory ([server] state_dir), set by
 	// cmd. The self-signed mode keeps its certificate in StateDir/tls.
 	StateDir string `toml:"-"`
+
+	// Domains are the names to obtain a certificate for (acme mode); the
+	// first is served to clients that send no SNI (connecting by IP).
+	Domains []string `toml:"domains"`
+	// Email is the ACME account contact (expiry notices); may be empty.
+	Email string `toml:"email"`
+	// CA is the ACME directory URL, or "production" / "staging" for Let's
+	// Encrypt. Default "production".
+	CA string `toml:"ca"`
+	// TrustedRoots is a PEM file of extra roots for the CA's HTTPS (a
+	// private CA); empty uses the system roots.
+	TrustedRoots string `toml:"trusted_roots"`
+	// Challenges are the ACME challenge types to use. Default ["http-01"].
+	Challenges []string `toml:"challenges"`
+	// HTTPPort is where the HTTP-01 responder listens (the CA always
+	// connects to port 80; forward 80 here if they differ). Default 80.
+	HTTPPort int `toml:"http_port"`
+	// TLSALPNPort is where the TLS-ALPN-01 responder listens (the CA
+	// always connects to 443). Default 443.
+	TLSALPNPort int `toml:"tls_alpn_port"`
+	// ListenHost is the interface address the challenge responders bind;
+	// empty means all interfaces.
+	ListenHost string `toml:"listen_host"`
+	// Storage is the directory holding ACME accounts, certificates and
+	// locks. Nodes sharing it obtain once and all serve. Default
+	// <state_dir>/acme.
+	Storage string `toml:"storage"`
+	// AgreeToTerms must be true: it accepts the CA's subscriber agreement.
+	AgreeToTerms bool `toml:"agree_to_terms"`
+	// RenewCheckInterval is how often certificates are checked for renewal
+	// (they renew when a third of their lifetime is left). Default 10m.
+	RenewCheckInterval time.Duration `toml:"renew_check_interval"`
+	// ObtainTimeout bounds the first issuance at startup; after it the
+	// server runs and issuance keeps retrying in the background. Default 5m.
+	ObtainTimeout time.Duration `toml:"obtain_timeout"`
+	// DNS configures the dns-01 challenge ([tls.dns]).
+	DNS DNSConfig `toml:"dns"`
+}
+
+// DNSConfig is the [tls.dns] section: RFC 2136 dynamic updates signed with
+// TSIG, which BIND, Knot, PowerDNS and most self-hosted DNS servers accept.
+type DNSConfig struct {
+	// Server is the primary name server that accepts updates, host:port.
+	Server string `toml:"server"`
+	// Zone is the zone to update (e.g. "example.com."); empty means the
+	// zone is found by an SOA lookup of the domain.
+	Zone string `toml:"zone"`
+	// TSIGKeyName and TSIGAlgorithm name the TSIG key (algorithm default
+	// "hmac-sha256"; also hmac-sha1, hmac-sha384, hmac-sha512).
+	TSIGKeyName   string `toml:"tsig_key_name"`
+	TSIGAlgorithm string `toml:"tsig_algorithm"`
+	// The base64 TSIG secret is read from TSIGSecretFile or, if that is
+	// empty, from the environment variable TSIGSecretEnv. It is never
+	// written to the configuration or logged.
+	TSIGSecretFile string `toml:"tsig_secret_file"`
+	TSIGSecretEnv  string `toml:"tsig_secret_env"`
+	// Resolvers are the DNS servers (host:port) used to find the zone and
+	// to wait until the record is visible; empty uses the system's.
+	Resolvers []string `toml:"resolvers"`
+	// PropagationTimeout bounds the wait for the record to be visible;
+	// "-1s" disables the check. Default 2m.
+	PropagationTimeout time.Duration `toml:"propagation_timeout"`
 }
 
 // Defaults filled in by Validate.
@@ -78,6 +156,10 @@ func (c *Config) Validate() error {
 		c.SelfSignedNames = defaultSelfSignedNames()
 	}
 
+	if c.Mode != ModeACME && len(c.Domains) > 0 {
+		// Same reasoning as for cert_file below: a forgotten mode = "acme".
+		return fmt.Errorf("tls.domains: only used when tls.mode = %q (tls.mode is %q)", ModeACME, c.Mode)
+	}
 	switch c.Mode {
 	case ModeSelfSigned:
 		if c.StateDir == "" {
@@ -101,8 +183,15 @@ func (c *Config) Validate() error {
 		if c.KeyFile == "" {
 			return fmt.Errorf("tls.key_file: required when tls.mode = %q", ModeFiles)
 		}
+	case ModeACME:
+		if c.CertFile != "" || c.KeyFile != "" {
+			return fmt.Errorf("tls.cert_file, tls.key_file: only used when tls.mode = %q (tls.mode is %q)", ModeFiles, c.Mode)
+		}
+		if err := c.validateACME(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("tls.mode: %q (want %s or %s)", c.Mode, ModeSelfSigned, ModeFiles)
+		return fmt.Errorf("tls.mode: %q (want %s, %s or %s)", c.Mode, ModeSelfSigned, ModeFiles, ModeACME)
 	}
 
 	if _, err := parseMinVersion(c.MinVersion); err != nil {

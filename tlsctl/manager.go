@@ -46,6 +46,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		src, err = newSelfSignedSource(ctx, cfg, log)
 	case ModeFiles:
 		src, err = newFilesSource(cfg, log)
+	case ModeACME:
+		src, err = newACMESource(ctx, cfg, log)
 	default: // unreachable after Validate
 		err = fmt.Errorf("tls.mode: %q not implemented", cfg.Mode)
 	}
@@ -90,6 +92,28 @@ func (m *Manager) ServerConfig() *tls.Config { return m.base }
 // Certificate describes the certificate served now (for check-config and
 // logs).
 func (m *Manager) Certificate() CertInfo { return m.src.Info() }
+
+// Inspect describes the certificate cfg would serve, for check-config: in
+// acme mode it reads storage only and never asks the CA (NotAfter is zero
+// when nothing has been obtained yet); the other modes load or generate
+// their certificate as New does.
+func Inspect(ctx context.Context, cfg Config, log *slog.Logger) (CertInfo, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return CertInfo{}, err
+	}
+	if cfg.Mode == ModeACME {
+		return inspectACME(ctx, cfg, log)
+	}
+	m, err := New(ctx, cfg, log)
+	if err != nil {
+		return CertInfo{}, err
+	}
+	defer m.Close()
+	return m.Certificate(), nil
+}
 
 // Close stops the ticket-key rotation and the certificate source's
 // background work. It is safe to call more than once; the base config

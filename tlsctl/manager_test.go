@@ -213,7 +213,7 @@ func TestNewErrors(t *testing.T) {
 			wantErr: func(err error) bool { return errors.Is(err, context.Canceled) }},
 		{name: "invalid config", ctx: context.Background(), cfg: Config{Mode: "acme2"},
 			wantErr: func(err error) bool {
-				return err != nil && err.Error() == `tls.mode: "acme2" (want self-signed or files)`
+				return err != nil && err.Error() == `tls.mode: "acme2" (want self-signed, files or acme)`
 			}},
 		{name: "missing files", ctx: context.Background(), cfg: Config{Mode: ModeFiles, CertFile: filepath.Join(t.TempDir(), "nope.pem"), KeyFile: "k"},
 			wantErr: func(err error) bool { return err != nil }},

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,18 +44,19 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	// stderr so that stdout is only the report.
 	log := newLogger(cfg.Log, stderr)
 
-	tm, err := tlsctl.New(ctx, cfg.TLS, log.With("component", "tls"))
+	// Inspect never asks an ACME CA: check-config must be side-effect free
+	// towards the CA (rate limits).
+	cert, err := tlsctl.Inspect(ctx, cfg.TLS, log.With("component", "tls"))
 	if err != nil {
 		return fail(stderr, fmt.Errorf("tls: %w", err))
 	}
-	defer tm.Close()
 	pm, err := passive.New(cfg.Passive, log.With("component", "passive"))
 	if err != nil {
 		return fail(stderr, fmt.Errorf("passive: %w", err))
 	}
 	defer pm.Close()
 
-	if err := writeReport(stdout, *path, cfg, tm.Certificate(), tm.ServerConfig(),
+	if err := writeReport(stdout, *path, cfg, cert,
 		pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)); err != nil {
 		return fail(stderr, err)
 	}
@@ -63,7 +64,7 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 }
 
 // writeReport prints the effective settings of a validated config.
-func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo, base *tls.Config, warnings []string) error {
+func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo, warnings []string) error {
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	row := func(indent int, key, format string, a ...any) {
@@ -92,10 +93,19 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 		row(1, "file", "%s", cert.File)
 	}
 	row(1, "names", "%s", strings.Join(cert.Names, ", "))
-	row(1, "valid", "%s to %s%s", cert.NotBefore.UTC().Format(time.RFC3339),
-		cert.NotAfter.UTC().Format(time.RFC3339), expiryNote(cert.NotAfter))
-	row(1, "sha256", "%s", colonHex(cert.SHA256))
-	row(1, "min version", "%s", tls.VersionName(base.MinVersion))
+	if cert.NotAfter.IsZero() {
+		row(1, "valid", "not obtained yet: serve obtains it at start")
+	} else {
+		row(1, "valid", "%s to %s%s", cert.NotBefore.UTC().Format(time.RFC3339),
+			cert.NotAfter.UTC().Format(time.RFC3339), expiryNote(cert.NotAfter))
+		row(1, "sha256", "%s", colonHex(cert.SHA256))
+	}
+	if cfg.TLS.Mode == tlsctl.ModeACME {
+		row(1, "acme ca", "%s", cfg.TLS.CA)
+		row(1, "challenges", "%s", strings.Join(cfg.TLS.Challenges, ", "))
+		row(1, "storage", "%s", cfg.TLS.Storage)
+	}
+	row(1, "min version", "TLS %s", cfg.TLS.MinVersion)
 
 	first, last := cfg.Passive.PortRange()
 	section("passive")
@@ -115,6 +125,17 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	section("firewall")
 	row(1, controlPort(cfg.Server.Listen)+"/tcp", "allow inbound: control connections")
 	row(1, portRange(first, last)+"/tcp", "allow inbound: passive data connections")
+	if cfg.TLS.Mode == tlsctl.ModeACME {
+		if slices.Contains(cfg.TLS.Challenges, tlsctl.ChallengeHTTP01) {
+			row(1, "80/tcp", "allow inbound from the CA (http-01), forwarded to port %d here", cfg.TLS.HTTPPort)
+		}
+		if slices.Contains(cfg.TLS.Challenges, tlsctl.ChallengeTLSALPN01) {
+			row(1, "443/tcp", "allow inbound from the CA (tls-alpn-01), forwarded to port %d here", cfg.TLS.TLSALPNPort)
+		}
+		if slices.Contains(cfg.TLS.Challenges, tlsctl.ChallengeDNS01) {
+			row(1, "(dns-01)", "no inbound port; outbound TCP 53 to %s", cfg.TLS.DNS.Server)
+		}
+	}
 
 	section("users")
 	for _, u := range cfg.Users {

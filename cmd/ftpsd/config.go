@@ -167,6 +167,9 @@ func (c *fileConfig) resolvePaths(dir string) {
 	c.Server.StateDir = abs(c.Server.StateDir)
 	c.TLS.CertFile = abs(c.TLS.CertFile)
 	c.TLS.KeyFile = abs(c.TLS.KeyFile)
+	c.TLS.Storage = abs(c.TLS.Storage)
+	c.TLS.TrustedRoots = abs(c.TLS.TrustedRoots)
+	c.TLS.DNS.TSIGSecretFile = abs(c.TLS.DNS.TSIGSecretFile)
 	for i := range c.Users {
 		c.Users[i].Home = abs(c.Users[i].Home)
 	}
