@@ -151,6 +151,11 @@ func (s *session) cmdRNTO(arg string) reply {
 	if rel == "." {
 		return replyNoPerm
 	}
+	// Renaming onto an existing file replaces (deletes) it: that takes the
+	// rights to write and delete, not only to rename.
+	if _, err := s.root.Lstat(rel); err == nil && !s.allowed(auth.PermWrite|auth.PermDelete, "RNTO over existing file") {
+		return replyNoPerm
+	}
 	if err := s.root.Rename(from, rel); err != nil {
 		return fsReply(err)
 	}

@@ -210,7 +210,11 @@ func (s *session) cmdMLST(arg string) reply {
 	if err != nil {
 		return fsReply(err)
 	}
-	return reply{250, "Listing " + virt + "\n " + mlsxLine(fi, virt, s.mlstFacts, s.user.Perms) + "\nEnd"}
+	perms := s.user.Perms
+	if rel == "." {
+		perms &^= auth.PermDelete | auth.PermRename // the home itself cannot go
+	}
+	return reply{250, "Listing " + virt + "\n " + mlsxLine(fi, virt, s.mlstFacts, perms) + "\nEnd"}
 }
 
 // statPath answers "STAT path" with a LIST-format listing on the control

@@ -305,6 +305,7 @@ func TestPermissions(t *testing.T) {
 		{"MKD d", 550},
 		{"RMD d", 550},
 		{"RNFR f.txt", 550},
+		{"MLST /", 250},
 		{"MFMT 20200102030405 f.txt", 550},
 		{"SIZE f.txt", 213},
 	})
@@ -515,5 +516,20 @@ func TestShutdownTellsIdleSessions(t *testing.T) {
 	c.Expect(421)
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v", err)
+	}
+}
+
+func TestRenameOverExistingNeedsDelete(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: user, Password: pass, Perms: []string{"list", "read", "rename"}}}})
+	home := s.Home(user)
+	os.WriteFile(filepath.Join(home, "a"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(home, "b"), []byte("b"), 0o644)
+	c := login(t, s, s.ClientTLS())
+	run(t, c, []step{{"RNFR a", 350}, {"RNTO b", 550}, {"RNFR a", 350}, {"RNTO c", 250}})
+	assertFile(t, filepath.Join(home, "b"), "b")
+	mlst := c.Cmd(250, "MLST /")
+	_, after, _ := strings.Cut(mlst, "perm=")
+	if perm, _, _ := strings.Cut(after, ";"); perm != "el" {
+		t.Errorf("MLST / perm = %q, want \"el\" (no rename or delete of the home): %q", perm, mlst)
 	}
 }

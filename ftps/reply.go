@@ -49,7 +49,6 @@ var (
 	replyNeedLogin      = reply{530, "Please login with USER and PASS."}
 	replySyntax         = reply{501, "Syntax error in parameters or arguments."}
 	replyNoPerm         = reply{550, "Permission denied."}
-	replyBadSequence    = reply{503, "Bad sequence of commands."}
 	replyNeedPasv       = reply{425, "Use PASV or EPSV first."}
 	replyNotResumed     = reply{425, "Unable to build data connection: TLS session of data connection not resumed."}
 	replyDataFailed     = reply{425, "Unable to build data connection."}

@@ -169,7 +169,7 @@ func TestControlTicketTagged(t *testing.T) {
 			if got := s.b.offered.Load(); got == 0 {
 				t.Fatal("control hello offer not recorded")
 			}
-			if s.b.ControlTLS() != s.b.ControlTLS() {
+			if first, again := s.b.ControlTLS(), s.b.ControlTLS(); first != again {
 				t.Fatal("ControlTLS is not one config per binding")
 			}
 		})
