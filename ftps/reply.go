@@ -58,15 +58,9 @@ var (
 
 // fsReply maps a file-system error to a reply without leaking its text.
 func fsReply(err error) reply {
+	// Errno first: ENOTEMPTY also matches fs.ErrExist.
 	var errno syscall.Errno
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return reply{550, "No such file or directory."}
-	case errors.Is(err, fs.ErrExist):
-		return reply{550, "File exists."}
-	case errors.Is(err, fs.ErrPermission):
-		return replyNoPerm
-	case errors.As(err, &errno):
+	if errors.As(err, &errno) {
 		switch errno {
 		case syscall.ENOTDIR:
 			return reply{550, "Not a directory."}
@@ -82,8 +76,14 @@ func fsReply(err error) reply {
 			return replyNoPerm
 		}
 	}
-	// Escapes from the os.Root ("path escapes from parent") and anything
-	// unexpected: refuse without detail.
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return reply{550, "No such file or directory."}
+	case errors.Is(err, fs.ErrExist):
+		return reply{550, "File exists."}
+	}
+	// Permission errors, escapes from the os.Root ("path escapes from
+	// parent") and anything unexpected: refuse without detail.
 	return replyNoPerm
 }
 

@@ -3,6 +3,7 @@ package ftps
 import (
 	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,24 @@ func TestReplyFormat(t *testing.T) {
 func TestQuotePath(t *testing.T) {
 	if got := quotePath(`/a "b"`); got != `"/a ""b"""` {
 		t.Errorf("quotePath = %s", got)
+	}
+}
+
+func TestFSReplyCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want reply
+	}{
+		{&fs.PathError{Op: "remove", Path: "d", Err: syscall.ENOTEMPTY}, reply{550, "Directory not empty."}},
+		{&fs.PathError{Op: "mkdir", Path: "d", Err: syscall.EEXIST}, reply{550, "File exists."}},
+		{&fs.PathError{Op: "open", Path: "d", Err: syscall.ENOENT}, reply{550, "No such file or directory."}},
+		{&fs.PathError{Op: "write", Path: "d", Err: syscall.ENOSPC}, reply{452, "Insufficient storage space."}},
+		{&fs.PathError{Op: "open", Path: "d", Err: syscall.EACCES}, replyNoPerm},
+	}
+	for _, tt := range tests {
+		if got := fsReply(tt.err); got != tt.want {
+			t.Errorf("fsReply(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,7 +38,8 @@ type Binding struct {
 	local  netip.AddrPort // control connection's local address, unmapped
 	remote netip.AddrPort // control connection's peer, unmapped
 	tag    []byte
-	tls    *tls.Config
+	tls    *tls.Config // control side: every ticket carries the tag
+	data   *tls.Config // data side: only tickets of resumed connections do
 	log    *slog.Logger
 
 	// offered records which ticket extensions the latest control
@@ -49,7 +49,6 @@ type Binding struct {
 	mu        sync.Mutex
 	closed    bool
 	listeners map[*Listener]struct{}
-	dataConns map[net.Conn]struct{} // data conns in their handshake
 }
 
 // Bind starts the data side of one control session. base is the server's
@@ -71,20 +70,29 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 		tag:       []byte(tagPrefix + hex.EncodeToString(raw[:])),
 		log:       m.log.With("remote", remote),
 		listeners: make(map[*Listener]struct{}),
-		dataConns: make(map[net.Conn]struct{}),
 	}
 	if base != nil {
-		b.tls = b.newTLSConfig(base)
+		b.tls = b.newTLSConfig(base, false)
+		b.data = b.newTLSConfig(base, true)
 	}
 	return b
 }
 
 // newTLSConfig clones base and installs the ticket hooks. The clone encrypts
 // and decrypts tickets itself: it shares base's explicit ticket keys.
-func (b *Binding) newTLSConfig(base *tls.Config) *tls.Config {
+//
+// On the data side a ticket is tagged only when the connection itself
+// resumed a tagged session. A data connection that did a full handshake
+// is refused (in "required" mode), but it has already been sent a ticket
+// by then; were that ticket tagged, its client could come back with it and
+// take over the session's next data connection.
+func (b *Binding) newTLSConfig(base *tls.Config, data bool) *tls.Config {
 	cfg := base.Clone()
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		if !b.hasTag(ss) {
+		switch {
+		case data && !cs.DidResume:
+			ss.Extra = slices.DeleteFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
+		case !b.hasTag(ss):
 			ss.Extra = append(ss.Extra, b.tag)
 		}
 		return cfg.EncryptTicket(cs, ss)
@@ -98,11 +106,13 @@ func (b *Binding) newTLSConfig(base *tls.Config) *tls.Config {
 		}
 		return ss, nil
 	}
-	// Only observes the hello; returning another config would silently
-	// drop the hooks above.
-	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		b.observeHello(hello)
-		return nil, nil
+	if !data {
+		// Only observes the control hello; returning another config
+		// would silently drop the hooks above.
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			b.observeHello(hello)
+			return nil, nil
+		}
 	}
 	return cfg
 }
@@ -112,14 +122,8 @@ func (b *Binding) hasTag(ss *tls.SessionState) bool {
 }
 
 // observeHello records which ticket extensions a control ClientHello
-// offered. Hellos of this binding's data connections are ignored.
+// offered (data connections have their own config without this hook).
 func (b *Binding) observeHello(hello *tls.ClientHelloInfo) {
-	b.mu.Lock()
-	_, isData := b.dataConns[hello.Conn]
-	b.mu.Unlock()
-	if isData {
-		return
-	}
 	var bits uint32
 	for _, ext := range hello.Extensions {
 		switch ext {
@@ -142,22 +146,11 @@ func (b *Binding) offeredTickets(vers uint16) bool {
 	return bits&offeredTLS12 != 0
 }
 
-func (b *Binding) addDataConn(c net.Conn) {
-	b.mu.Lock()
-	b.dataConns[c] = struct{}{}
-	b.mu.Unlock()
-}
-
-func (b *Binding) removeDataConn(c net.Conn) {
-	b.mu.Lock()
-	delete(b.dataConns, c)
-	b.mu.Unlock()
-}
-
 // ControlTLS returns the session's tagged TLS config: use it for the control
-// handshake (AUTH TLS, or implicit FTPS). The data listeners of this Binding
-// use the same config, so tickets issued on either side carry the tag. Do
-// not modify it; Clone it if you must.
+// handshake (AUTH TLS, or implicit FTPS). The data listeners of this
+// Binding use a sibling config with the same keys and tag, which tags only
+// tickets of data connections that resumed. Do not modify it; Clone it if
+// you must.
 func (b *Binding) ControlTLS() *tls.Config { return b.tls }
 
 // Listen binds a random free port of the range on the control connection's

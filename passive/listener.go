@@ -139,12 +139,10 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		conn.Close()
 		return nil, ErrClosed
 	}
-	b.addDataConn(conn)
-	tc := tls.Server(conn, b.tls)
+	tc := tls.Server(conn, b.data)
 	hctx, cancel := context.WithTimeout(ctx, b.m.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
-	b.removeDataConn(conn)
 	if err != nil {
 		tc.Close()
 		l.setPending(nil)

@@ -1,0 +1,271 @@
+package test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpsd/ftpsd/test/ftpstest"
+)
+
+// fzModTime is the modification time of the files FileZilla lists; MDTM
+// and MLSD must report it exactly.
+var fzModTime = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// fzFiles are the files each FileZilla connection downloads.
+var fzFiles = map[string][]byte{
+	"one.bin":   payload(2<<20+17, 1),
+	"two.bin":   payload(1<<20+3, 2),
+	"three.bin": payload(1<<20+333, 3),
+}
+
+// filezilla is one FileZilla control connection: FileZilla 3.x (GnuTLS)
+// offers ALPN "ftp" and "x-filezilla-ftp" on the control connection, and
+// starts every data handshake from the control connection's own session
+// parameters, without ALPN. Each control connection therefore has its own
+// session cache: a ticket of one connection is never offered on another's
+// data port.
+type filezilla struct {
+	*ftpstest.Conn
+	data *tls.Config // for data connections: same cache, no ALPN
+}
+
+func fzTLS(s *ftpstest.Server, version uint16) (control, data *tls.Config) {
+	control = &tls.Config{
+		RootCAs:            s.CAPool,
+		ServerName:         "localhost",
+		NextProtos:         []string{"ftp", "x-filezilla-ftp"},
+		ClientSessionCache: tls.NewLRUClientSessionCache(4),
+		MinVersion:         version,
+		MaxVersion:         version,
+	}
+	data = control.Clone() // shares ClientSessionCache
+	data.NextProtos = nil
+	return control, data
+}
+
+// fzLogon is FileZilla's logon (logon.cpp): AUTH TLS, USER, PASS, FEAT,
+// OPTS UTF8 ON (FEAT lists UTF8, not CLNT), PBSZ 0, PROT P.
+func fzLogon(t *testing.T, s *ftpstest.Server, version uint16) *filezilla {
+	t.Helper()
+	control, data := fzTLS(s, version)
+	c := s.Dial(t)
+	c.AuthTLS(control)
+	st := c.ControlState()
+	if st.Version != version {
+		t.Fatalf("control TLS version %s, want %s", tls.VersionName(st.Version), tls.VersionName(version))
+	}
+	if st.NegotiatedProtocol != "ftp" {
+		t.Fatalf("control ALPN %q, want \"ftp\" (never x-filezilla-ftp: its contract is not implemented)", st.NegotiatedProtocol)
+	}
+	c.Cmd(331, "USER "+user)
+	c.Cmd(230, "PASS "+pass)
+	feat := c.Cmd(211, "FEAT")
+	for _, want := range []string{"UTF8", "MLST", "SIZE", "MDTM", "REST STREAM", "PBSZ", "PROT", "EPSV"} {
+		if !strings.Contains(feat, "\n "+want) {
+			t.Errorf("FEAT lacks %q:\n%s", want, feat)
+		}
+	}
+	if strings.Contains(feat, "\n CLNT") {
+		t.Errorf("FEAT lists CLNT, which is not implemented")
+	}
+	c.Cmd(200, "OPTS UTF8 ON")
+	c.Cmd(200, "PBSZ 0")
+	c.Cmd(200, "PROT P")
+	return &filezilla{Conn: c, data: data}
+}
+
+// mlsdEntry is one parsed MLSD line.
+type mlsdEntry struct {
+	facts map[string]string
+	name  string
+}
+
+func parseMLSD(t *testing.T, listing string) map[string]mlsdEntry {
+	t.Helper()
+	if listing != "" && !strings.HasSuffix(listing, "\r\n") {
+		t.Errorf("MLSD does not end in CRLF: %q", listing)
+	}
+	out := make(map[string]mlsdEntry)
+	for _, line := range strings.Split(strings.TrimSuffix(listing, "\r\n"), "\r\n") {
+		if line == "" {
+			continue
+		}
+		factText, name, ok := strings.Cut(line, " ")
+		if !ok || name == "" {
+			t.Errorf("bad MLSD line %q", line)
+			continue
+		}
+		e := mlsdEntry{facts: make(map[string]string), name: name}
+		for _, f := range strings.Split(strings.TrimSuffix(factText, ";"), ";") {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				t.Errorf("bad fact %q in MLSD line %q", f, line)
+			}
+			e.facts[strings.ToLower(k)] = v
+		}
+		out[name] = e
+	}
+	return out
+}
+
+// fzBrowse is FileZilla's first directory listing (list.cpp, cwd.cpp):
+// PWD, TYPE I, PASV, MLSD. It checks the listing against the home.
+func (c *filezilla) browse(t *testing.T) {
+	t.Helper()
+	if pwd := c.Cmd(257, "PWD"); !strings.HasPrefix(pwd, `"/"`) {
+		t.Errorf("PWD = %q, want \"/\"", pwd)
+	}
+	c.Cmd(200, "TYPE I")
+	entries := parseMLSD(t, string(xfer(t, c.Conn, c.data, "MLSD", nil)))
+
+	var names []string
+	for n := range entries {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if want := []string{"one.bin", "sub", "three.bin", "two.bin", "ünïcödé.txt"}; !slices.Equal(names, want) {
+		t.Errorf("MLSD names %q, want %q", names, want)
+	}
+	uniques := make(map[string]bool)
+	for name, e := range entries {
+		want := map[string]string{"type": "file", "modify": fzModTime.Format("20060102150405")}
+		if data, ok := fzFiles[name]; ok {
+			want["size"] = strconv.Itoa(len(data))
+			want["perm"] = "rawdf"
+		}
+		if name == "sub" {
+			want = map[string]string{"type": "dir", "perm": "elcmdpf"}
+			if _, ok := e.facts["size"]; ok {
+				t.Errorf("MLSD dir %q has a size fact", name)
+			}
+		}
+		for k, v := range want {
+			if e.facts[k] != v {
+				t.Errorf("MLSD %q: %s=%q, want %q (line facts %v)", name, k, e.facts[k], v, e.facts)
+			}
+		}
+		u := e.facts["unique"]
+		if u == "" || uniques[u] {
+			t.Errorf("MLSD %q: unique=%q missing or repeated", name, u)
+		}
+		uniques[u] = true
+	}
+}
+
+// download is FileZilla's transfer of one file (filetransfer.cpp): SIZE,
+// MDTM, PASV, RETR.
+func (c *filezilla) download(t *testing.T, name string) {
+	t.Helper()
+	want := fzFiles[name]
+	if got := c.Cmd(213, "SIZE "+name); got != strconv.Itoa(len(want)) {
+		t.Errorf("SIZE %s = %s, want %d", name, got, len(want))
+	}
+	if got := c.Cmd(213, "MDTM "+name); got != fzModTime.Format("20060102150405") {
+		t.Errorf("MDTM %s = %s, want %s", name, got, fzModTime.Format("20060102150405"))
+	}
+	got := xfer(t, c.Conn, c.data, "RETR "+name, nil)
+	if sum(got) != sum(want) {
+		t.Errorf("RETR %s: %d bytes sha256 %s, want %d bytes sha256 %s", name, len(got), sum(got)[:16], len(want), sum(want)[:16])
+	}
+}
+
+// TestFileZillaSequence replays what FileZilla 3.x sends with its default
+// settings (FIELD-NOTES §2.1): a browsing connection, then two transfer
+// connections from the same IP in parallel, each its own logged-in TLS
+// session whose data connections must resume it.
+func TestFileZillaSequence(t *testing.T) {
+	t.Parallel()
+	for _, v := range versions {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			t.Parallel()
+			s := ftpstest.NewServer(t, ftpstest.Options{})
+			home := s.Home(user)
+			for name, data := range fzFiles {
+				writeFile(t, home, name, data)
+			}
+			writeFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
+			if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"one.bin", "two.bin", "three.bin", "ünïcödé.txt", "sub"} {
+				if err := os.Chtimes(filepath.Join(home, n), fzModTime, fzModTime); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// The browsing connection: logon, first listing, a download.
+			browser := fzLogon(t, s, v)
+			browser.browse(t)
+			browser.download(t, "one.bin")
+
+			// FileZilla's default of two parallel transfers: two more
+			// control connections, each with its own logon and session.
+			t.Run("parallel", func(t *testing.T) {
+				for i, name := range []string{"two.bin", "three.bin"} {
+					t.Run(fmt.Sprintf("transfer-%d", i+1), func(t *testing.T) {
+						t.Parallel()
+						c := fzLogon(t, s, v)
+						c.browse(t)
+						c.download(t, name)
+						c.download(t, "one.bin")
+						c.Cmd(221, "QUIT")
+					})
+				}
+			})
+
+			// The browsing connection is still usable afterwards.
+			browser.browse(t)
+			browser.Cmd(221, "QUIT")
+
+			if n := strings.Count(s.Log.String(), "TLS session not resumed"); n != 0 {
+				t.Errorf("server refused %d data connections for not resuming", n)
+			}
+		})
+	}
+}
+
+// TestFileZillaALPN: whatever order FileZilla lists its protocols in, the
+// server selects "ftp" (a hello whose ALPN list had no overlap would be
+// rejected outright by Go, and x-filezilla-ftp would oblige the server to
+// a contract it does not implement).
+func TestFileZillaALPN(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	for _, protos := range [][]string{
+		{"ftp", "x-filezilla-ftp"},
+		{"x-filezilla-ftp", "ftp"},
+		{"ftp"},
+	} {
+		cfg := s.ClientTLS()
+		cfg.NextProtos = protos
+		c := s.Dial(t)
+		c.AuthTLS(cfg)
+		if got := c.ControlState().NegotiatedProtocol; got != "ftp" {
+			t.Errorf("offered %q: negotiated %q, want \"ftp\"", protos, got)
+		}
+		c.Cmd(221, "QUIT")
+	}
+}
+
+var pasvAddrRE = regexp.MustCompile(`^127\.0\.0\.1:\d+$`)
+
+// TestFileZillaPasvAddress: FileZilla uses PASV (not EPSV) over IPv4, so
+// the 227 address is what it connects to; with no public_address it must
+// be the control connection's local address.
+func TestFileZillaPasvAddress(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	c := fzLogon(t, s, tls.VersionTLS13)
+	if addr := c.Pasv(); !pasvAddrRE.MatchString(addr) {
+		t.Errorf("PASV address %q, want 127.0.0.1:port", addr)
+	}
+	c.Cmd(221, "QUIT")
+}
