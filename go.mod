@@ -3,19 +3,22 @@ module github.com/ftpsd/ftpsd
 go 1.26.0
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/caddyserver/certmagic v0.25.6 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/caddyserver/certmagic v0.25.6
+	github.com/jlaffaye/ftp v0.2.4
+	github.com/libdns/libdns v1.1.1
+	github.com/miekg/dns v1.1.73
+	go.uber.org/zap v1.28.0
+	golang.org/x/crypto v0.58.0
+)
+
+require (
 	github.com/caddyserver/zerossl v0.1.6 // indirect
-	github.com/jlaffaye/ftp v0.2.4 // indirect
 	github.com/klauspost/cpuid/v2 v2.4.0 // indirect
-	github.com/libdns/libdns v1.1.1 // indirect
 	github.com/mholt/acmez/v3 v3.1.7 // indirect
-	github.com/miekg/dns v1.1.73 // indirect
 	github.com/zeebo/blake3 v0.2.4 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
 	go.uber.org/zap/exp v0.3.0 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect

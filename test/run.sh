@@ -3,9 +3,9 @@
 #
 #   bash test/run.sh
 #
-# 1. installs the external FTPS clients the interop tests drive (curl and
-#    lftp, from the distribution's packages) when they are not on PATH,
-#    and checks that they run with TLS support;
+# 1. installs what the tests drive when it is missing: the FTPS clients
+#    curl and lftp and the DNS server BIND9 (apt), the ACME test CA Pebble
+#    (go install), and checks that the clients run with TLS support;
 # 2. go vet and staticcheck (installed into GOPATH/bin when missing);
 # 3. go test -race on every package, last, so its ok/FAIL lines end the
 #    output.
@@ -30,19 +30,28 @@ as_root() {
 	fi
 }
 
-# --- external clients -------------------------------------------------------
+# --- external clients and servers ------------------------------------------
+# curl and lftp are the FTPS clients of the interop tests; named (BIND9) is
+# the DNS server of the ACME dns-01 tests.
 missing=()
-for tool in curl lftp; do
-	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in curl lftp named; do
+	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-	say "installing ${missing[*]} (apt-get)"
+	pkgs=()
+	for tool in "${missing[@]}"; do
+		case "$tool" in
+		named) pkgs+=(bind9 bind9-dnsutils) ;;
+		*) pkgs+=("$tool") ;;
+		esac
+	done
+	say "installing ${pkgs[*]} (apt-get)"
 	if command -v apt-get >/dev/null 2>&1 &&
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl lftp >/dev/null; then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null; then
 		:
 	else
-		echo "warning: could not install ${missing[*]}; their interop tests will be skipped (and fail under CI=true)" >&2
+		echo "warning: could not install ${pkgs[*]}; the tests that need them are skipped (and fail under CI=true)" >&2
 	fi
 fi
 if command -v curl >/dev/null 2>&1; then
@@ -75,6 +84,14 @@ if ! command -v staticcheck >/dev/null 2>&1; then
 	go install honnef.co/go/tools/cmd/staticcheck@latest ||
 		go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+# Pebble, the ACME test CA (test/acmetest would install it too, but inside a
+# test's time limit).
+for tool in pebble pebble-challtestsrv; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		say "installing $tool"
+		go install "github.com/letsencrypt/pebble/v2/cmd/$tool@v2.10.1"
+	fi
+done
 say "staticcheck ./... ($(staticcheck -version))"
 staticcheck ./...
 

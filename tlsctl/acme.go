@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,7 +146,7 @@ func acmeHint(cfg Config) string {
 		hints = append(hints, fmt.Sprintf("dns-01: %s must accept TSIG-signed updates for the zone", cfg.DNS.Server))
 	}
 	hints = append(hints, "the domains must resolve to this host (http-01, tls-alpn-01) and the CA directory "+cfg.CA+" must be reachable; try tls.ca = \"staging\" first to avoid rate limits")
-	return fmt.Sprint(hints)
+	return strings.Join(hints, "; ")
 }
 
 // GetCertificate serves the managed certificate (the default name's when

@@ -3,6 +3,7 @@ package tlsctl
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -94,6 +95,11 @@ func (p *rfc2136) update(ctx context.Context, zone string, recs []libdns.Record,
 	m.SetTsig(p.keyName, p.alg, 300, time.Now().Unix())
 	c := &dns.Client{Net: "tcp", Timeout: 15 * time.Second, TsigSecret: map[string]string{p.keyName: p.secret}}
 	resp, _, err := c.ExchangeContext(ctx, m, p.server)
+	if errors.Is(err, dns.ErrAuth) || errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrKeyAlg) || errors.Is(err, dns.ErrTime) {
+		// The server answered, but not with a valid signature: it
+		// rejected ours (BADSIG, BADKEY, BADTIME).
+		return nil, fmt.Errorf("DNS update of zone %s refused by %s: %w (check the TSIG key name, secret and algorithm, and the server's clock)", target, p.server, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("DNS update of zone %s at %s failed: %w (check tls.dns.server and that TCP port 53 is reachable)", target, p.server, err)
 	}
