@@ -314,3 +314,33 @@ func TestRunServeListenError(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 with ftpsd: server.listen:", r.code, r.stderr)
 	}
 }
+
+// TestRunCheckConfigACMEAsksNoCA: check-config in acme mode reads only
+// storage; the CA here is unreachable and must not be contacted.
+func TestRunCheckConfigACMEAsksNoCA(t *testing.T) {
+	path := exampleInTemp(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(
+		`mode = "self-signed"`, `mode = "acme"`,
+		`domains = []`, `domains = ["ftp.example.com"]`,
+		`ca = "production"`, `ca = "https://127.0.0.1:1/directory"`,
+		`agree_to_terms = false`, `agree_to_terms = true`,
+		`challenges = ["http-01"]`, `challenges = ["http-01", "tls-alpn-01"]`,
+	).Replace(string(b))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, "", "check-config", "-config", path)
+	if r.code != exitOK {
+		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"acme", "ftp.example.com", "not obtained yet", "https://127.0.0.1:1/directory",
+		"80/tcp", "443/tcp", filepath.Join(filepath.Dir(path), "var", "state", "acme")} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
