@@ -30,27 +30,36 @@ func (s *session) cmdAUTH(arg string) reply {
 		return reply{503, "Data pipelined after AUTH; closing control connection."}
 	}
 	s.reply(reply{234, "AUTH " + mech + " successful."})
+	if !s.startTLS("AUTH " + mech) {
+		s.quit = true
+		return noReply
+	}
+	if mech == "SSL" || mech == "TLS-P" {
+		// Historic AUTH SSL implies protected data (RFC 4217 section 4).
+		s.pbsz, s.prot = true, protPrivate
+	}
+	return noReply
+}
 
+// startTLS runs the server handshake on the control connection with the
+// session's tagged config, under the handshake timeout, and switches the
+// reader and writer to it.
+func (s *session) startTLS(how string) bool {
 	tc := tls.Server(s.raw, s.binding.ControlTLS())
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TLSHandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Warn("control TLS handshake failed", "err", err)
-		s.quit = true
-		return noReply
+		s.log.Warn("control TLS handshake failed", "via", how, "err", err)
+		return false
 	}
 	s.wmu.Lock()
 	s.tlsConn, s.conn = tc, tc
 	s.wmu.Unlock()
 	s.r.Reset(tc)
-	if mech == "SSL" || mech == "TLS-P" {
-		// Historic AUTH SSL implies protected data (RFC 4217 section 4).
-		s.pbsz, s.prot = true, protPrivate
-	}
 	st := tc.ConnectionState()
-	s.log.Info("control TLS established", "version", tls.VersionName(st.Version),
+	s.log.Info("control TLS established", "via", how, "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite), "alpn", st.NegotiatedProtocol, "sni", st.ServerName)
-	return noReply
+	return true
 }
 
 // tlsRequiredForLogin reports whether USER/PASS must wait for AUTH TLS.

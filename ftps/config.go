@@ -12,6 +12,10 @@ import (
 type Config struct {
 	// Listen is the control listener address (explicit FTPS), host:port.
 	Listen string `toml:"listen"`
+	// ImplicitListen, when set, is a second listener for implicit FTPS
+	// (TLS from the first byte, traditionally port 990) for clients that
+	// cannot do AUTH TLS. Empty (default) means off.
+	ImplicitListen string `toml:"implicit_listen"`
 	// StateDir holds persistent server state (the self-signed certificate).
 	// ftps itself does not use it; it lives here because it is a [server] key.
 	StateDir string `toml:"state_dir"`
@@ -47,15 +51,13 @@ func (c *Config) Validate() error {
 	if c.Listen == "" {
 		c.Listen = ":21"
 	}
-	host, port, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return fmt.Errorf("server.listen: %q: want host:port (e.g. \"0.0.0.0:21\")", c.Listen)
+	if err := checkListen("server.listen", c.Listen); err != nil {
+		return err
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("server.listen: %q: %q is not a port", c.Listen, port)
-	}
-	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-		return fmt.Errorf("server.listen: %q: host must be an IP address, \"localhost\" or empty", c.Listen)
+	if c.ImplicitListen != "" {
+		if err := checkListen("server.implicit_listen", c.ImplicitListen); err != nil {
+			return err
+		}
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/ftpsd"
@@ -106,6 +108,21 @@ func (c *Config) Validate() error {
 		if *f.v < 0 {
 			return fmt.Errorf("server.%s: %s: must be positive", f.key, *f.v)
 		}
+	}
+	return nil
+}
+
+// checkListen validates a listener address key.
+func checkListen(key, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q: want host:port (e.g. \"0.0.0.0:21\")", key, addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s: %q: %q is not a port", key, addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("%s: %q: host must be an IP address, \"localhost\" or empty", key, addr)
 	}
 	return nil
 }

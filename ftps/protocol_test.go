@@ -533,3 +533,33 @@ func TestRenameOverExistingNeedsDelete(t *testing.T) {
 		t.Errorf("MLST / perm = %q, want \"el\" (no rename or delete of the home): %q", perm, mlst)
 	}
 }
+
+func TestImplicitFTPS(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			s := ftpstest.NewServer(t, ftpstest.Options{Implicit: true})
+			os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("implicit"), 0o644)
+			cfg := s.ClientTLS()
+			cfg.MaxVersion = v
+			c := s.DialImplicit(t, cfg)
+			run(t, c, []step{{"AUTH TLS", 503}, {"USER alice", 331}, {"PASS alice-secret", 230}})
+			// PROT P is the default here: a transfer works without PBSZ/PROT.
+			if got := transfer(t, c, "RETR f.txt", nil); string(got) != "implicit" {
+				t.Errorf("RETR = %q", got)
+			}
+			c.Cmd(221, "QUIT")
+
+			// A plain-text client on the implicit port gets nothing.
+			raw, err := net.Dial("tcp", s.ImplicitAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.Write([]byte("USER alice\r\n"))
+			raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if b, _ := io.ReadAll(raw); bytes.Contains(b, []byte("220")) {
+				t.Errorf("plain client on the implicit port got %q", b)
+			}
+		})
+	}
+}

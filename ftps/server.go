@@ -80,14 +80,30 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}, nil
 }
 
-// ListenAndServe listens on Config.Listen and serves until Shutdown.
+// ListenAndServe listens on Config.Listen (and Config.ImplicitListen when
+// set) and serves until Shutdown.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
-	return s.Serve(ctx, ln)
+	if s.cfg.ImplicitListen == "" {
+		return s.Serve(ctx, ln)
+	}
+	iln, err := lc.Listen(ctx, "tcp", s.cfg.ImplicitListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server.implicit_listen: %w", err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- s.Serve(ctx, ln) }()
+	go func() { errs <- s.ServeImplicit(ctx, iln) }()
+	err = <-errs
+	ln.Close()
+	iln.Close()
+	<-errs
+	return err
 }
 
 // Addr is the address of the most recent listener, or nil.
@@ -97,10 +113,21 @@ func (s *Server) Addr() net.Addr {
 	return s.addr
 }
 
-// Serve accepts connections on ln until Shutdown (then it returns
-// ErrServerClosed) or a permanent accept error. Cancelling ctx ends the
-// sessions' contexts but does not drain them: use Shutdown for that.
+// Serve accepts explicit-FTPS connections on ln until Shutdown (then it
+// returns ErrServerClosed) or a permanent accept error. Cancelling ctx ends
+// the sessions' contexts but does not drain them: use Shutdown for that.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, false)
+}
+
+// ServeImplicit is Serve for implicit FTPS: every connection starts with
+// the TLS handshake, before the greeting, and data protection defaults to
+// PROT P.
+func (s *Server) ServeImplicit(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, true)
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, implicit bool) error {
 	if !s.trackListener(ln, true) {
 		ln.Close()
 		return ErrServerClosed
@@ -127,7 +154,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		s.startSession(ctx, c)
+		s.startSession(ctx, c, implicit)
 	}
 }
 
@@ -148,7 +175,7 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 
 // startSession applies the connection limits before the greeting and starts
 // the session goroutine.
-func (s *Server) startSession(ctx context.Context, c net.Conn) {
+func (s *Server) startSession(ctx context.Context, c net.Conn, implicit bool) {
 	remote := addrPortOf(c.RemoteAddr())
 	ip := remote.Addr()
 
@@ -158,6 +185,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 	var sess *session
 	if !full {
 		sess = newSession(s, c, s.nextID.Add(1))
+		sess.implicit = implicit
 		s.sessions[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
@@ -166,8 +194,10 @@ func (s *Server) startSession(ctx context.Context, c net.Conn) {
 
 	if full {
 		s.log.Warn("connection refused: limit reached", "remote", remote, "sessions", total, "from_ip", fromIP)
-		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.Write([]byte(reply{421, "Too many connections; try again later."}.format()))
+		if !implicit { // an implicit-TLS client could not read a plain reply
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte(reply{421, "Too many connections; try again later."}.format()))
+		}
 		c.Close()
 		return
 	}

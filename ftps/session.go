@@ -62,9 +62,10 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	raw     net.Conn
-	tlsConn *tls.Conn // nil until AUTH TLS
-	r       *bufio.Reader
+	implicit bool // TLS from the first byte (implicit FTPS)
+	raw      net.Conn
+	tlsConn  *tls.Conn // nil until AUTH TLS (or the implicit handshake)
+	r        *bufio.Reader
 
 	wmu  sync.Mutex // guards conn for writes and swaps
 	conn net.Conn   // raw, or tlsConn after AUTH TLS
@@ -124,7 +125,13 @@ func (s *session) serve(ctx context.Context) {
 		}
 	}()
 
-	s.log.Info("session opened", "local", s.local.String())
+	s.log.Info("session opened", "local", s.local.String(), "implicit_tls", s.implicit)
+	if s.implicit {
+		if !s.startTLS("implicit") {
+			return
+		}
+		s.pbsz, s.prot = true, protPrivate
+	}
 	s.reply(reply{220, s.cfg.Banner})
 	for !s.quit {
 		s.setReadDeadline()

@@ -17,6 +17,7 @@ type lftpClient struct {
 	s        *ftpstest.Server
 	dir      string // working directory (and HOME) for local files
 	priority string // ssl:priority, "" for GnuTLS's default
+	implicit bool   // ftps:// to the implicit listener
 }
 
 func newLftp(t *testing.T, s *ftpstest.Server, priority string) *lftpClient {
@@ -46,7 +47,11 @@ func (c *lftpClient) run(cmds ...string) (stdout, stderr string, err error) {
 	if c.priority != "" {
 		script = append(script, fmt.Sprintf("set ssl:priority %q", c.priority))
 	}
-	script = append(script, fmt.Sprintf("open -u %s,%s ftp://127.0.0.1:%d", user, pass, c.s.Port()))
+	if c.implicit {
+		script = append(script, fmt.Sprintf("open -u %s,%s ftps://%s", user, pass, c.s.ImplicitAddr))
+	} else {
+		script = append(script, fmt.Sprintf("open -u %s,%s ftp://127.0.0.1:%d", user, pass, c.s.Port()))
+	}
 	script = append(script, cmds...)
 	return runTool(c.t, c.dir, nil, c.bin, "-d", "-c", strings.Join(script, "; "))
 }
@@ -141,5 +146,25 @@ func TestLftp(t *testing.T) {
 				t.Errorf("%d lftp uploads ended without close_notify", n)
 			}
 		})
+	}
+}
+
+// TestLftpImplicit: lftp's ftps:// is implicit FTPS (TLS from the first
+// byte); listing, upload and download work, and data connections resume.
+func TestLftpImplicit(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{Implicit: true})
+	c := newLftp(t, s, "")
+	c.implicit = true
+	data := payload(200<<10, 9)
+	writeFile(t, c.dir, "up.bin", data)
+	out := c.ok("put up.bin", "cls -1", "get up.bin -o down.bin")
+	if !strings.Contains(out, "up.bin") {
+		t.Errorf("listing lacks up.bin: %q", out)
+	}
+	assertContent(t, filepath.Join(s.Home(user), "up.bin"), data)
+	assertContent(t, filepath.Join(c.dir, "down.bin"), data)
+	if !s.Log.Contains("implicit_tls=true") || s.Log.Contains("not resumed") {
+		t.Errorf("expected an implicit session with resumed data connections:\n%s", s.Log.String())
 	}
 }

@@ -78,6 +78,9 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 
 	section("server")
 	row(1, "listen", "%s", cfg.Server.Listen)
+	if cfg.Server.ImplicitListen != "" {
+		row(1, "implicit listen", "%s", cfg.Server.ImplicitListen)
+	}
 	row(1, "state dir", "%s", cfg.Server.StateDir)
 	row(1, "banner", "220 %s", cfg.Server.Banner)
 	row(1, "plaintext login", "%s", allowed(cfg.Server.AllowPlaintextLogin))
@@ -124,6 +127,9 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 
 	section("firewall")
 	row(1, controlPort(cfg.Server.Listen)+"/tcp", "allow inbound: control connections")
+	if cfg.Server.ImplicitListen != "" {
+		row(1, controlPort(cfg.Server.ImplicitListen)+"/tcp", "allow inbound: implicit FTPS control connections")
+	}
 	row(1, portRange(first, last)+"/tcp", "allow inbound: passive data connections")
 	if cfg.TLS.Mode == tlsctl.ModeACME {
 		if slices.Contains(cfg.TLS.Challenges, tlsctl.ChallengeHTTP01) {

@@ -79,6 +79,14 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
+	var iln net.Listener
+	if cfg.Server.ImplicitListen != "" {
+		if iln, err = new(net.ListenConfig).Listen(ctx, "tcp", cfg.Server.ImplicitListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("server.implicit_listen: %w", err)
+		}
+		log.Info("listening for implicit FTPS", "addr", iln.Addr().String())
+	}
 	for _, w := range pm.Warnings(tcpAddrPort(ln.Addr()), cfg.Server.MaxConnections) {
 		log.Warn(w)
 	}
@@ -89,11 +97,26 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) (err error) {
 	// The server gets a context that the signal does not cancel: the
 	// signal starts Shutdown, which finishes running transfers within its
 	// timeout, instead of cutting every session at once.
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	listeners := 1
 	go func() { served <- srv.Serve(context.WithoutCancel(ctx), ln) }()
+	if iln != nil {
+		listeners++
+		go func() { served <- srv.ServeImplicit(context.WithoutCancel(ctx), iln) }()
+	}
 
 	select {
 	case err := <-served: // stopped on its own: a fatal accept error
+		listeners--
+		if !errors.Is(err, ftps.ErrServerClosed) {
+			log.Error("listener failed; shutting down", "err", err)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		srv.Shutdown(sctx)
+		for range listeners {
+			<-served
+		}
 		if errors.Is(err, ftps.ErrServerClosed) {
 			return nil
 		}
@@ -105,9 +128,11 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) (err error) {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)
-	serveErr := <-served
-	if errors.Is(serveErr, ftps.ErrServerClosed) {
-		serveErr = nil
+	var serveErr error
+	for range listeners {
+		if err := <-served; !errors.Is(err, ftps.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
 	}
 	if shutErr != nil {
 		log.Warn("shutdown deadline passed; remaining sessions were closed", "err", shutErr)

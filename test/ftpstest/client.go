@@ -43,6 +43,23 @@ func (c *Conn) On(t testing.TB) *Conn {
 	return &c2
 }
 
+// DialImplicit connects to the implicit-FTPS listener: TLS handshake with
+// cfg first, then the 220 greeting.
+func (s *Server) DialImplicit(t testing.TB, cfg *tls.Config) *Conn {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", s.ImplicitAddr, 5*time.Second)
+	must(t, err)
+	t.Cleanup(func() { raw.Close() })
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("implicit TLS handshake: %v", err)
+	}
+	c := &Conn{t: t, raw: raw, c: tc, tp: textproto.NewConn(tc), TLS: cfg}
+	c.Expect(220)
+	return c
+}
+
 // Send writes one command line verbatim (CR LF added).
 func (c *Conn) Send(line string) {
 	c.t.Helper()

@@ -52,11 +52,14 @@ type Options struct {
 	Passive func(*passive.Config)
 	TLS     func(*tlsctl.Config)
 	Auth    func(*auth.Config)
+	// Implicit also starts an implicit-FTPS listener (Server.ImplicitAddr).
+	Implicit bool
 }
 
 // Server is a running test server.
 type Server struct {
-	Addr    string // "127.0.0.1:port" of the control listener
+	Addr         string // "127.0.0.1:port" of the control listener
+	ImplicitAddr string // the implicit-FTPS listener, with Options.Implicit
 	CAPool  *x509.CertPool
 	CAFile  string // PEM of the CA, for curl --cacert and lftp ssl:ca-file
 	Root    string // directory holding every user's home
@@ -139,12 +142,24 @@ func NewServer(t testing.TB, opts Options) *Server {
 		Passive: pm, Log: logs, srv: srv, done: make(chan error, 1),
 	}
 	go func() { s.done <- srv.Serve(ctx, ln) }()
+	implicitDone := make(chan error, 1)
+	if opts.Implicit {
+		iln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		s.ImplicitAddr = iln.Addr().String()
+		go func() { implicitDone <- srv.ServeImplicit(ctx, iln) }()
+	} else {
+		implicitDone <- ftps.ErrServerClosed
+	}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		srv.Shutdown(sctx)
 		if err := <-s.done; !errors.Is(err, ftps.ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+		if err := <-implicitDone; !errors.Is(err, ftps.ErrServerClosed) {
+			t.Errorf("ServeImplicit returned %v, want ErrServerClosed", err)
 		}
 		cancel()
 		pm.Close()

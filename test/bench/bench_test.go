@@ -1,0 +1,364 @@
+// Package bench holds ftpsd's benchmarks: logins, transfers, listings and
+// the memory an idle session costs, each against a real in-process server
+// from test/ftpstest over loopback TLS.
+//
+// Run them with
+//
+//	go test -run='^$' -bench=. -benchtime=1s -count=3 ./test/bench/
+//
+// docs/performance.md has the figures and what they do and do not mean.
+// Plain "go test" runs only TestHelpers, which checks that the helpers the
+// benchmarks rely on move the right bytes.
+package bench
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ftpsd/ftpsd/ftps"
+	"github.com/ftpsd/ftpsd/test/ftpstest"
+)
+
+// The default test account of ftpstest.
+const (
+	user = "alice"
+	pass = "alice-secret"
+)
+
+// idleSessions is how many sessions BenchmarkSessionMemory holds open.
+const idleSessions = 200
+
+// listEntries is the size of BenchmarkListDir's directory.
+const listEntries = 10_000
+
+// sizes are the files BenchmarkRETR and BenchmarkSTOR move.
+var sizes = []struct {
+	name string
+	n    int
+}{
+	{"1MiB", 1 << 20},
+	{"64MiB", 64 << 20},
+}
+
+// newServer starts a test server whose connection limits leave room for
+// idleSessions sessions from 127.0.0.1 (the defaults allow 10 per IP).
+func newServer(tb testing.TB) *ftpstest.Server {
+	tb.Helper()
+	return ftpstest.NewServer(tb, ftpstest.Options{
+		Server: func(c *ftps.Config) {
+			c.MaxConnections = 2 * idleSessions
+			c.MaxConnectionsPerIP = 2 * idleSessions
+		},
+	})
+}
+
+// login opens a control connection and does AUTH TLS, USER, PASS, PBSZ 0,
+// PROT P and TYPE I with cfg.
+func login(tb testing.TB, s *ftpstest.Server, cfg *tls.Config) *ftpstest.Conn {
+	tb.Helper()
+	c := s.Dial(tb)
+	c.Login(cfg, user, pass)
+	c.Cmd(200, "TYPE I")
+	return c
+}
+
+// quit ends a session the polite way.
+func quit(tb testing.TB, c *ftpstest.Conn) {
+	tb.Helper()
+	c.Cmd(221, "QUIT")
+	c.Close()
+}
+
+// dataCmd runs one data command over EPSV on the logged-in c: it sends
+// line, dials the data connection with c's TLS config (so it resumes the
+// control session), then either uploads send (when non-nil) or copies what
+// the server sends into w. It closes the data connection with close_notify,
+// expects 150 then 226, and returns the bytes moved.
+func dataCmd(tb testing.TB, c *ftpstest.Conn, line string, send []byte, w io.Writer) int64 {
+	tb.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Epsv()))
+	c.Send(line)
+	dc, err := ftpstest.DialData(tb, addr, c.TLS)
+	if err != nil {
+		tb.Fatalf("%s: data connection: %v", line, err)
+	}
+	c.Expect(150)
+	var n int64
+	if send != nil {
+		var m int
+		m, err = dc.Write(send)
+		n = int64(m)
+	} else {
+		n, err = io.Copy(w, dc)
+	}
+	if err != nil {
+		tb.Fatalf("%s: data: %v", line, err)
+	}
+	if err := dc.Close(); err != nil {
+		tb.Fatalf("%s: close data: %v", line, err)
+	}
+	c.Expect(226)
+	return n
+}
+
+// payload returns n bytes of deterministic pseudo-random data (random, so
+// that nothing along the way can shortcut it).
+func payload(n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{'f', 't', 'p', 's', 'd'}).Read(b)
+	return b
+}
+
+// writeHome writes a file into user's home on the server.
+func writeHome(tb testing.TB, s *ftpstest.Server, name string, data []byte) {
+	tb.Helper()
+	p := filepath.Join(s.Home(user), filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestHelpers checks the benchmark helpers end to end, at both TLS
+// versions: a STOR and a RETR whose SHA-256 sums match, data connections
+// that resume the control session, and an MLSD that lists every entry.
+func TestHelpers(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			s := newServer(t)
+			cfg := s.ClientTLS()
+			cfg.MaxVersion = v
+			c := login(t, s, cfg)
+			if got := c.ControlState().Version; got != v {
+				t.Fatalf("control connection negotiated %s, want %s", tls.VersionName(got), tls.VersionName(v))
+			}
+
+			data := payload(1<<20 + 7) // not a multiple of any buffer size
+			if n := dataCmd(t, c, "STOR up.bin", data, nil); n != int64(len(data)) {
+				t.Fatalf("STOR sent %d bytes, want %d", n, len(data))
+			}
+			stored, err := os.ReadFile(filepath.Join(s.Home(user), "up.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sha256.Sum256(stored) != sha256.Sum256(data) {
+				t.Fatalf("stored file (%d bytes) differs from the upload", len(stored))
+			}
+
+			h := sha256.New()
+			if n := dataCmd(t, c, "RETR up.bin", nil, h); n != int64(len(data)) {
+				t.Fatalf("RETR got %d bytes, want %d", n, len(data))
+			}
+			if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) {
+				t.Fatal("RETR returned other bytes than were stored")
+			}
+
+			for i := range 3 {
+				writeHome(t, s, fmt.Sprintf("dir/f%d", i), nil)
+			}
+			if n := mlsd(t, c, "dir"); n != 3 {
+				t.Fatalf("MLSD listed %d entries, want 3", n)
+			}
+			quit(t, c)
+		})
+	}
+}
+
+// TestResumption guards the premise of the transfer benchmarks: the data
+// connections they dial resume the control session rather than paying for
+// a full handshake (the server refuses them otherwise, but say so plainly).
+func TestResumption(t *testing.T) {
+	s := newServer(t)
+	c := login(t, s, s.ClientTLS())
+	writeHome(t, s, "f", []byte("x"))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Epsv()))
+	c.Send("RETR f")
+	dc, err := ftpstest.DialData(t, addr, c.TLS)
+	if err != nil {
+		t.Fatalf("data connection: %v", err)
+	}
+	c.Expect(150)
+	if !dc.(*tls.Conn).ConnectionState().DidResume {
+		t.Error("data connection did not resume the control TLS session")
+	}
+	io.Copy(io.Discard, dc)
+	dc.Close()
+	c.Expect(226)
+}
+
+// mlsd lists dir with MLSD and returns the number of entries.
+func mlsd(tb testing.TB, c *ftpstest.Conn, dir string) int {
+	tb.Helper()
+	var lc lineCounter
+	dataCmd(tb, c, "MLSD "+dir, nil, &lc)
+	return lc.lines
+}
+
+// lineCounter counts the lines written to it.
+type lineCounter struct{ lines int }
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.lines += bytes.Count(p, []byte("\n"))
+	return len(p), nil
+}
+
+// BenchmarkLogin is one whole session without data: connect, 220, AUTH
+// TLS with a full handshake (the client offers no session: the server
+// never resumes a control connection anyway), USER and PASS against the
+// cheap test hash, PBSZ, PROT, TYPE, QUIT. With the production argon2id
+// parameters the hash alone costs far more; see docs/performance.md.
+func BenchmarkLogin(b *testing.B) {
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		b.Run(tls.VersionName(v), func(b *testing.B) {
+			s := newServer(b)
+			cfg := s.ClientTLS()
+			cfg.MaxVersion = v
+			cfg.MinVersion = v
+			cfg.ClientSessionCache = nil
+			for b.Loop() {
+				quit(b, login(b, s, cfg))
+			}
+		})
+	}
+}
+
+// BenchmarkRETR downloads one file repeatedly over a single logged-in
+// session: EPSV, RETR, a resumed TLS data connection, 226.
+func BenchmarkRETR(b *testing.B) {
+	for _, size := range sizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := newServer(b)
+			writeHome(b, s, "file.bin", payload(size.n))
+			c := login(b, s, s.ClientTLS())
+			b.SetBytes(int64(size.n))
+			for b.Loop() {
+				if n := dataCmd(b, c, "RETR file.bin", nil, io.Discard); n != int64(size.n) {
+					b.Fatalf("RETR got %d bytes, want %d", n, size.n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSTOR uploads one file repeatedly over a single logged-in
+// session. The target exists, so every STOR takes the server's atomic
+// path: a temporary file, fsync, rename over the old one.
+func BenchmarkSTOR(b *testing.B) {
+	for _, size := range sizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := newServer(b)
+			data := payload(size.n)
+			writeHome(b, s, "file.bin", data)
+			c := login(b, s, s.ClientTLS())
+			b.SetBytes(int64(size.n))
+			for b.Loop() {
+				dataCmd(b, c, "STOR file.bin", data, nil)
+			}
+		})
+	}
+}
+
+// BenchmarkListDir lists a directory of listEntries empty files with MLSD.
+func BenchmarkListDir(b *testing.B) {
+	s := newServer(b)
+	dir := filepath.Join(s.Home(user), "big")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := range listEntries {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%05d.dat", i)), nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := login(b, s, s.ClientTLS())
+	for b.Loop() {
+		if n := mlsd(b, c, "big"); n != listEntries {
+			b.Fatalf("MLSD listed %d entries, want %d", n, listEntries)
+		}
+	}
+	b.ReportMetric(float64(listEntries)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkSessionMemory opens idleSessions logged-in sessions and reports
+// what they hold once idle, per session:
+//
+//   - heap-B/session: the HeapInuse delta, less the bytes the test server
+//     logged meanwhile (ftpstest keeps a debug log in memory). Client and
+//     server share this process, so it also counts the client's half of
+//     each connection (its tls.Conn and buffers): an upper bound for the
+//     server.
+//   - stack-B/session: the StackInuse delta; idle clients hold no
+//     goroutine, so this is the server's session goroutine.
+//
+// ns/op is the time to open all the sessions, which is not the point.
+func BenchmarkSessionMemory(b *testing.B) {
+	s := newServer(b)
+	cfg := s.ClientTLS()
+	quit(b, login(b, s, cfg)) // first-use allocations out of the way
+	baseGoroutines := waitGoroutines(b, -1)
+	var heap, stack float64
+	for b.Loop() {
+		waitGoroutines(b, baseGoroutines) // the previous round's sessions are gone
+		// memStats runs first: the copy String makes is garbage by the
+		// next memStats, whose collection frees it.
+		before, logBefore := memStats(), len(s.Log.String())
+		conns := make([]*ftpstest.Conn, idleSessions)
+		for i := range conns {
+			conns[i] = login(b, s, cfg)
+		}
+		after, logAfter := memStats(), len(s.Log.String())
+		heap += float64(int64(after.HeapInuse)-int64(before.HeapInuse)-int64(logAfter-logBefore)) / idleSessions
+		stack += float64(int64(after.StackInuse)-int64(before.StackInuse)) / idleSessions
+		runtime.KeepAlive(conns)
+		for _, c := range conns {
+			quit(b, c)
+		}
+	}
+	b.ReportMetric(heap/float64(b.N), "heap-B/session")
+	b.ReportMetric(stack/float64(b.N), "stack-B/session")
+}
+
+// memStats returns the memory statistics after two collections (the
+// second frees what the first's finalizers released).
+func memStats() runtime.MemStats {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}
+
+// waitGoroutines waits up to 10 s for the goroutine count to fall to want
+// and returns the count; want < 0 waits for it to settle.
+func waitGoroutines(tb testing.TB, want int) int {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	prev := -1
+	for {
+		n := runtime.NumGoroutine()
+		if (want >= 0 && n <= want) || (want < 0 && n == prev) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			if want >= 0 {
+				tb.Fatalf("%d goroutines after closing every session, want at most %d", n, want)
+			}
+			return n
+		}
+		prev = n
+		time.Sleep(20 * time.Millisecond)
+	}
+}
