@@ -60,11 +60,11 @@ type Options struct {
 type Server struct {
 	Addr         string // "127.0.0.1:port" of the control listener
 	ImplicitAddr string // the implicit-FTPS listener, with Options.Implicit
-	CAPool  *x509.CertPool
-	CAFile  string // PEM of the CA, for curl --cacert and lftp ssl:ca-file
-	Root    string // directory holding every user's home
-	Passive *passive.Manager
-	Log     *LogBuffer
+	CAPool       *x509.CertPool
+	CAFile       string // PEM of the CA, for curl --cacert and lftp ssl:ca-file
+	Root         string // directory holding every user's home
+	Passive      *passive.Manager
+	Log          *LogBuffer
 
 	srv  *ftps.Server
 	done chan error
