@@ -146,14 +146,14 @@ func semaphoreSize(memKiB uint64) int {
 //
 // Failures are counted per IPv4 address or IPv6 /64. The failure that
 // reaches max_failures within failure_window starts a ban of ban_duration
-// (logged once, at Warn). A success clears the count but not a ban.
+// (logged once, at Warn). A success neither clears the count nor a ban.
 // At most a bounded number of hashes are computed at once; callers beyond
 // that wait, honouring ctx.
 func (s *Store) Authenticate(ctx context.Context, name, password string, ip netip.Addr) (*User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	key := throttleKey(ip)
+	key := ClientKey(ip)
 	if s.throttle.blocked(key, s.now()) {
 		return nil, s.fail(ctx, ErrBlocked)
 	}

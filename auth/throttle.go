@@ -13,10 +13,12 @@ const (
 	pruneInterval = time.Minute
 )
 
-// throttleKey is the unit the throttle counts for: an IPv4 address, or the
-// /64 of an IPv6 address (one IPv6 host commonly owns a whole /64). IPv4
-// addresses mapped into IPv6 count as IPv4.
-func throttleKey(ip netip.Addr) netip.Prefix {
+// ClientKey is the unit that per-client limits count: an IPv4 address, or
+// the /64 of an IPv6 address (one IPv6 host commonly owns a whole /64, and
+// could otherwise step around a limit by changing address). IPv4 addresses
+// mapped into IPv6 count as IPv4. The login throttle uses it, and so does
+// ftps for its per-client connection limit.
+func ClientKey(ip netip.Addr) netip.Prefix {
 	ip = ip.Unmap()
 	bits := 32
 	if ip.Is6() {
@@ -89,23 +91,15 @@ func (t *throttle) failure(k netip.Prefix, now time.Time) (banStarted bool) {
 	return banStarted
 }
 
-// success clears the failure count of k and reports whether k is banned at
-// now (a ban that started while this login was being verified); a ban is
-// never lifted by a success.
+// success reports whether k is banned at now (a ban that started while
+// this login was being verified). It clears nothing: failures age out of
+// their window, so one valid account cannot be used to reset the count
+// while guessing another's password.
 func (t *throttle) success(k netip.Prefix, now time.Time) (banned bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.m[k]
-	if !ok {
-		return false
-	}
-	if now.Before(r.bannedUntil) {
-		r.failures, r.windowStart = 0, time.Time{}
-		t.m[k] = r
-		return true
-	}
-	delete(t.m, k)
-	return false
+	return ok && now.Before(r.bannedUntil)
 }
 
 // makeRoomLocked makes sure a new entry fits, pruning and then evicting a

@@ -151,9 +151,9 @@ func (s *session) cmdRNTO(arg string) reply {
 	if rel == "." {
 		return replyNoPerm
 	}
-	// Renaming onto an existing file replaces (deletes) it: that takes the
-	// rights to write and delete, not only to rename.
-	if _, err := s.root.Lstat(rel); err == nil && !s.allowed(auth.PermWrite|auth.PermDelete, "RNTO over existing file") {
+	// Renaming onto an existing file replaces it: like an overwriting
+	// STOR, that takes the right to write, not only to rename.
+	if _, err := s.root.Lstat(rel); err == nil && !s.allowed(auth.PermWrite, "RNTO over existing file") {
 		return replyNoPerm
 	}
 	if err := s.root.Rename(from, rel); err != nil {

@@ -11,7 +11,7 @@ func (s *session) cmdSYST(string) reply { return reply{215, "UNIX Type: L8"} }
 
 func (s *session) cmdNOOP(string) reply { return reply{200, "NOOP ok."} }
 
-func (s *session) cmdHELP(string) reply { return reply{214, helpMessage} }
+func (s *session) cmdHELP(string) reply { return reply{214, s.srv.help} }
 
 func (s *session) cmdALLO(string) reply { return reply{202, "ALLO not needed."} }
 
@@ -24,10 +24,7 @@ func (s *session) cmdOPTS(arg string) reply {
 		}
 		return reply{504, "UTF8 cannot be turned off."}
 	case "MLST":
-		facts, ok := parseFacts(value)
-		if !ok {
-			return replySyntax
-		}
+		facts := parseFacts(value)
 		s.mlstFacts = facts
 		return reply{200, "MLST OPTS " + facts.String()}
 	}

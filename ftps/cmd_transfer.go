@@ -129,7 +129,7 @@ func (s *session) cmdRETR(arg string) reply {
 	if !ok {
 		return r
 	}
-	f, err := s.root.Open(rel)
+	f, err := s.root.OpenFile(rel, os.O_RDONLY|noBlock, 0)
 	if err != nil {
 		return fsReply(err)
 	}
@@ -151,7 +151,7 @@ func (s *session) cmdRETR(arg string) reply {
 		defer f.Close()
 		side := &fileSide{}
 		if _, err := copyData(dc, trackedFile{f, side}); err != nil {
-			return s.transferError(ctx, what, err, side.err != nil)
+			return s.transferError(ctx, what, err, side.err)
 		}
 		return reply{226, "Transfer complete."}
 	}
@@ -167,6 +167,11 @@ const (
 	storeAppend                   // APPE
 	storeUnique                   // STOU
 )
+
+// String is the FTP command of the mode, for logs.
+func (m storeMode) String() string {
+	return [...]string{storeReplace: "STOR", storeAppend: "APPE", storeUnique: "STOU"}[m]
+}
 
 func (s *session) cmdSTOR(arg string) reply { return s.store(arg, storeReplace) }
 func (s *session) cmdAPPE(arg string) reply { return s.store(arg, storeAppend) }
@@ -223,7 +228,7 @@ func (s *session) store(arg string, mode storeMode) reply {
 	}
 
 	up := s.plan(rel, mode, offset, exists, fi)
-	what := map[storeMode]string{storeReplace: "STOR ", storeAppend: "APPE ", storeUnique: "STOU "}[mode] + virt
+	what := mode.String() + " " + virt
 	run := func(ctx context.Context, dc *dataConn) reply {
 		f, err := up.open()
 		if err != nil {
@@ -248,7 +253,7 @@ func (s *session) store(arg string, mode storeMode) reply {
 		}
 		if err != nil {
 			up.discard(f)
-			return s.transferError(ctx, what, err, side.err != nil)
+			return s.transferError(ctx, what, err, side.err)
 		}
 		if err := up.commit(f, offset+n); err != nil {
 			s.log.Error("upload commit failed", "op", what, "err", err)
@@ -274,7 +279,7 @@ func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi
 	case mode == storeAppend:
 		return upload{
 			open: func() (*os.File, error) {
-				return s.root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+				return s.root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noBlock, 0o644)
 			},
 			commit: commitClose, discard: closeOnly,
 		}
@@ -288,7 +293,7 @@ func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi
 	case offset > 0:
 		return upload{
 			open: func() (*os.File, error) {
-				f, err := s.root.OpenFile(rel, os.O_WRONLY, 0)
+				f, err := s.root.OpenFile(rel, os.O_WRONLY|noBlock, 0)
 				if err == nil {
 					if _, err = f.Seek(offset, io.SeekStart); err != nil {
 						f.Close()
@@ -393,7 +398,11 @@ func (s *session) list(arg string, format listFormat) reply {
 		}
 		if err != nil {
 			var pe *fs.PathError
-			return s.transferError(ctx, what, err, errors.As(err, &pe))
+			var localErr error
+			if errors.As(err, &pe) {
+				localErr = err
+			}
+			return s.transferError(ctx, what, err, localErr)
 		}
 		return reply{226, "Directory send OK."}
 	}

@@ -114,12 +114,6 @@ func (s *session) dispatch(verb, arg string) reply {
 	return c.run(s, arg)
 }
 
-// helpMessage is built once from the table (in init, because the table
-// itself refers to the HELP handler) and never changed afterwards.
-var helpMessage string
-
-func init() { helpMessage = helpText() }
-
 // helpText lists the commands, sorted, eight to a line.
 func helpText() string {
 	verbs := make([]string, 0, len(commands))

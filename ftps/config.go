@@ -28,8 +28,9 @@ type Config struct {
 	AllowPlaintextData bool `toml:"allow_plaintext_data"`
 	// MaxConnections caps control connections server-wide.
 	MaxConnections int `toml:"max_connections"`
-	// MaxConnectionsPerIP caps control connections from one client IP.
-	// FileZilla needs at least 3 (browsing plus two transfers).
+	// MaxConnectionsPerIP caps control connections from one client: one
+	// IPv4 address, or one IPv6 /64. FileZilla needs at least 3 (browsing
+	// plus two transfers).
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// IdleTimeout closes a logged-in session that sends no command.
 	IdleTimeout time.Duration `toml:"idle_timeout"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ var factNames = []struct {
 
 // parseFacts reads "type;size;" (case-insensitive); unknown facts are
 // ignored as RFC 3659 asks.
-func parseFacts(v string) (factSet, bool) {
+func parseFacts(v string) factSet {
 	var fs factSet
 	for _, n := range strings.Split(strings.TrimSpace(v), ";") {
 		for _, f := range factNames {
@@ -44,7 +45,7 @@ func parseFacts(v string) (factSet, bool) {
 			}
 		}
 	}
-	return fs, true
+	return fs
 }
 
 func (fs factSet) String() string {
@@ -145,7 +146,7 @@ const (
 // Symlinks are shown as what they point to; links that are broken or lead
 // out of the home are left out.
 func (s *session) writeListing(ctx context.Context, w io.Writer, rel string, format listFormat) error {
-	d, err := s.root.Open(rel)
+	d, err := s.root.OpenFile(rel, os.O_RDONLY|noBlock, 0)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package ftps_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -519,7 +521,7 @@ func TestShutdownTellsIdleSessions(t *testing.T) {
 	}
 }
 
-func TestRenameOverExistingNeedsDelete(t *testing.T) {
+func TestRenameOverExistingNeedsWrite(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: user, Password: pass, Perms: []string{"list", "read", "rename"}}}})
 	home := s.Home(user)
 	os.WriteFile(filepath.Join(home, "a"), []byte("a"), 0o644)
@@ -561,5 +563,29 @@ func TestImplicitFTPS(t *testing.T) {
 				t.Errorf("plain client on the implicit port got %q", b)
 			}
 		})
+	}
+}
+
+// TestSpecialFilesDoNotBlock: a FIFO in a home (made by a shell user) must
+// not hang the session: opening one for reading or writing would block
+// until a peer appears.
+func TestSpecialFilesDoNotBlock(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	if err := syscall.Mkfifo(filepath.Join(s.Home(user), "pipe"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	c := login(t, s, s.ClientTLS())
+	c.Pasv()
+	run(t, c, []step{{"RETR pipe", 550}, {"STOR pipe", 550}, {"APPE pipe", 550}, {"CWD pipe", 550}, {"MLSD pipe", 501}})
+	c.Cmd(350, "REST 1")
+	c.Cmd(550, "STOR pipe")
+	if list := string(transfer(t, c, "LIST", nil)); !strings.Contains(list, "pipe") {
+		t.Errorf("LIST = %q", list)
+	}
+	c.Cmd(221, "QUIT")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }

@@ -41,13 +41,15 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 
+	help string // the HELP text, built from the command table
+
 	inShutdown atomic.Bool
 	nextID     atomic.Uint64
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	perIP     map[netip.Prefix]int // by auth.ClientKey
 	addr      net.Addr
 	wg        sync.WaitGroup
 }
@@ -71,12 +73,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Log.Warn("server.allow_plaintext_data is on: clients may transfer files unencrypted (PROT C)")
 	}
 	return &Server{
+		help:      helpText(),
 		cfg:       cfg,
 		deps:      deps,
 		log:       deps.Log,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
-		perIP:     make(map[netip.Addr]int),
+		perIP:     make(map[netip.Prefix]int),
 	}, nil
 }
 
@@ -117,17 +120,25 @@ func (s *Server) Addr() net.Addr {
 // returns ErrServerClosed) or a permanent accept error. Cancelling ctx ends
 // the sessions' contexts but does not drain them: use Shutdown for that.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return s.serve(ctx, ln, false)
+	return s.serve(ctx, ln, explicitTLS)
 }
 
 // ServeImplicit is Serve for implicit FTPS: every connection starts with
 // the TLS handshake, before the greeting, and data protection defaults to
 // PROT P.
 func (s *Server) ServeImplicit(ctx context.Context, ln net.Listener) error {
-	return s.serve(ctx, ln, true)
+	return s.serve(ctx, ln, implicitTLS)
 }
 
-func (s *Server) serve(ctx context.Context, ln net.Listener, implicit bool) error {
+// tlsStart says how a listener's sessions get to TLS.
+type tlsStart int
+
+const (
+	explicitTLS tlsStart = iota // plain greeting, then AUTH TLS
+	implicitTLS                 // TLS handshake first
+)
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, start tlsStart) error {
 	if !s.trackListener(ln, true) {
 		ln.Close()
 		return ErrServerClosed
@@ -154,7 +165,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, implicit bool) erro
 			continue
 		}
 		backoff = 0
-		s.startSession(ctx, c, implicit)
+		s.startSession(ctx, c, start)
 	}
 }
 
@@ -175,28 +186,33 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 
 // startSession applies the connection limits before the greeting and starts
 // the session goroutine.
-func (s *Server) startSession(ctx context.Context, c net.Conn, implicit bool) {
+func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	remote := addrPortOf(c.RemoteAddr())
-	ip := remote.Addr()
+	ip := auth.ClientKey(remote.Addr())
 
 	s.mu.Lock()
 	total, fromIP := len(s.sessions), s.perIP[ip]
 	full := total >= s.cfg.MaxConnections || fromIP >= s.cfg.MaxConnectionsPerIP
+	closing := s.inShutdown.Load() // accepted just before the listener closed
 	var sess *session
-	if !full {
+	if !full && !closing {
 		sess = newSession(s, c, s.nextID.Add(1))
-		sess.implicit = implicit
+		sess.implicit = start == implicitTLS
 		s.sessions[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
 
-	if full {
-		s.log.Warn("connection refused: limit reached", "remote", remote, "sessions", total, "from_ip", fromIP)
-		if !implicit { // an implicit-TLS client could not read a plain reply
+	if full || closing {
+		r := reply{421, "Server shutting down."}
+		if !closing {
+			r = reply{421, "Too many connections; try again later."}
+			s.log.Warn("connection refused: limit reached", "remote", remote, "sessions", total, "from_client", fromIP)
+		}
+		if start == explicitTLS { // an implicit-TLS client could not read a plain reply
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte(reply{421, "Too many connections; try again later."}.format()))
+			c.Write([]byte(r.format()))
 		}
 		c.Close()
 		return
@@ -208,7 +224,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, implicit bool) {
 	}()
 }
 
-func (s *Server) untrack(sess *session, ip netip.Addr) {
+func (s *Server) untrack(sess *session, ip netip.Prefix) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, sess)

@@ -285,9 +285,9 @@ func (s *session) cleanup() {
 	if s.root != nil {
 		s.root.Close()
 	}
-	if s.tlsConn != nil {
-		// close_notify, bounded by a short deadline.
-		s.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	if s.tlsConn != nil && s.quit && !s.closing.Load() {
+		// A clean end gets close_notify (crypto/tls bounds it by 5 s);
+		// timeouts, errors and shutdown just close the socket.
 		s.tlsConn.Close()
 	}
 	s.raw.Close()

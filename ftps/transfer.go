@@ -122,19 +122,28 @@ func (s *session) execute(x *transfer) reply {
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	r := x.run(x.ctx, &dataConn{Conn: dc, ctx: x.ctx, timeout: s.cfg.DataTimeout, n: &x.bytes})
-	closeData(dc)
 	if x.ctx.Err() != nil && r.code < 300 {
 		r = reply{426, "Transfer aborted."}
+	}
+	if r.code == 226 {
+		closeData(dc)
+	} else {
+		abandonData(dc)
 	}
 	return r
 }
 
-// closeData ends a data connection; over TLS, Close sends close_notify,
-// without which FileZilla reports "GnuTLS error -110".
-func closeData(dc net.Conn) {
+// closeData ends a completed transfer's data connection; over TLS, Close
+// sends close_notify, without which FileZilla reports "GnuTLS error -110".
+// (crypto/tls bounds that write with its own 5 s deadline.)
+func closeData(dc net.Conn) { dc.Close() }
+
+// abandonData ends a failed or aborted transfer's data connection at once:
+// no close_notify, which would wait up to 5 s on a peer that stopped
+// reading, and keep ABOR's reply (or a shutdown) waiting with it.
+func abandonData(dc net.Conn) {
 	if tc, ok := dc.(*tls.Conn); ok {
-		tc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		tc.Close()
+		tc.NetConn().Close()
 		return
 	}
 	dc.Close()
@@ -176,21 +185,24 @@ func (c *dataConn) endedWithoutCloseNotify() bool {
 	return passive.EndedWithoutCloseNotify(c.Conn)
 }
 
+// Each operation checks the context after setting its deadline, too: an
+// ABOR landing in between would otherwise have its past deadline replaced
+// by a future one.
 func (c *dataConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))
 	return n, err
 }
 
 func (c *dataConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	n, err := c.Conn.Write(p)
 	c.n.Add(int64(n))
 	return n, err
@@ -210,8 +222,8 @@ func copyData(dst io.Writer, src io.Reader) (int64, error) {
 }
 
 // transferError maps a copy failure to the final reply: the client's side
-// (426) or ours (451).
-func (s *session) transferError(ctx context.Context, x string, err error, local bool) reply {
+// (426) or ours (451). localErr is the error of the file side, if any.
+func (s *session) transferError(ctx context.Context, x string, err, localErr error) reply {
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
@@ -219,8 +231,8 @@ func (s *session) transferError(ctx context.Context, x string, err error, local 
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Info("data connection stalled", "op", x)
 		return reply{426, "Data connection timed out; transfer aborted."}
-	case local:
-		s.log.Error("local I/O error during transfer", "op", x, "err", err)
+	case localErr != nil:
+		s.log.Error("local I/O error during transfer", "op", x, "err", localErr)
 		if r := fsReply(err); r.code == 452 {
 			return r
 		}
@@ -231,8 +243,8 @@ func (s *session) transferError(ctx context.Context, x string, err error, local 
 	}
 }
 
-// sideError tells which side of a copy failed: io.Copy returns the first
-// error, and we know which calls touched the file.
+// fileSide records the file's error in a copy: io.Copy returns the first
+// error of either side, and this tells which side it was.
 type fileSide struct {
 	err error
 }

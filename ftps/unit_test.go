@@ -150,7 +150,7 @@ func TestListingFormats(t *testing.T) {
 }
 
 func TestParseFactsAndTimeVal(t *testing.T) {
-	f, _ := parseFacts("Type;SIZE;bogus;")
+	f := parseFacts("Type;SIZE;bogus;")
 	if f != factType|factSize || f.String() != "type;size;" {
 		t.Errorf("parseFacts = %v %q", f, f.String())
 	}

@@ -4,7 +4,14 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"syscall"
 )
+
+// noBlock is added to every open of an existing path: opening a FIFO (or
+// some device) a user placed in a home would otherwise block the session
+// until someone writes to it, beyond the reach of any timeout. Regular
+// files and directories ignore it; anything else is refused after Stat.
+const noBlock = syscall.O_NONBLOCK
 
 // maxPathLen bounds a client path; Linux's PATH_MAX is 4096.
 const maxPathLen = 4096

@@ -45,6 +45,8 @@ type Binding struct {
 	// offered records which ticket extensions the latest control
 	// ClientHello carried (offeredTLS12|offeredTLS13).
 	offered atomic.Uint32
+	// controlVersion is the TLS version the control connection negotiated.
+	controlVersion atomic.Uint32
 
 	mu        sync.Mutex
 	closed    bool
@@ -72,8 +74,8 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 		listeners: make(map[*Listener]struct{}),
 	}
 	if base != nil {
-		b.tls = b.newTLSConfig(base, false)
-		b.data = b.newTLSConfig(base, true)
+		b.tls = b.newTLSConfig(base, controlSide)
+		b.data = b.newTLSConfig(base, dataSide)
 	}
 	return b
 }
@@ -86,7 +88,8 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 // is refused (in "required" mode), but it has already been sent a ticket
 // by then; were that ticket tagged, its client could come back with it and
 // take over the session's next data connection.
-func (b *Binding) newTLSConfig(base *tls.Config, data bool) *tls.Config {
+func (b *Binding) newTLSConfig(base *tls.Config, side connSide) *tls.Config {
+	data := side == dataSide
 	cfg := base.Clone()
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		switch {
@@ -113,9 +116,22 @@ func (b *Binding) newTLSConfig(base *tls.Config, data bool) *tls.Config {
 			b.observeHello(hello)
 			return nil, nil
 		}
+		// Only records the negotiated version (for "compatible").
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			b.controlVersion.Store(uint32(cs.Version))
+			return nil
+		}
 	}
 	return cfg
 }
+
+// connSide tells the two TLS configs of a Binding apart.
+type connSide int
+
+const (
+	controlSide connSide = iota
+	dataSide
+)
 
 func (b *Binding) hasTag(ss *tls.SessionState) bool {
 	return slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
@@ -170,7 +186,8 @@ func (b *Binding) Listen() (*Listener, error) {
 	ln, port, id, err := b.m.pool.listen(b.local.Addr())
 	if err != nil {
 		if ex := (*exhaustedError)(nil); errors.As(err, &ex) {
-			b.log.Warn("passive ports exhausted",
+			b.m.exhausted.Add(1)
+			b.log.Warn("passive ports exhausted", "times", b.m.exhausted.Load(),
 				"size", b.m.pool.size(), "in_use", b.m.pool.inUse(),
 				"tried", ex.tried, "busy", ex.busy)
 		}

@@ -162,6 +162,17 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		case modeRequired:
 			return l.refuse(tc, st, "required")
 		case modeCompatible:
+			// The data connection must use the control connection's
+			// version: otherwise a client on the same IP could pick the
+			// version whose ticket extension the control hello lacked
+			// and skip the strict check.
+			if cv := b.controlVersion.Load(); cv != uint32(st.Version) {
+				b.log.Warn("data connection refused: TLS version differs from the control connection's",
+					"port", l.port, "version", tls.VersionName(st.Version), "control_version", tls.VersionName(uint16(cv)))
+				tc.Close()
+				l.setPending(nil)
+				return nil, ErrNotResumed
+			}
 			if b.offeredTickets(st.Version) {
 				return l.refuse(tc, st, "compatible")
 			}

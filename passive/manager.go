@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Errors returned by Listen and Accept. Callers map them to FTP replies.
@@ -44,9 +45,15 @@ type Manager struct {
 	pool     *portPool
 	log      *slog.Logger
 
+	exhausted atomic.Uint64 // Listen calls that found no free port
+
 	mu     sync.Mutex
 	closed bool
 }
+
+// Exhausted is the number of Listen calls that found no free port since
+// New: a range too small for the load shows here (and in the log).
+func (m *Manager) Exhausted() uint64 { return m.exhausted.Load() }
 
 // New validates a copy of cfg and builds a Manager. log may be nil. When
 // PublicAddress is a host name its first resolution starts in the

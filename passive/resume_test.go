@@ -218,3 +218,24 @@ func TestEndedWithoutCloseNotify(t *testing.T) {
 		})
 	}
 }
+
+// TestCompatibleRefusesOtherVersion: in compatible mode a data connection
+// must use the control connection's TLS version; otherwise a client on the
+// same IP could pick the version whose ticket extension the control hello
+// lacked and pass with the peer-IP check alone.
+func TestCompatibleRefusesOtherVersion(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	log, logs := testLogger()
+	m := newTestManager(t, Config{TLSResumption: ResumptionCompatible}, log)
+	sess := startSession(t, m, pki.baseConfig(t), pki.clientConfig(tls.VersionTLS13, ticketsDisabled))
+	if _, err := transfer(t, sess.b, pki.clientConfig(tls.VersionTLS12, ticketsDisabled)); !errors.Is(err, ErrNotResumed) {
+		t.Fatalf("TLS 1.2 data for a TLS 1.3 control session: %v, want ErrNotResumed", err)
+	}
+	if !strings.Contains(logs.String(), "differs from the control") {
+		t.Errorf("refusal not logged:\n%s", logs.String())
+	}
+	if _, err := transfer(t, sess.b, pki.clientConfig(tls.VersionTLS13, ticketsDisabled)); err != nil {
+		t.Errorf("same version without tickets: %v", err)
+	}
+}
