@@ -75,6 +75,19 @@ func checkVerifiedSession(t *testing.T, s *ftpstest.Server, p *acmetest.Pebble, 
 	}
 	writeFile(t, s.Home(user), "hello.txt", []byte("hello over ACME"))
 	retrieve(t, c, cfg, "hello.txt", "hello over ACME")
+
+	// The same through jlaffaye/ftp, a real client library: its control
+	// and data connections use cfg, which trusts only Pebble's root.
+	gc := dialGo(t, s, acmeClient(p, domain)) // logs in
+	r, err := gc.Retr("hello.txt")
+	if err != nil {
+		t.Fatalf("jlaffaye RETR: %v", err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if string(got) != "hello over ACME" {
+		t.Errorf("jlaffaye RETR = %q", got)
+	}
 	return c, leafSHA256(st)
 }
 
