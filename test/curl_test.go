@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
@@ -188,7 +189,9 @@ func TestCurlTLS12(t *testing.T) {
 			// is checked on the server's side. Its exact wording is
 			// checked with a ticketless Go client in
 			// TestDataConnectionNotResumed.
-			if after := logLines(s, logReply425); after != before+1 {
+			// The server logs the 425 after curl has already gone:
+			// wait for it (bounded) before counting.
+			if after := waitLogLines(s, logReply425, before+1, 5*time.Second); after != before+1 {
 				t.Errorf("curl %s: the server sent %d 425 replies, want 1", strings.Join(args, " "), after-before)
 			}
 		}

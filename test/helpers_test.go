@@ -170,6 +170,19 @@ func logLines(s *ftpstest.Server, expr string) int {
 	return n
 }
 
+// waitLogLines polls until expr matches at least want log lines or timeout
+// passes, and returns the count then (lines logged after a client exits).
+func waitLogLines(s *ftpstest.Server, expr string, want int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		n := logLines(s, expr)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Log patterns of the server (slog text handler).
 const (
 	logReply425   = `msg=reply .* code=425$`
