@@ -126,17 +126,14 @@ func (s *session) execute(x *transfer) reply {
 		r = reply{426, "Transfer aborted."}
 	}
 	if r.code == 226 {
-		closeData(dc)
+		// Over TLS, Close sends close_notify (bounded by crypto/tls's own
+		// 5 s deadline), without which FileZilla reports "GnuTLS error -110".
+		dc.Close()
 	} else {
 		abandonData(dc)
 	}
 	return r
 }
-
-// closeData ends a completed transfer's data connection; over TLS, Close
-// sends close_notify, without which FileZilla reports "GnuTLS error -110".
-// (crypto/tls bounds that write with its own 5 s deadline.)
-func closeData(dc net.Conn) { dc.Close() }
 
 // abandonData ends a failed or aborted transfer's data connection at once:
 // no close_notify, which would wait up to 5 s on a peer that stopped
