@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
 )
@@ -46,7 +47,11 @@ func (s *session) cmdAUTH(arg string) reply {
 // reader and writer to it.
 func (s *session) startTLS(how string) bool {
 	tc := tls.Server(s.raw, s.binding.ControlTLS())
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TLSHandshakeTimeout)
+	deadline := time.Now().Add(s.cfg.TLSHandshakeTimeout)
+	if (s.implicit || s.awaitingTLS()) && s.tlsDeadline().Before(deadline) {
+		deadline = s.tlsDeadline() // server.auth_tls_timeout counts from connect
+	}
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.log.Warn("control TLS handshake failed", "via", how, "err", err)
@@ -152,6 +157,11 @@ func (s *session) cmdPASS(arg string) reply {
 	if err != nil {
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)
 		return reply{530, "Home directory not available."}
+	}
+	if !s.srv.loggedIn(s) {
+		root.Close() // evicted while the password was checked
+		s.quit = true
+		return noReply
 	}
 	s.user, s.root, s.state, s.cwd = u, root, stateReady, "/"
 	s.log = s.log.With("user", u.Name)

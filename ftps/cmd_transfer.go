@@ -186,30 +186,29 @@ type upload struct {
 	// atomic uploads replace an existing file; they must not commit data
 	// that may be truncated.
 	atomic bool
+	// appending uploads (APPE) write at the end of the file, whatever
+	// their file offset says.
+	appending bool
 }
 
-// store implements STOR, APPE and STOU. An overwriting STOR writes a
-// temporary file beside the target and renames it over the target only
-// after a complete transfer, so an aborted upload leaves the old version.
-// A new file, APPE and REST+STOR write in place, so an interrupted upload
-// can be resumed.
+// store implements STOR and APPE. An overwriting STOR writes a temporary
+// file beside the target and renames it over the target only after a
+// complete transfer, so an aborted upload leaves the old version. A new
+// file, APPE and REST+STOR write in place, so an interrupted upload can be
+// resumed.
 func (s *session) store(arg string, mode storeMode) reply {
-	if !s.allowed(auth.PermWrite, "STOR") {
+	if !s.allowed(auth.PermWrite, mode.String()) {
 		return replyNoPerm
 	}
 	offset := s.takeRest()
 	if mode == storeUnique {
-		name, r, ok := s.uniqueName(arg)
-		if !ok {
-			return r
-		}
-		arg = name
+		return s.storeUnique(arg)
 	}
 	virt, rel, r, ok := s.path(arg)
 	if !ok {
 		return r
 	}
-	if rel == "." {
+	if rel == "." || isTempName(path.Base(rel)) {
 		return reply{553, "File name not allowed."}
 	}
 	if fi, err := s.root.Stat(path.Dir(rel)); err != nil || !fi.IsDir() {
@@ -230,45 +229,58 @@ func (s *session) store(arg string, mode storeMode) reply {
 	up := s.plan(rel, mode, offset, exists, fi)
 	what := mode.String() + " " + virt
 	run := func(ctx context.Context, dc *dataConn) reply {
-		f, err := up.open()
-		if err != nil {
-			s.log.Info("upload target not writable", "op", what, "err", err)
-			if r := fsReply(err); r.code != 550 || errors.Is(err, fs.ErrExist) {
-				return r
-			}
-			return reply{553, "Could not create file."}
-		}
-		side := &fileSide{}
-		n, err := copyData(trackedFile{f, side}, dc)
-		if err == nil && dc.endedWithoutCloseNotify() ||
-			errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil {
-			// The TCP stream ended without TLS close_notify: the client
-			// may have died mid-upload.
-			s.log.Warn("upload ended without TLS close_notify: possibly truncated", "op", what, "bytes", n)
-			if up.atomic {
-				up.discard(f)
-				return reply{426, "Upload ended without TLS close_notify; old file kept."}
-			}
-			err = nil
-		}
-		if err != nil {
-			up.discard(f)
-			return s.transferError(ctx, what, err, side.err)
-		}
-		if err := up.commit(f, offset+n); err != nil {
-			s.log.Error("upload commit failed", "op", what, "err", err)
-			if r := fsReply(err); r.code == 452 {
-				return r
-			}
-			return reply{451, "Local error; upload not stored."}
-		}
-		return reply{226, "Transfer complete."}
+		return s.receive(ctx, dc, what, up)
 	}
-	text := "Ok to send data."
-	if mode == storeUnique {
-		text = "FILE: " + path.Base(virt)
+	return s.prepareTransfer(what, "Ok to send data.", run, nil)
+}
+
+// receive runs an upload on an accepted data connection. An upload whose
+// TLS stream ends without close_notify may have been cut by an attacker
+// who injected a FIN, or by a client that died: an atomic overwrite is
+// discarded (the old file stays); an in-place upload keeps what arrived, so
+// that the client can resume it, but is answered 426 all the same, never
+// "226 complete".
+func (s *session) receive(ctx context.Context, dc *dataConn, what string, up upload) reply {
+	f, err := up.open()
+	if err != nil {
+		s.log.Info("upload target not writable", "op", what, "err", err)
+		if r := fsReply(err); r.code != 550 || errors.Is(err, fs.ErrExist) {
+			return r
+		}
+		return reply{553, "Could not create file."}
 	}
-	return s.prepareTransfer(what, text, run, nil)
+	side := &fileSide{}
+	n, err := copyData(trackedFile{f, side}, dc)
+	truncated := err == nil && dc.endedWithoutCloseNotify() ||
+		errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil
+	if err != nil && !truncated {
+		up.discard(f)
+		return s.transferError(ctx, what, err, side.err)
+	}
+	if truncated && up.atomic {
+		up.discard(f)
+		s.log.Warn("upload ended without TLS close_notify: discarded, old file kept", "op", what, "bytes", n)
+		return reply{426, "Upload ended without TLS close_notify; old file kept."}
+	}
+	end, _ := f.Seek(0, io.SeekCurrent) // the end of what was written
+	size := end
+	if fi, err := f.Stat(); err == nil && up.appending {
+		size = fi.Size()
+	}
+	if err := up.commit(f, end); err != nil {
+		s.log.Error("upload commit failed", "op", what, "err", err)
+		if r := fsReply(err); r.code == 452 {
+			return r
+		}
+		return reply{451, "Local error; upload not stored."}
+	}
+	if truncated {
+		s.log.Warn("upload ended without TLS close_notify: possibly truncated, bytes kept",
+			"op", what, "bytes", n, "size", size)
+		return reply{426, fmt.Sprintf("Upload ended without TLS close_notify, possibly truncated; "+
+			"%d bytes received and kept (file size %d): resume with REST+STOR or APPE.", n, size)}
+	}
+	return reply{226, "Transfer complete."}
 }
 
 // plan decides how an upload writes its target.
@@ -281,9 +293,9 @@ func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi
 			open: func() (*os.File, error) {
 				return s.root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noBlock, 0o644)
 			},
-			commit: commitClose, discard: closeOnly,
+			commit: commitClose, discard: closeOnly, appending: true,
 		}
-	case mode == storeUnique || !exists:
+	case !exists:
 		return upload{
 			open: func() (*os.File, error) {
 				return s.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -312,54 +324,123 @@ func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi
 			discard: closeOnly,
 		}
 	default:
-		tmp := path.Join(path.Dir(rel), ".ftpsd-"+rand.Text()[:12]+".part")
-		return upload{
-			atomic: true,
-			open: func() (*os.File, error) {
-				return s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-			},
-			commit: func(f *os.File, _ int64) error {
-				err := f.Sync()
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err == nil {
-					err = s.root.Rename(tmp, rel)
-				}
-				if err != nil {
-					s.root.Remove(tmp)
-				}
-				return err
-			},
-			discard: func(f *os.File) {
-				f.Close()
-				s.root.Remove(tmp)
-			},
-		}
+		return s.planReplace(rel, fi.Mode().Perm())
 	}
 }
 
-// uniqueName picks a name for STOU that does not exist yet: the argument
-// (or "ftpsd-upload") itself, else with ".1", ".2", ... appended.
-func (s *session) uniqueName(arg string) (string, reply, bool) {
+// planReplace writes a temporary file beside rel and renames it over rel on
+// commit. Both happen through a handle on the parent directory, opened once
+// with the temporary file: if the directory's path is replaced meanwhile
+// (by a symlink, say), the rename and the clean-up still reach the
+// directory that holds the temporary file, and none is left behind.
+func (s *session) planReplace(rel string, perm fs.FileMode) upload {
+	var dir *os.Root
+	tmp, base := tempName(), path.Base(rel)
+	return upload{
+		atomic: true,
+		open: func() (*os.File, error) {
+			var err error
+			if dir, err = s.root.OpenRoot(path.Dir(rel)); err != nil {
+				return nil, err
+			}
+			f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+			if err != nil {
+				dir.Close()
+			}
+			return f, err
+		},
+		commit: func(f *os.File, _ int64) error {
+			defer dir.Close()
+			err := f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = dir.Rename(tmp, base)
+			}
+			if err != nil {
+				dir.Remove(tmp)
+			}
+			return err
+		},
+		discard: func(f *os.File) {
+			f.Close()
+			dir.Remove(tmp)
+			dir.Close()
+		},
+	}
+}
+
+// Temporary upload files are named ".ftpsd-XXXXXXXXXXXX.part"; listings
+// hide them.
+const (
+	tempPrefix = ".ftpsd-"
+	tempSuffix = ".part"
+	tempRand   = 12
+)
+
+func tempName() string { return tempPrefix + rand.Text()[:tempRand] + tempSuffix }
+
+// isTempName reports whether name is a temporary upload file of ours.
+func isTempName(name string) bool {
+	return len(name) == len(tempPrefix)+tempRand+len(tempSuffix) &&
+		strings.HasPrefix(name, tempPrefix) && strings.HasSuffix(name, tempSuffix)
+}
+
+// storeUnique implements STOU: the name is chosen and the file created in
+// one step (O_EXCL), before the 150 announces it, so two concurrent STOUs
+// can never be promised the same name.
+func (s *session) storeUnique(arg string) reply {
 	base := strings.TrimSpace(arg)
 	if base == "" {
 		base = "ftpsd-upload"
 	}
+	var virt, rel string
+	var f *os.File
 	for i := range 100 {
 		name := base
 		if i > 0 {
 			name = base + "." + strconv.Itoa(i)
 		}
-		_, rel, r, ok := s.path(name)
-		if !ok {
-			return "", r, false
+		var r reply
+		var ok bool
+		if virt, rel, r, ok = s.path(name); !ok {
+			return r
 		}
-		if _, err := s.root.Lstat(rel); errors.Is(err, fs.ErrNotExist) {
-			return name, noReply, true
+		if rel == "." || isTempName(path.Base(rel)) {
+			return reply{553, "File name not allowed."}
+		}
+		var err error
+		f, err = s.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			if errors.Is(err, fs.ErrNotExist) {
+				return reply{553, "Directory does not exist."}
+			}
+			return fsReply(err)
 		}
 	}
-	return "", reply{553, "Could not find a unique file name."}, false
+	if f == nil {
+		return reply{553, "Could not find a unique file name."}
+	}
+	closeOnly := func(f *os.File) { f.Close() }
+	up := upload{
+		open:    func() (*os.File, error) { return f, nil },
+		commit:  func(f *os.File, _ int64) error { return f.Close() },
+		discard: closeOnly,
+	}
+	what := "STOU " + virt
+	run := func(ctx context.Context, dc *dataConn) reply {
+		return s.receive(ctx, dc, what, up)
+	}
+	abandon := func() {
+		// No data connection came: the empty file is not an upload.
+		f.Close()
+		s.root.Remove(rel)
+	}
+	return s.prepareTransfer(what, "FILE: "+path.Base(virt), run, abandon)
 }
 
 func (s *session) cmdLIST(arg string) reply { return s.list(listArg(arg), formatLIST) }
@@ -389,9 +470,9 @@ func (s *session) list(arg string, format listFormat) reply {
 		if fi.IsDir() {
 			err = s.writeListing(ctx, bw, rel, format)
 		} else if format == formatNLST {
-			_, err = io.WriteString(bw, virt+"\r\n")
+			_, err = io.WriteString(bw, printable(virt)+"\r\n")
 		} else {
-			_, err = io.WriteString(bw, listLine(fi, path.Base(virt), time.Now())+"\r\n")
+			_, err = io.WriteString(bw, listLine(fi, printable(path.Base(virt)), time.Now())+"\r\n")
 		}
 		if err == nil {
 			err = bw.Flush()

@@ -32,10 +32,22 @@ type Config struct {
 	// IPv4 address, or one IPv6 /64. FileZilla needs at least 3 (browsing
 	// plus two transfers).
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxPreloginConnections caps the control connections that have not
+	// logged in yet, server-wide. When it is reached, a new connection
+	// evicts the oldest pre-login connection of the client that holds the
+	// most, so idle connections cannot lock real users out; logged-in
+	// sessions are never evicted. Default max_connections/4 (at least 1).
+	MaxPreloginConnections int `toml:"max_prelogin_connections"`
 	// IdleTimeout closes a logged-in session that sends no command.
 	IdleTimeout time.Duration `toml:"idle_timeout"`
 	// LoginTimeout bounds the time from connect to a successful PASS.
 	LoginTimeout time.Duration `toml:"login_timeout"`
+	// AuthTLSTimeout bounds the time from connect to the end of the TLS
+	// handshake (after AUTH TLS, or the implicit handshake): a client that
+	// has not started TLS within seconds is not an FTPS client. It does not
+	// apply to clients that stay in plain text while AllowPlaintextLogin is
+	// on. Default 10s.
+	AuthTLSTimeout time.Duration `toml:"auth_tls_timeout"`
 	// TLSHandshakeTimeout bounds the control TLS handshake after AUTH TLS.
 	TLSHandshakeTimeout time.Duration `toml:"tls_handshake_timeout"`
 	// DataTimeout aborts a transfer that moves no byte for this long.
@@ -91,6 +103,14 @@ func (c *Config) Validate() error {
 	if c.MaxConnectionsPerIP > c.MaxConnections {
 		return fmt.Errorf("server.max_connections_per_ip: %d is more than server.max_connections (%d)", c.MaxConnectionsPerIP, c.MaxConnections)
 	}
+	switch {
+	case c.MaxPreloginConnections < 0:
+		return fmt.Errorf("server.max_prelogin_connections: %d: must be positive", c.MaxPreloginConnections)
+	case c.MaxPreloginConnections == 0:
+		c.MaxPreloginConnections = max(1, c.MaxConnections/4)
+	case c.MaxPreloginConnections > c.MaxConnections:
+		return fmt.Errorf("server.max_prelogin_connections: %d is more than server.max_connections (%d)", c.MaxPreloginConnections, c.MaxConnections)
+	}
 	durs := []struct {
 		key string
 		v   *time.Duration
@@ -98,6 +118,7 @@ func (c *Config) Validate() error {
 	}{
 		{"idle_timeout", &c.IdleTimeout, 5 * time.Minute},
 		{"login_timeout", &c.LoginTimeout, time.Minute},
+		{"auth_tls_timeout", &c.AuthTLSTimeout, 10 * time.Second},
 		{"tls_handshake_timeout", &c.TLSHandshakeTimeout, 10 * time.Second},
 		{"data_timeout", &c.DataTimeout, time.Minute},
 		{"shutdown_timeout", &c.ShutdownTimeout, 30 * time.Second},

@@ -158,6 +158,9 @@ func (s *session) writeListing(ctx context.Context, w io.Writer, rel string, for
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			if isTempName(e.Name()) {
+				continue // an upload in progress, or one an old crash left
+			}
 			fi, ierr := e.Info()
 			if ierr != nil {
 				continue
@@ -167,14 +170,15 @@ func (s *session) writeListing(ctx context.Context, w io.Writer, rel string, for
 					continue
 				}
 			}
+			name := printable(e.Name())
 			var line string
 			switch format {
 			case formatLIST:
-				line = listLine(fi, e.Name(), now)
+				line = listLine(fi, name, now)
 			case formatNLST:
-				line = e.Name()
+				line = name
 			case formatMLSD:
-				line = mlsxLine(fi, e.Name(), s.mlstFacts, s.user.Perms)
+				line = mlsxLine(fi, name, s.mlstFacts, s.user.Perms)
 			}
 			if _, err := io.WriteString(w, line+"\r\n"); err != nil {
 				return err

@@ -24,10 +24,14 @@ var noReply = reply{}
 //	"200 text\r\n"  or  "211-first\r\n middle\r\n211 last\r\n".
 //
 // Middle lines start with a space so that a line which happens to begin with
-// digits is never mistaken for the end of the reply.
+// digits is never mistaken for the end of the reply. Control characters
+// (a file name may hold CR, LF or ESC) are replaced by '?' (see printable).
 func (r reply) format() string {
 	code := strconv.Itoa(r.code)
 	lines := strings.Split(strings.TrimRight(r.text, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = printable(l)
+	}
 	var b strings.Builder
 	if len(lines) == 1 {
 		b.WriteString(code + " " + lines[0] + "\r\n")
@@ -85,6 +89,39 @@ func fsReply(err error) reply {
 	// Permission errors, escapes from the os.Root ("path escapes from
 	// parent") and anything unexpected: refuse without detail.
 	return replyNoPerm
+}
+
+// printable replaces control characters (C0, DEL and the C1 range U+0080 to
+// U+009F) with '?', as vsftpd does: a name written into a reply or a
+// listing must never end a line early (a CR LF inside a name would show as
+// extra entries, or as a forged reply) or drive the client's terminal (ESC).
+// Other bytes, invalid UTF-8 included, pass unchanged.
+func printable(s string) string {
+	if !hasControl(s) {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c < 0x20 || c == 0x7f:
+			b[i] = '?'
+		case c == 0xc2 && i+1 < len(b) && b[i+1] >= 0x80 && b[i+1] <= 0x9f:
+			// U+0080..U+009F: two bytes become two '?', keeping the length.
+			b[i], b[i+1] = '?', '?'
+			i++
+		}
+	}
+	return string(b)
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] >= 0x80 && s[i+1] <= 0x9f {
+			return true
+		}
+	}
+	return false
 }
 
 // quotePath quotes a path for a 257 reply: embedded quotes are doubled

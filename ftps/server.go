@@ -49,7 +49,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Prefix]int // by auth.ClientKey
+	prelogin  map[*session]struct{} // the sessions not logged in yet
+	perIP     map[netip.Prefix]int  // by auth.ClientKey
 	addr      net.Addr
 	wg        sync.WaitGroup
 }
@@ -79,6 +80,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:       deps.Log,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
+		prelogin:  make(map[*session]struct{}),
 		perIP:     make(map[netip.Prefix]int),
 	}, nil
 }
@@ -185,25 +187,40 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 }
 
 // startSession applies the connection limits before the greeting and starts
-// the session goroutine.
+// the session goroutine. When the server is full, or holds its maximum of
+// connections that have not logged in, a pre-login connection is evicted to
+// make room (see preloginVictimLocked): connections that never log in must
+// not be able to lock real users out. Logged-in sessions are never evicted.
 func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	remote := addrPortOf(c.RemoteAddr())
 	ip := auth.ClientKey(remote.Addr())
 
 	s.mu.Lock()
 	total, fromIP := len(s.sessions), s.perIP[ip]
-	full := total >= s.cfg.MaxConnections || fromIP >= s.cfg.MaxConnectionsPerIP
 	closing := s.inShutdown.Load() // accepted just before the listener closed
+	full := fromIP >= s.cfg.MaxConnectionsPerIP
+	var victim *session
+	if !full && (total >= s.cfg.MaxConnections || len(s.prelogin) >= s.cfg.MaxPreloginConnections) {
+		if victim = s.preloginVictimLocked(); victim != nil {
+			s.untrackLocked(victim)
+		} else {
+			full = true
+		}
+	}
 	var sess *session
 	if !full && !closing {
-		sess = newSession(s, c, s.nextID.Add(1))
+		sess = newSession(ctx, s, c, s.nextID.Add(1))
 		sess.implicit = start == implicitTLS
 		s.sessions[sess] = struct{}{}
+		s.prelogin[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
 
+	if victim != nil {
+		go victim.evict()
+	}
 	if full || closing {
 		r := reply{421, "Server shutting down."}
 		if !closing {
@@ -219,17 +236,58 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	}
 	go func() {
 		defer s.wg.Done()
-		defer s.untrack(sess, ip)
-		sess.serve(ctx)
+		defer s.untrack(sess)
+		sess.serve()
 	}()
 }
 
-func (s *Server) untrack(sess *session, ip netip.Prefix) {
+// preloginVictimLocked picks the pre-login session to evict: the oldest of
+// the client that holds the most. An attacker holding many idle
+// connections thus loses its own first, and a real client, which holds
+// one for a second or two, is the last to go.
+func (s *Server) preloginVictimLocked() *session {
+	count := make(map[netip.Prefix]int)
+	for p := range s.prelogin {
+		count[p.key]++
+	}
+	var victim *session
+	for p := range s.prelogin {
+		if victim == nil || count[p.key] > count[victim.key] ||
+			count[p.key] == count[victim.key] && p.started.Before(victim.started) {
+			victim = p
+		}
+	}
+	return victim
+}
+
+// loggedIn moves sess out of the pre-login set. It reports false when sess
+// was evicted meanwhile (its connection is being closed).
+func (s *Server) loggedIn(sess *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.prelogin[sess]; !ok {
+		return false
+	}
+	delete(s.prelogin, sess)
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.untrackLocked(sess)
+}
+
+// untrackLocked removes sess from the counts; a second call (for an
+// evicted session that has now ended) does nothing.
+func (s *Server) untrackLocked(sess *session) {
+	if _, ok := s.sessions[sess]; !ok {
+		return
+	}
 	delete(s.sessions, sess)
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	delete(s.prelogin, sess)
+	if s.perIP[sess.key]--; s.perIP[sess.key] <= 0 {
+		delete(s.perIP, sess.key)
 	}
 }
 

@@ -57,6 +57,7 @@ type session struct {
 	binding *passive.Binding
 	local   netip.AddrPort
 	remote  netip.AddrPort
+	key     netip.Prefix // auth.ClientKey of remote: what per-client limits count
 	started time.Time
 
 	ctx    context.Context
@@ -92,17 +93,22 @@ type session struct {
 	quit    bool
 
 	closing atomic.Bool // set by Server.Shutdown
+	evicted atomic.Bool // set by evict
 }
 
-func newSession(srv *Server, c net.Conn, id uint64) *session {
+func newSession(ctx context.Context, srv *Server, c net.Conn, id uint64) *session {
 	local, remote := addrPortOf(c.LocalAddr()), addrPortOf(c.RemoteAddr())
+	ctx, cancel := context.WithCancel(ctx)
 	return &session{
+		ctx:       ctx,
+		cancel:    cancel,
 		srv:       srv,
 		cfg:       &srv.cfg,
 		log:       srv.log.With("session", id, "remote", remote.String()),
 		binding:   srv.deps.Passive.Bind(srv.deps.TLS, local, remote),
 		local:     local,
 		remote:    remote,
+		key:       auth.ClientKey(remote.Addr()),
 		started:   time.Now(),
 		raw:       c,
 		conn:      c,
@@ -114,8 +120,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 }
 
 // serve runs the session until QUIT, an error, a timeout or shutdown.
-func (s *session) serve(ctx context.Context) {
-	s.ctx, s.cancel = context.WithCancel(ctx)
+func (s *session) serve() {
 	defer s.cleanup()
 	defer func() {
 		if v := recover(); v != nil {
@@ -170,8 +175,15 @@ func (s *session) readFailed(err error) {
 			s.reply(reply{421, "Server shutting down; closing control connection."})
 			return
 		}
+		if s.awaitingTLS() {
+			s.log.Info("session timed out before AUTH TLS")
+			s.reply(reply{421, "Timeout waiting for AUTH TLS; closing control connection."})
+			return
+		}
 		s.log.Info("session timed out", "logged_in", s.state == stateReady)
 		s.reply(reply{421, "Timeout; closing control connection."})
+	case s.evicted.Load():
+		// evict has answered and closed.
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		// The client went away.
 	default:
@@ -186,6 +198,9 @@ func (s *session) setReadDeadline() {
 	switch {
 	case s.state != stateReady:
 		d = s.started.Add(s.cfg.LoginTimeout)
+		if s.awaitingTLS() && s.tlsDeadline().Before(d) {
+			d = s.tlsDeadline()
+		}
 	case s.transferRunning():
 		// zero: no deadline
 	default:
@@ -194,8 +209,20 @@ func (s *session) setReadDeadline() {
 	s.raw.SetReadDeadline(d)
 }
 
+// awaitingTLS reports whether the session must still start TLS before it
+// can log in.
+func (s *session) awaitingTLS() bool {
+	return s.tlsConn == nil && !s.cfg.AllowPlaintextLogin
+}
+
+// tlsDeadline is when a session that has not completed its TLS handshake is
+// closed (server.auth_tls_timeout).
+func (s *session) tlsDeadline() time.Time {
+	return s.started.Add(s.cfg.AuthTLSTimeout)
+}
+
 // readLine reads one command line, without its CR LF, with Telnet IAC
-// sequences removed (some clients send IAC IP IAC DM before ABOR).
+// sequences decoded (see decodeTelnet).
 func (s *session) readLine() (string, error) {
 	var line []byte
 	for {
@@ -216,22 +243,38 @@ func (s *session) readLine() (string, error) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
-	return stripTelnet(line), nil
+	return decodeTelnet(line), nil
 }
 
-// stripTelnet drops Telnet IAC (0xFF) sequences. 0xFF never occurs in
-// UTF-8, so no path byte is lost.
-func stripTelnet(b []byte) string {
-	if bytes.IndexByte(b, 0xFF) < 0 {
+// Telnet bytes that can follow IAC (RFC 854).
+const (
+	telnetIAC  = 0xFF
+	telnetWILL = 0xFB // WILL, WONT, DO and DONT (0xFB..0xFE) carry an option byte
+	telnetDONT = 0xFE
+)
+
+// decodeTelnet applies RFC 854 to a command line: IAC IAC is one data
+// byte 0xFF (a file name may contain it), IAC WILL/WONT/DO/DONT drops the
+// option byte with the command, and any other IAC command (such as the
+// IAC IP IAC DM some clients send before ABOR) is dropped.
+func decodeTelnet(b []byte) string {
+	if bytes.IndexByte(b, telnetIAC) < 0 {
 		return string(b)
 	}
 	out := make([]byte, 0, len(b))
 	for i := 0; i < len(b); i++ {
-		if b[i] == 0xFF {
-			i++ // skip the command byte too
+		if b[i] != telnetIAC {
+			out = append(out, b[i])
 			continue
 		}
-		out = append(out, b[i])
+		i++ // the command byte
+		switch {
+		case i >= len(b):
+		case b[i] == telnetIAC:
+			out = append(out, telnetIAC)
+		case b[i] >= telnetWILL && b[i] <= telnetDONT:
+			i++ // its option byte
+		}
 	}
 	return string(out)
 }
@@ -262,11 +305,22 @@ func (s *session) beginShutdown() {
 	s.raw.SetReadDeadline(time.Unix(1, 0))
 }
 
+// evict closes a session that has not logged in, to make room for a new
+// connection (see Server.startSession). It runs in its own goroutine.
+func (s *session) evict() {
+	s.evicted.Store(true)
+	s.log.Info("pre-login connection evicted: too many connections waiting to log in")
+	s.wmu.Lock()
+	s.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(s.conn, reply{421, "Too many connections waiting to log in; closing control connection."}.format())
+	s.wmu.Unlock()
+	s.cancel()
+	s.raw.Close()
+}
+
 // forceClose cuts the session when the shutdown deadline has passed.
 func (s *session) forceClose() {
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.cancel()
 	s.raw.Close()
 }
 
@@ -275,9 +329,7 @@ func (s *session) cleanup() {
 		s.xfer.cancel()
 		s.waitTransfer()
 	}
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.cancel()
 	if s.pasv != nil {
 		s.pasv.Close()
 	}

@@ -29,15 +29,21 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
-func TestStripTelnet(t *testing.T) {
+func TestDecodeTelnet(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"ABOR", "ABOR"},
-		{"\xff\xf4\xff\xf2ABOR", "ABOR"},
+		{"\xff\xf4\xff\xf2ABOR", "ABOR"}, // IAC IP IAC DM
 		{"RETR \xc3\xa9t\xc3\xa9.txt", "RETR été.txt"},
+		{"DELE a\xff\xffb", "DELE a\xffb"},         // IAC IAC is one 0xFF
+		{"DELE \xff\xff\xff\xff", "DELE \xff\xff"}, // two escaped 0xFF
+		{"\xff\xfb\x01NOOP", "NOOP"},               // IAC WILL ECHO
+		{"\xff\xfe\xffNOOP", "NOOP"},               // IAC DONT <0xFF option>
+		{"NOOP\xff", "NOOP"},                       // a lone trailing IAC
+		{"NO\xff\xf1OP", "NOOP"},                   // IAC NOP inside
 	}
 	for _, tt := range tests {
-		if got := stripTelnet([]byte(tt.in)); got != tt.want {
-			t.Errorf("stripTelnet(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := decodeTelnet([]byte(tt.in)); got != tt.want {
+			t.Errorf("decodeTelnet(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -204,6 +210,9 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.IdleTimeout = -time.Second }, "server.idle_timeout"},
 		{func(c *Config) { c.Banner = "a\nb" }, "server.banner"},
 		{func(c *Config) { c.MaxConnections = 2; c.MaxConnectionsPerIP = 5 }, "server.max_connections_per_ip"},
+		{func(c *Config) { c.MaxPreloginConnections = -1 }, "server.max_prelogin_connections"},
+		{func(c *Config) { c.MaxPreloginConnections = 101 }, "server.max_prelogin_connections"},
+		{func(c *Config) { c.AuthTLSTimeout = -time.Second }, "server.auth_tls_timeout"},
 	}
 	for i, tt := range tests {
 		var c Config
@@ -215,7 +224,49 @@ func TestConfigValidate(t *testing.T) {
 	}
 	var c Config
 	c.Validate()
-	if c.Listen != ":21" || c.IdleTimeout != 5*time.Minute || c.MaxConnectionsPerIP != 10 {
+	if c.Listen != ":21" || c.IdleTimeout != 5*time.Minute || c.MaxConnectionsPerIP != 10 ||
+		c.MaxPreloginConnections != 25 || c.AuthTLSTimeout != 10*time.Second {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+	small := Config{MaxConnections: 2, MaxConnectionsPerIP: 1}
+	if err := small.Validate(); err != nil || small.MaxPreloginConnections != 1 {
+		t.Errorf("max_connections 2: max_prelogin_connections = %d, %v; want 1", small.MaxPreloginConnections, err)
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain name.txt", "plain name.txt"},
+		{"été 日本", "été 日本"},
+		{"evil\r\nphantom", "evil??phantom"},
+		{"esc\x1b[2J", "esc?[2J"},
+		{"nul\x00del\x7f", "nul?del?"},
+		{"c1\u0085\u009b", "c1????"},
+		{"latin \u00a0\u00e9", "latin \u00a0\u00e9"}, // U+00A0 and up are printable
+		{"bad utf8 \xff\xc2", "bad utf8 \xff\xc2"},
+	}
+	for _, tt := range tests {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Replies never carry a control byte, whatever their text holds.
+	got := reply{250, "Deleted /a\x1bb\r.\n 213 forged"}.format()
+	if want := "250-Deleted /a?b?.\r\n250  213 forged\r\n"; got != want {
+		t.Errorf("format = %q, want %q", got, want)
+	}
+}
+
+func TestIsTempName(t *testing.T) {
+	for name, want := range map[string]bool{
+		tempName():                  true,
+		".ftpsd-ABCDEFGHIJKL.part":  true,
+		".ftpsd-ABC.part":           false,
+		"ftpsd-ABCDEFGHIJKL.part":   false,
+		".ftpsd-ABCDEFGHIJKL.partx": false,
+	} {
+		if got := isTempName(name); got != want {
+			t.Errorf("isTempName(%q) = %t, want %t", name, got, want)
+		}
 	}
 }
