@@ -49,6 +49,11 @@ type Config struct {
 	SelfSignedNames []string `toml:"self_signed_names"`
 	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
 	MinVersion string `toml:"min_version"`
+	// LegacyCiphers lets TLS 1.2 use Go's default suites, which add CBC
+	// with SHA-1 MACs, for old clients that have no AEAD suite. Off by
+	// default: TLS 1.2 then offers only ECDHE with AES-GCM or
+	// ChaCha20-Poly1305. TLS 1.3 suites are not configurable in Go.
+	LegacyCiphers bool `toml:"legacy_ciphers"`
 	// ReloadInterval is how often the files of the files mode are checked
 	// for changes. Default 1m.
 	ReloadInterval time.Duration `toml:"reload_interval"`
@@ -194,8 +199,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tls.mode: %q (want %s, %s or %s)", c.Mode, ModeSelfSigned, ModeFiles, ModeACME)
 	}
 
-	if _, err := parseMinVersion(c.MinVersion); err != nil {
+	minVersion, err := parseMinVersion(c.MinVersion)
+	if err != nil {
 		return err
+	}
+	// Go does not configure TLS 1.3 suites, so the key would do nothing;
+	// like a stray cert_file, that is most likely a misunderstanding.
+	if c.LegacyCiphers && minVersion != tls.VersionTLS12 {
+		return fmt.Errorf("tls.legacy_ciphers: only used when tls.min_version = \"1.2\" (tls.min_version is %q)", c.MinVersion)
 	}
 	if c.ReloadInterval < 0 {
 		return fmt.Errorf("tls.reload_interval: %s (want a positive duration)", c.ReloadInterval)

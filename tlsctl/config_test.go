@@ -57,6 +57,8 @@ func TestValidate(t *testing.T) {
 		{name: "cert file in self-signed mode", cfg: Config{StateDir: "s", CertFile: "c"}, wantErr: `tls.cert_file, tls.key_file: only used when tls.mode = "files"`},
 		{name: "min version 1.1", cfg: Config{StateDir: "s", MinVersion: "1.1"}, wantErr: `tls.min_version: "1.1" (want 1.2 or 1.3)`},
 		{name: "min version TLS1.2", cfg: Config{StateDir: "s", MinVersion: "TLS1.2"}, wantErr: `tls.min_version: "TLS1.2"`},
+		{name: "legacy ciphers with 1.2", cfg: Config{StateDir: "s", LegacyCiphers: true}},
+		{name: "legacy ciphers with 1.3", cfg: Config{StateDir: "s", MinVersion: "1.3", LegacyCiphers: true}, wantErr: `tls.legacy_ciphers: only used when tls.min_version = "1.2" (tls.min_version is "1.3")`},
 		{name: "negative reload", cfg: Config{Mode: "files", CertFile: "c", KeyFile: "k", ReloadInterval: -time.Second}, wantErr: "tls.reload_interval: -1s"},
 		{name: "negative rotation", cfg: Config{StateDir: "s", TicketKeyRotation: -time.Hour}, wantErr: "tls.ticket_key_rotation: -1h0m0s"},
 		{name: "empty name", cfg: Config{StateDir: "s", SelfSignedNames: []string{"localhost", ""}}, wantErr: `tls.self_signed_names[1]: "" is not a host name or IP address`},

@@ -3,8 +3,10 @@
 // A Manager picks one certificate source by configuration (a self-signed
 // certificate persisted in the state directory, or certificate and key files
 // that are reloaded when they change) and hands out one base *tls.Config:
-// TLS 1.2 or newer, GetCertificate from the source, the "ftp" ALPN protocol,
-// and explicit session-ticket keys that are rotated in the background.
+// TLS 1.2 or newer (TLS 1.2 with ECDHE and AEAD suites only, unless
+// legacy_ciphers is set), GetCertificate from the source, the "ftp" ALPN
+// protocol, and explicit session-ticket keys that are rotated in the
+// background.
 //
 // The package knows nothing of FTP beyond the ALPN name; the ftps and passive
 // packages receive the base config and clone it per session.

@@ -67,8 +67,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		// (curl, lftp, data connections) are unaffected. Never "acme-tls/1":
 		// the TLS-ALPN-01 challenge has no business on the FTP ports.
 		NextProtos: []string{alpnFTP},
-		// CipherSuites, CurvePreferences: Go's defaults are current and
-		// are kept up to date with the toolchain.
+		// CipherSuites applies to TLS 1.2 only; see tls12CipherSuites.
+		// CurvePreferences: Go's defaults are current and are kept up to
+		// date with the toolchain.
+		CipherSuites: tls12CipherSuites(),
+	}
+	if cfg.LegacyCiphers {
+		// nil is Go's default list, which adds ECDHE with AES-CBC and SHA-1.
+		base.CipherSuites = nil
+		log.Warn("tls.legacy_ciphers is on: TLS 1.2 also accepts CBC cipher suites with SHA-1 MACs; turn it off once old clients are gone")
 	}
 	m := &Manager{
 		src:     src,
@@ -78,15 +85,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
+// tls12CipherSuites are the TLS 1.2 suites offered unless legacy_ciphers is
+// set: ECDHE for forward secrecy and an AEAD, for ECDSA and RSA keys alike
+// (files and acme mode may serve either). Go's default list adds AES-CBC
+// with SHA-1 MACs, which current FTPS clients (FileZilla, lftp, curl,
+// rclone) do without. crypto/tls applies its own preference order, so the
+// order here does not matter. A new slice on each call, so that no two
+// Managers share one.
+func tls12CipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+}
+
 // ServerConfig returns the base TLS configuration: MinVersion per config,
-// GetCertificate from the certificate source, NextProtos ["ftp"] and
-// explicitly set, rotating session-ticket keys. It returns the same pointer
-// on every call; the Manager keeps changing its ticket keys, so callers
-// must Clone it before modifying anything. passive clones it once per
-// control session: a clone shares the keys present when it was made, so a
-// session's data connections resume its control session even across a
-// rotation, and every clone made later still accepts the tickets of
-// sessions started during the two previous rotation periods.
+// the TLS 1.2 cipher suites (ECDHE with AEAD only, or Go's defaults with
+// legacy_ciphers), GetCertificate from the certificate source, NextProtos
+// ["ftp"] and explicitly set, rotating session-ticket keys. It returns the
+// same pointer on every call; the Manager keeps changing its ticket keys,
+// so callers must Clone it before modifying anything. passive clones it
+// once per control session (Clone copies CipherSuites, so control and data
+// connections share the policy): a clone shares the keys present when it
+// was made, so a session's data connections resume its control session
+// even across a rotation, and every clone made later still accepts the
+// tickets of sessions started during the two previous rotation periods.
 func (m *Manager) ServerConfig() *tls.Config { return m.base }
 
 // Certificate describes the certificate served now (for check-config and

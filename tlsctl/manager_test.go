@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,13 +41,176 @@ func TestServerConfig(t *testing.T) {
 	if base.GetCertificate == nil || len(base.Certificates) != 0 {
 		t.Error("want GetCertificate and no static Certificates")
 	}
-	if base.CipherSuites != nil {
-		t.Error("CipherSuites set; Go's defaults are wanted")
-	}
 	// With no SNI the source still answers.
 	cert, err := base.GetCertificate(&tls.ClientHelloInfo{})
 	if err != nil || cert == nil {
 		t.Fatalf("GetCertificate without SNI: %v, %v", cert, err)
+	}
+}
+
+// TestCipherSuitesConfig checks the suites the base config lists: by default
+// only ECDHE (forward secrecy) with an AEAD, none of them TLS 1.3-only
+// (those are not configurable and would be ignored); with legacy_ciphers
+// nil, i.e. Go's defaults, and a warning at startup.
+func TestCipherSuitesConfig(t *testing.T) {
+	t.Parallel()
+	insecure := map[uint16]bool{}
+	for _, s := range tls.InsecureCipherSuites() {
+		insecure[s.ID] = true
+	}
+	secure := map[uint16]*tls.CipherSuite{}
+	for _, s := range tls.CipherSuites() {
+		secure[s.ID] = s
+	}
+	tests := []struct {
+		name   string
+		legacy bool
+	}{
+		{name: "default", legacy: false},
+		{name: "legacy_ciphers", legacy: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &logRecorder{}
+			m := newTestManager(t, Config{StateDir: t.TempDir(), LegacyCiphers: tt.legacy}, slog.New(rec))
+			base := m.ServerConfig()
+			// passive clones the base per control session, and the data
+			// connections use that clone: the policy must survive Clone.
+			if !slices.Equal(base.Clone().CipherSuites, base.CipherSuites) {
+				t.Errorf("Clone().CipherSuites = %v, want %v", base.Clone().CipherSuites, base.CipherSuites)
+			}
+			warnings := rec.count(slog.LevelWarn, "legacy_ciphers")
+			if tt.legacy {
+				if base.CipherSuites != nil {
+					t.Errorf("CipherSuites = %v, want nil (Go's defaults)", base.CipherSuites)
+				}
+				if warnings != 1 {
+					t.Errorf("%d warnings about legacy_ciphers, want 1", warnings)
+				}
+				return
+			}
+			if warnings != 0 || rec.maxLevel() >= slog.LevelWarn {
+				t.Errorf("warnings logged with the default suites (max level %s)", rec.maxLevel())
+			}
+			if len(base.CipherSuites) == 0 {
+				t.Fatal("CipherSuites empty: Go's defaults include CBC suites with SHA-1")
+			}
+			var names []string
+			for _, id := range base.CipherSuites {
+				name := tls.CipherSuiteName(id)
+				names = append(names, name)
+				s := secure[id]
+				switch {
+				case insecure[id] || s == nil:
+					t.Errorf("%s is not in tls.CipherSuites()", name)
+				case !slices.Contains(s.SupportedVersions, tls.VersionTLS12):
+					t.Errorf("%s is not a TLS 1.2 suite", name)
+				case !strings.HasPrefix(name, "TLS_ECDHE_"):
+					t.Errorf("%s has no forward secrecy", name)
+				case strings.Contains(name, "_CBC_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "_CHACHA20_POLY1305_")):
+					t.Errorf("%s is not an AEAD suite", name)
+				}
+			}
+			// Both key types a certificate may have (files and acme mode
+			// may serve RSA) need all three AEADs.
+			for _, want := range []uint16{
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+				tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+			} {
+				if !slices.Contains(base.CipherSuites, want) {
+					t.Errorf("CipherSuites %v lack %s", names, tls.CipherSuiteName(want))
+				}
+			}
+		})
+	}
+}
+
+// TestCipherSuitesHandshake checks the TLS 1.2 suite policy with real
+// handshakes against an ECDSA and an RSA certificate (the suite names the
+// key type), on the base config and on a clone as passive makes for each
+// control session and its data connections.
+func TestCipherSuitesHandshake(t *testing.T) {
+	t.Parallel()
+	type server struct {
+		key    string // "ecdsa" or "rsa"
+		legacy bool
+	}
+	pairs := map[string]testPair{"ecdsa": validPair(t), "rsa": rsaPair(t)}
+	type target struct{ name, addr string }
+	targets := map[server][]target{}
+	for key, p := range pairs {
+		for _, legacy := range []bool{false, true} {
+			certFile, keyFile := writePairFiles(t, t.TempDir(), p)
+			m := newTestManager(t, Config{Mode: ModeFiles, CertFile: certFile, KeyFile: keyFile, LegacyCiphers: legacy}, nil)
+			targets[server{key, legacy}] = []target{
+				{"base", serveTLS(t, m.ServerConfig)},
+				{"clone", serveTLS(t, func() *tls.Config { return m.ServerConfig().Clone() })},
+			}
+		}
+	}
+
+	tests := []struct {
+		name   string
+		key    string
+		legacy bool
+		offer  []uint16 // the client's only suites, in its order
+		want   uint16   // 0 = refused
+	}{
+		// Default: AEAD with ECDHE only.
+		{name: "ECDSA AES-128-GCM", key: "ecdsa", offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{name: "ECDSA AES-256-GCM", key: "ecdsa", offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+		{name: "ECDSA ChaCha20-Poly1305", key: "ecdsa", offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, want: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+		{name: "ECDSA AES-128-CBC-SHA refused", key: "ecdsa", offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}},
+		{name: "ECDSA AES-256-CBC-SHA refused", key: "ecdsa", offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}},
+		{name: "ECDSA CBC listed first still gets GCM", key: "ecdsa",
+			offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{name: "RSA AES-128-GCM", key: "rsa", offer: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}, want: tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+		{name: "RSA AES-256-GCM", key: "rsa", offer: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}, want: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+		{name: "RSA ChaCha20-Poly1305", key: "rsa", offer: []uint16{tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256}, want: tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+		{name: "RSA AES-128-CBC-SHA refused", key: "rsa", offer: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}},
+		{name: "RSA AES-256-CBC-SHA refused", key: "rsa", offer: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA}},
+		{name: "RSA key exchange refused", key: "rsa", offer: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}},
+
+		// legacy_ciphers: Go's default list, CBC with SHA-1 included.
+		{name: "legacy ECDSA AES-128-CBC-SHA", key: "ecdsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA},
+		{name: "legacy ECDSA AES-256-CBC-SHA", key: "ecdsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA},
+		{name: "legacy ECDSA AES-128-GCM", key: "ecdsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, want: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{name: "legacy RSA AES-128-CBC-SHA", key: "rsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}, want: tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA},
+		{name: "legacy RSA ChaCha20-Poly1305", key: "rsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256}, want: tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+		// Go's defaults leave out CBC with SHA-256 (not constant time in Go).
+		{name: "legacy ECDSA AES-128-CBC-SHA256 refused", key: "ecdsa", legacy: true, offer: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tg := range targets[server{tt.key, tt.legacy}] {
+				t.Run(tg.name, func(t *testing.T) {
+					client := &tls.Config{
+						RootCAs:      poolOf(t, pairs[tt.key].certPEM),
+						ServerName:   "localhost",
+						MaxVersion:   tls.VersionTLS12,
+						CipherSuites: tt.offer,
+					}
+					state, err := dialTLS(t, tg.addr, client)
+					if tt.want == 0 {
+						if err == nil {
+							t.Fatalf("handshake succeeded with %s, want refused", tls.CipherSuiteName(state.CipherSuite))
+						}
+						return
+					}
+					if err != nil {
+						t.Fatalf("handshake: %v", err)
+					}
+					if state.Version != tls.VersionTLS12 || state.CipherSuite != tt.want {
+						t.Errorf("negotiated %s %s, want TLS 1.2 %s", tls.VersionName(state.Version),
+							tls.CipherSuiteName(state.CipherSuite), tls.CipherSuiteName(tt.want))
+					}
+				})
+			}
+		})
 	}
 }
 
