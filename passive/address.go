@@ -28,7 +28,7 @@ const (
 // much longer than a second: a host name that has not resolved yet falls
 // back to the local address (logged at Warn). The result is unmapped.
 func (b *Binding) PassiveAddr(ctx context.Context) netip.Addr {
-	m := b.m
+	m := b.m.settings()
 	local := b.local.Addr()
 	if m.isLocalPeer(b.remote.Addr()) {
 		return local
@@ -50,7 +50,7 @@ func (b *Binding) PassiveAddr(ctx context.Context) netip.Addr {
 
 // isLocalPeer reports whether peer gets the local address: loopback or
 // inside one of LocalNetworks.
-func (m *Manager) isLocalPeer(peer netip.Addr) bool {
+func (m *settings) isLocalPeer(peer netip.Addr) bool {
 	peer = peer.Unmap()
 	if peer.IsLoopback() {
 		return true
@@ -69,42 +69,41 @@ func (m *Manager) isLocalPeer(peer netip.Addr) bool {
 // maxConnections (0 skips that check). An invalid listen counts as
 // unspecified. For a host-name public_address it may wait up to about a
 // second for the resolution.
-func (m *Manager) Warnings(listen netip.AddrPort, maxConnections int) []string {
+func (mgr *Manager) Warnings(listen netip.AddrPort, maxConnections int) []string {
 	var warns []string
+	m := mgr.settings()
 	la := listen.Addr().Unmap()
 	listenPublic := !la.IsValid() || la.IsUnspecified() || !isPrivateAddr(la)
-	if listenPublic {
-		switch {
-		case m.public.IsValid():
-			if isPrivateAddr(m.public) {
-				warns = append(warns, fmt.Sprintf(
-					"passive.public_address %s is a private address while the server listens on %s: clients outside that network cannot open data connections",
-					m.public, listenString(listen)))
-			}
-		case m.resolver != nil:
-			ctx, cancel := context.WithTimeout(context.Background(), firstResolveWait)
-			ip, err := m.resolver.get(ctx)
-			cancel()
-			switch {
-			case err != nil:
-				warns = append(warns, fmt.Sprintf(
-					"passive.public_address %q did not resolve (%v): PASV answers fall back to the control connection's local address",
-					m.cfg.PublicAddress, err))
-			case isPrivateAddr(ip):
-				warns = append(warns, fmt.Sprintf(
-					"passive.public_address %q resolves to the private address %s while the server listens on %s: clients outside that network cannot open data connections",
-					m.cfg.PublicAddress, ip, listenString(listen)))
-			}
-		case !la.IsValid() || la.IsUnspecified():
+	switch {
+	case m.public.IsValid():
+		if listenPublic && isPrivateAddr(m.public) {
 			warns = append(warns, fmt.Sprintf(
-				"passive.public_address is not set and the server listens on %s: PASV answers carry the control connection's local address, which clients behind NAT cannot reach",
-				listenString(listen)))
+				"passive.public_address %s is a private address while the server listens on %s: clients outside that network cannot open data connections",
+				m.public, listenString(listen)))
 		}
+	case m.resolver != nil:
+		ctx, cancel := context.WithTimeout(context.Background(), firstResolveWait)
+		ip, err := m.resolver.get(ctx)
+		cancel()
+		switch {
+		case err != nil:
+			warns = append(warns, fmt.Sprintf(
+				"passive.public_address %q did not resolve (%v): PASV answers fall back to the control connection's local address",
+				m.cfg.PublicAddress, err))
+		case listenPublic && isPrivateAddr(ip):
+			warns = append(warns, fmt.Sprintf(
+				"passive.public_address %q resolves to the private address %s while the server listens on %s: clients outside that network cannot open data connections",
+				m.cfg.PublicAddress, ip, listenString(listen)))
+		}
+	case listenPublic && (!la.IsValid() || la.IsUnspecified()):
+		warns = append(warns, fmt.Sprintf(
+			"passive.public_address is not set and the server listens on %s: PASV answers carry the control connection's local address, which clients behind NAT cannot reach",
+			listenString(listen)))
 	}
-	if maxConnections > 0 && m.Size() < maxConnections {
+	if maxConnections > 0 && mgr.Size() < maxConnections {
 		warns = append(warns, fmt.Sprintf(
 			"passive.ports %q has %d ports, fewer than server.max_connections %d: transfers beyond that many at once get 425",
-			m.cfg.Ports, m.Size(), maxConnections))
+			m.cfg.Ports, mgr.Size(), maxConnections))
 	}
 	return warns
 }

@@ -98,9 +98,11 @@ func hostBinding(t *testing.T, f *fakeLookup, interval time.Duration) (*Manager,
 	t.Helper()
 	log, logs := testLogger()
 	m := newTestManager(t, Config{ResolveInterval: interval}, log)
-	m.cfg.PublicAddress = "ftp.example.com"
-	m.resolver = newResolver("ftp.example.com", m.cfg.ResolveInterval, f.lookup, log)
-	m.resolver.start()
+	set := *m.settings()
+	set.cfg.PublicAddress = "ftp.example.com"
+	set.resolver = newResolver("ftp.example.com", set.cfg.ResolveInterval, f.lookup, log)
+	set.resolver.start()
+	m.set.Store(&set)
 	b := m.Bind(nil, mustAddrPort(t, "10.0.0.2:21"), mustAddrPort(t, "203.0.113.5:40000"))
 	t.Cleanup(b.Close)
 	return m, b, logs

@@ -86,7 +86,7 @@ func (l *Listener) Accept(ctx context.Context, secure bool) (net.Conn, error) {
 
 // acceptPeer waits for a connection from the control peer's IP.
 func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
-	cfg := &l.b.m.cfg
+	cfg := &l.b.m.settings().cfg
 	if err := l.ln.SetDeadline(time.Now().Add(cfg.AcceptTimeout)); err != nil {
 		return nil, l.acceptErr(ctx, err)
 	}
@@ -140,7 +140,8 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		return nil, ErrClosed
 	}
 	tc := tls.Server(conn, b.data)
-	hctx, cancel := context.WithTimeout(ctx, b.m.cfg.HandshakeTimeout)
+	set := b.m.settings()
+	hctx, cancel := context.WithTimeout(ctx, set.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
@@ -158,7 +159,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 
 	st := tc.ConnectionState()
 	if !st.DidResume {
-		switch b.m.mode {
+		switch set.mode {
 		case modeRequired:
 			return l.refuse(tc, st, "required")
 		case modeCompatible:

@@ -10,6 +10,7 @@ package passive
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -37,18 +38,23 @@ var (
 // advertised address. One Manager serves the whole server; it is safe for
 // concurrent use.
 type Manager struct {
-	cfg      Config
-	mode     resumptionMode
-	localNet []netip.Prefix
-	public   netip.Addr // PublicAddress when it is an IP literal
-	resolver *resolver  // PublicAddress when it is a host name, else nil
-	pool     *portPool
-	log      *slog.Logger
+	set  atomic.Pointer[settings] // replaced as a whole by Reload
+	pool *portPool
+	log  *slog.Logger
 
 	exhausted atomic.Uint64 // Listen calls that found no free port
 
 	mu     sync.Mutex
 	closed bool
+}
+
+// settings are the parts of a Manager that Reload can change.
+type settings struct {
+	cfg      Config
+	mode     resumptionMode
+	localNet []netip.Prefix
+	public   netip.Addr // PublicAddress when it is an IP literal
+	resolver *resolver  // PublicAddress when it is a host name, else nil
 }
 
 // Exhausted is the number of Listen calls that found no free port since
@@ -65,31 +71,70 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg.LocalNetworks = append([]string(nil), cfg.LocalNetworks...)
 	first, last := cfg.PortRange()
-	m := &Manager{
-		cfg:  cfg,
-		mode: parseMode(cfg.TLSResumption),
-		pool: newPortPool(first, last),
-		log:  log,
+	m := &Manager{pool: newPortPool(first, last), log: log}
+	set, err := newSettings(cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	m.set.Store(set)
+	return m, nil
+}
+
+// newSettings builds the settings of a validated cfg. When PublicAddress is
+// a host name its first resolution starts in the background right away.
+func newSettings(cfg Config, log *slog.Logger) (*settings, error) {
+	cfg.LocalNetworks = append([]string(nil), cfg.LocalNetworks...)
+	st := &settings{cfg: cfg, mode: parseMode(cfg.TLSResumption)}
 	for _, s := range cfg.LocalNetworks {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil { // Validate checked it already
 			return nil, err
 		}
-		m.localNet = append(m.localNet, p.Masked())
+		st.localNet = append(st.localNet, p.Masked())
 	}
 	if cfg.PublicAddress != "" {
 		if ip, err := netip.ParseAddr(cfg.PublicAddress); err == nil {
-			m.public = ip.Unmap()
+			st.public = ip.Unmap()
 		} else {
 			r := &net.Resolver{}
-			m.resolver = newResolver(cfg.PublicAddress, cfg.ResolveInterval, r.LookupNetIP, log)
-			m.resolver.start()
+			st.resolver = newResolver(cfg.PublicAddress, cfg.ResolveInterval, r.LookupNetIP, log)
+			st.resolver.start()
 		}
 	}
-	return m, nil
+	return st, nil
+}
+
+// settings returns the settings in force.
+func (m *Manager) settings() *settings { return m.set.Load() }
+
+// Reload validates cfg and puts in force what can change while the server
+// runs: the public address, the local networks, the resumption policy and
+// the timeouts. New PASV/EPSV replies and data connections use it; the
+// port range cannot change without a restart, and a cfg that changes it is
+// refused as a whole.
+func (m *Manager) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := m.settings()
+	if cfg.Ports != old.cfg.Ports {
+		return fmt.Errorf("passive.ports: cannot change without a restart (%q in force)", old.cfg.Ports)
+	}
+	if m.isClosed() {
+		return ErrClosed
+	}
+	set, err := newSettings(cfg, m.log)
+	if err != nil {
+		return err
+	}
+	m.set.Store(set)
+	if old.resolver != nil {
+		// A PassiveAddr still holding old settings gets an error from the
+		// closed resolver and falls back to the local address once.
+		old.resolver.close()
+	}
+	return nil
 }
 
 // Close stops the background resolver. Listen on any Binding fails with
@@ -99,8 +144,8 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
-	if m.resolver != nil {
-		m.resolver.close()
+	if r := m.settings().resolver; r != nil {
+		r.close()
 	}
 	return nil
 }

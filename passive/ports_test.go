@@ -36,7 +36,7 @@ func TestPortsExhaustionAndReuse(t *testing.T) {
 	if m.Size() != 3 {
 		t.Fatalf("Size() = %d, want 3", m.Size())
 	}
-	first, last := m.cfg.PortRange()
+	first, last := m.settings().cfg.PortRange()
 	seen := map[uint16]*Listener{}
 	for range 3 {
 		l, err := b.Listen()
@@ -103,7 +103,7 @@ func TestPortsExhaustionAndReuse(t *testing.T) {
 func TestPortsRandomWithinRange(t *testing.T) {
 	t.Parallel()
 	m, b, _ := plainBinding(t, 6)
-	first, last := m.cfg.PortRange()
+	first, last := m.settings().cfg.PortRange()
 	counts := map[uint16]int{}
 	for range 60 {
 		l, err := b.Listen()
@@ -126,7 +126,7 @@ func TestPortsRandomWithinRange(t *testing.T) {
 func TestPortsSkipBusy(t *testing.T) {
 	t.Parallel()
 	m, b, logs := plainBinding(t, 2)
-	first, last := m.cfg.PortRange()
+	first, last := m.settings().cfg.PortRange()
 	// Another process (here: another socket) holds the first port.
 	other, err := net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(int(first)))
 	if err != nil {

@@ -3,8 +3,12 @@ package tlsctl
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
 )
 
 // alpnFTP is the ALPN protocol id of FTP over TLS (IANA "ftp", RFC 7301
@@ -14,10 +18,18 @@ const alpnFTP = "ftp"
 // Manager owns the certificate source and the base TLS configuration. Build
 // it with New and stop it with Close.
 type Manager struct {
-	src     source
+	src     atomic.Pointer[sourceBox] // replaced by Reload
+	cfg     Config                    // the settings New applied
+	log     *slog.Logger
 	base    *tls.Config
 	tickets *ticketKeys
+
+	mu     sync.Mutex // serialises Reload and Close
+	closed bool
 }
+
+// sourceBox lets an interface value live in an atomic.Pointer.
+type sourceBox struct{ source }
 
 // New validates a copy of cfg, builds the certificate source cfg.Mode names
 // (generating or loading the certificate, so configuration errors surface
@@ -40,27 +52,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		return nil, err
 	}
 
-	var src source
-	switch cfg.Mode {
-	case ModeSelfSigned:
-		src, err = newSelfSignedSource(ctx, cfg, log)
-	case ModeFiles:
-		src, err = newFilesSource(cfg, log)
-	case ModeACME:
-		src, err = newACMESource(ctx, cfg, log)
-	default: // unreachable after Validate
-		err = fmt.Errorf("tls.mode: %q not implemented", cfg.Mode)
-	}
+	src, err := newSource(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	m := &Manager{cfg: cfg, log: log}
+	m.src.Store(&sourceBox{src})
 
 	base := &tls.Config{
 		MinVersion: minVersion,
 		// Every name, and no name at all (clients connecting by IP send no
 		// SNI), gets the source's certificate. Certificates stays empty so
 		// that crypto/tls always asks GetCertificate.
-		GetCertificate: src.GetCertificate,
+		// It goes through the Manager, so that a reload that changes
+		// the source reaches every clone already made.
+		GetCertificate: m.getCertificate,
 		// "ftp" must be listed: FileZilla offers "ftp,x-filezilla-ftp", and
 		// crypto/tls aborts a handshake whose client ALPN list has no
 		// overlap with a non-empty NextProtos. Clients offering no ALPN
@@ -77,12 +83,73 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		base.CipherSuites = nil
 		log.Warn("tls.legacy_ciphers is on: TLS 1.2 also accepts CBC cipher suites with SHA-1 MACs; turn it off once old clients are gone")
 	}
-	m := &Manager{
-		src:     src,
-		base:    base,
-		tickets: newTicketKeys(base, cfg.TicketKeyRotation, log),
-	}
+	m.base = base
+	m.tickets = newTicketKeys(base, cfg.TicketKeyRotation, log)
 	return m, nil
+}
+
+// newSource builds the certificate source cfg.Mode names.
+func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, error) {
+	switch cfg.Mode {
+	case ModeSelfSigned:
+		return newSelfSignedSource(ctx, cfg, log)
+	case ModeFiles:
+		return newFilesSource(cfg, log)
+	case ModeACME:
+		return newACMESource(ctx, cfg, log)
+	}
+	return nil, fmt.Errorf("tls.mode: %q not implemented", cfg.Mode) // unreachable after Validate
+}
+
+func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.src.Load().GetCertificate(hello)
+}
+
+// Reload validates cfg and, when its certificate settings differ from those
+// in force, builds the new certificate source (loading, generating or
+// obtaining its certificate, bounded by ctx and, in acme mode, by
+// obtain_timeout) and serves it from the next handshake on; the old source
+// is stopped. Running connections keep their certificate. Settings that the
+// base configuration fixed at start (min_version, legacy_ciphers,
+// ticket_key_rotation) keep their values; restart lists them. A cfg that
+// fails validation, or whose source cannot be built, changes nothing.
+func (m *Manager) Reload(ctx context.Context, cfg Config) (restart []string, err error) {
+	cfg.SelfSignedNames = append([]string(nil), cfg.SelfSignedNames...)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MinVersion != m.cfg.MinVersion {
+		restart = append(restart, "tls.min_version")
+	}
+	if cfg.LegacyCiphers != m.cfg.LegacyCiphers {
+		restart = append(restart, "tls.legacy_ciphers")
+	}
+	if cfg.TicketKeyRotation != m.cfg.TicketKeyRotation {
+		restart = append(restart, "tls.ticket_key_rotation")
+	}
+	// Keep what needs a restart as it is, so that the comparison below
+	// looks at the certificate settings only.
+	cfg.MinVersion, cfg.LegacyCiphers, cfg.TicketKeyRotation = m.cfg.MinVersion, m.cfg.LegacyCiphers, m.cfg.TicketKeyRotation
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return restart, errors.New("tls: manager closed")
+	}
+	if reflect.DeepEqual(cfg, m.cfg) {
+		return restart, nil
+	}
+	src, err := newSource(ctx, cfg, m.log)
+	if err != nil {
+		return restart, err
+	}
+	old := m.src.Swap(&sourceBox{src})
+	m.cfg = cfg
+	if err := old.Close(); err != nil {
+		m.log.Warn("stopping the previous certificate source", "err", err)
+	}
+	info := src.Info()
+	m.log.Info("certificate settings reloaded", "source", info.Source, "names", info.Names, "expires", info.NotAfter)
+	return restart, nil
 }
 
 // tls12CipherSuites are the TLS 1.2 suites offered unless legacy_ciphers is
@@ -118,7 +185,7 @@ func (m *Manager) ServerConfig() *tls.Config { return m.base }
 
 // Certificate describes the certificate served now (for check-config and
 // logs).
-func (m *Manager) Certificate() CertInfo { return m.src.Info() }
+func (m *Manager) Certificate() CertInfo { return m.src.Load().Info() }
 
 // Inspect describes the certificate cfg would serve, for check-config: in
 // acme mode it reads storage only and never asks the CA (NotAfter is zero
@@ -146,6 +213,12 @@ func Inspect(ctx context.Context, cfg Config, log *slog.Logger) (CertInfo, error
 // background work. It is safe to call more than once; the base config
 // keeps serving its current certificate and keys.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
 	m.tickets.close()
-	return m.src.Close()
+	return m.src.Load().Close()
 }
