@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -12,10 +13,11 @@ const (
 	defaultFailureWindow = 5 * time.Minute
 	defaultBanDuration   = 15 * time.Minute
 	defaultFailureDelay  = time.Second
+	defaultHashMemoryMiB = 256
 )
 
-// Config is the [auth] section: the login throttle. Zero fields take their
-// defaults in Validate.
+// Config is the [auth] section: the login throttle and the bounds of
+// password hashing. Zero fields take their defaults in Validate.
 type Config struct {
 	// MaxFailures is the number of failed logins from one client address
 	// (one IPv4 address, or one IPv6 /64) within FailureWindow that starts a
@@ -26,8 +28,23 @@ type Config struct {
 	FailureWindow time.Duration `toml:"failure_window"`
 	// BanDuration is how long a banned address gets ErrBlocked. Default 15m.
 	BanDuration time.Duration `toml:"ban_duration"`
-	// FailureDelay is slept before every failed answer. Default 1s.
+	// FailureDelay is the time from the start of a password verification
+	// (once it has its hashing slot; the wait before that does not depend
+	// on the user) to the answer of a failed login; ErrBlocked without a
+	// verification is answered FailureDelay after the call. Wrong
+	// passwords, unknown users and banned addresses therefore take the
+	// same time, as long as the slowest configured hash verifies in less
+	// than FailureDelay. Default 1s.
 	FailureDelay time.Duration `toml:"failure_delay"`
+	// MaxHashMemoryMiB bounds the memory that password verifications take
+	// together, garbage included: a verification's memory (argon2id
+	// allocates m KiB) counts from its start until the collector has
+	// reclaimed it, and logins beyond the bound wait. So a flood of logins,
+	// even with unknown user names, cannot grow the server by more (a hash
+	// that needs more than the bound is verified alone). Larger values let
+	// more logins be verified at once on a machine with many CPUs. Default
+	// 256.
+	MaxHashMemoryMiB int `toml:"max_hash_memory_mib"`
 }
 
 // Validate fills in defaults for zero fields and rejects negative ones,
@@ -38,6 +55,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("auth.max_failures: must be >= 1"))
 	} else if c.MaxFailures == 0 {
 		c.MaxFailures = defaultMaxFailures
+	}
+	if c.MaxHashMemoryMiB < 0 {
+		errs = append(errs, errors.New("auth.max_hash_memory_mib: must be >= 1"))
+	} else if c.MaxHashMemoryMiB == 0 {
+		c.MaxHashMemoryMiB = defaultHashMemoryMiB
 	}
 	for _, d := range []struct {
 		key string
@@ -71,6 +93,9 @@ type UserConfig struct {
 	// Permissions are names for ParsePerms: list, read, write, delete,
 	// mkdir, rename, or all.
 	Permissions []string `toml:"permissions"`
+	// Disabled keeps the user in the file but refuses its logins (as an
+	// unknown user); a reload that disables a user closes its sessions.
+	Disabled bool `toml:"disabled"`
 }
 
 // parsedUser is a validated UserConfig.
@@ -94,9 +119,17 @@ func parseUsers(users []UserConfig) ([]parsedUser, error) {
 	if len(users) == 0 {
 		return nil, errors.New("users: no users configured (add a [[users]] entry)")
 	}
+	count := make(map[string]int, len(users))
+	for _, u := range users {
+		count[u.Name]++
+	}
 	var errs []error
 	add := func(i int, key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("users[%d].%s: %s", i, key, fmt.Sprintf(format, args...)))
+		name := users[i].Name
+		if count[name] > 1 {
+			name = "" // ambiguous: by position
+		}
+		errs = append(errs, fmt.Errorf("%s.%s: %s", userKey(i, name), key, fmt.Sprintf(format, args...)))
 	}
 	seen := make(map[string]int, len(users))
 	out := make([]parsedUser, len(users))
@@ -142,4 +175,14 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// userKey names a [[users]] entry in errors: by its name, which is what an
+// administrator searches for, or by its position when the name itself is
+// unusable.
+func userKey(i int, name string) string {
+	if name == "" || hasControl(name) || strings.ContainsAny(name, `"\\`) {
+		return fmt.Sprintf("users[%d]", i)
+	}
+	return fmt.Sprintf("users %q", name)
 }

@@ -8,7 +8,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	defaults := Config{MaxFailures: 5, FailureWindow: 5 * time.Minute, BanDuration: 15 * time.Minute, FailureDelay: time.Second}
+	defaults := Config{MaxFailures: 5, FailureWindow: 5 * time.Minute, BanDuration: 15 * time.Minute, FailureDelay: time.Second, MaxHashMemoryMiB: 256}
 	for _, tc := range []struct {
 		name    string
 		in      Config
@@ -18,17 +18,18 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero takes defaults", in: Config{}, want: defaults},
 		{
 			name: "explicit values kept",
-			in:   Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond},
-			want: Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond},
+			in:   Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1},
+			want: Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1},
 		},
 		{name: "negative max_failures", in: Config{MaxFailures: -1}, wantErr: []string{"auth.max_failures: must be >= 1"}},
 		{name: "negative failure_window", in: Config{FailureWindow: -time.Second}, wantErr: []string{"auth.failure_window: -1s: must not be negative"}},
 		{name: "negative ban_duration", in: Config{BanDuration: -time.Minute}, wantErr: []string{"auth.ban_duration: -1m0s: must not be negative"}},
 		{name: "negative failure_delay", in: Config{FailureDelay: -1}, wantErr: []string{"auth.failure_delay: -1ns: must not be negative"}},
+		{name: "negative max_hash_memory_mib", in: Config{MaxHashMemoryMiB: -1}, wantErr: []string{"auth.max_hash_memory_mib: must be >= 1"}},
 		{
 			name:    "all reported",
-			in:      Config{MaxFailures: -5, FailureWindow: -1, BanDuration: -1, FailureDelay: -1},
-			wantErr: []string{"auth.max_failures", "auth.failure_window", "auth.ban_duration", "auth.failure_delay"},
+			in:      Config{MaxFailures: -5, FailureWindow: -1, BanDuration: -1, FailureDelay: -1, MaxHashMemoryMiB: -1},
+			wantErr: []string{"auth.max_failures", "auth.failure_window", "auth.ban_duration", "auth.failure_delay", "auth.max_hash_memory_mib"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,11 +75,11 @@ func TestValidateUsers(t *testing.T) {
 		{"empty name", []UserConfig{good("alice"), good("")}, []string{"users[1].name: empty"}},
 		{"control character in name", []UserConfig{good("al\nice")}, []string{`users[0].name: "al\nice" contains a control character`}},
 		{"duplicate name", []UserConfig{good("alice"), good("bob"), good("alice")}, []string{`users[2].name: "alice" is also the name of users[0]`}},
-		{"empty hash", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = "" })}, []string{"users[0].password_hash: empty"}},
-		{"plain password", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.PasswordHash = "secret" })}, []string{"users[1].password_hash: not an argon2id or bcrypt hash"}},
-		{"hash out of bounds", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = strings.Replace(argon, "t=1", "t=1000", 1) })}, []string{"users[0].password_hash: argon2id: t=1000 out of range"}},
-		{"empty home", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Home = "" })}, []string{"users[0].home: empty"}},
-		{"bad permission", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.Permissions = []string{"read", "exec"} })}, []string{`users[1].permissions: "exec" is not a permission (want list, read, write, delete, mkdir, rename or all)`}},
+		{"empty hash", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = "" })}, []string{`users "alice".password_hash: empty`}},
+		{"plain password", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.PasswordHash = "secret" })}, []string{`users "bob".password_hash: not an argon2id or bcrypt hash`}},
+		{"hash out of bounds", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = strings.Replace(argon, "t=1", "t=1000", 1) })}, []string{`users "alice".password_hash: argon2id: t=1000 out of range`}},
+		{"empty home", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Home = "" })}, []string{`users "alice".home: empty`}},
+		{"bad permission", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.Permissions = []string{"read", "exec"} })}, []string{`users "bob".permissions: "exec" is not a permission (want list, read, write, delete, mkdir, rename or all)`}},
 		{
 			"all problems reported",
 			[]UserConfig{{Name: "", PasswordHash: "x", Home: "", Permissions: []string{"x"}}},

@@ -6,5 +6,11 @@
 // client's address, and gets back a [User] (name, home, permissions) or one of
 // [ErrInvalidCredentials], [ErrBlocked] or the context's error.
 //
+// Logins are throttled per client address, counting the attempts still
+// being verified, so that simultaneous attempts cannot get more passwords
+// judged than max_failures; failures are answered at a fixed time after
+// their verification started; and verifications share a memory budget that
+// includes their garbage (see [Config]).
+//
 // Passwords and password hashes are never logged and never appear in errors.
 package auth

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,13 +18,10 @@ import (
 // password alike, so that the two cannot be told apart.
 var ErrInvalidCredentials = errors.New("invalid user name or password")
 
-// ErrBlocked is the answer to any login from an address that is banned after
-// too many failures.
+// ErrBlocked is the answer to every login from an address that is banned
+// after too many failures, whatever the password, and to a login that
+// would take the address past max_failures passwords judged per window.
 var ErrBlocked = errors.New("too many failed logins from this address")
-
-// hashMemoryBudget bounds, in KiB, the memory that concurrent password
-// verifications may allocate together (argon2id takes m KiB each).
-const hashMemoryBudget = 1 << 20 // 1 GiB
 
 // homeMode is the mode of home directories New creates.
 const homeMode fs.FileMode = 0o750
@@ -35,23 +33,31 @@ type User struct {
 	Perms Perm   // what the user may do inside Home
 }
 
-// Store holds the configured users and the login throttle. Its users are
-// fixed by New; it is safe for concurrent use.
+// Store holds the configured users, the login throttle and the limiter of
+// password hashing. Its users and limits can be replaced while it serves
+// (PrepareReload); it is safe for concurrent use.
 type Store struct {
 	log      *slog.Logger
-	users    map[string]parsedUser // read-only after New
-	dummy    *passwordHash         // verified for unknown users
-	delay    time.Duration
-	throttle *throttle
-	sem      chan struct{} // bounds concurrent hash computations
-	now      func() time.Time
+	set      atomic.Pointer[userSet] // replaced as a whole by a reload
+	throttle *throttle               // kept across reloads: bans survive them
+	hashes   *hashLimiter
+	now      func() time.Time // the throttle's clock (tests replace it)
+}
+
+// userSet is what a reload replaces: the users, the dummy hash that matches
+// the slowest of them, and the failure delay.
+type userSet struct {
+	users map[string]parsedUser // read-only; disabled users are left out
+	dummy *passwordHash         // verified for unknown users
+	delay time.Duration
 }
 
 // New validates cfg (filling its defaults) and users, requires every home to
 // be an absolute path, creates missing homes (mode 0750, parents included)
 // and fails if a home exists but is not a directory. It prepares a dummy hash
-// of the algorithm and cost most users' hashes have, so that a login with an
-// unknown name takes as long as a wrong password. log may be nil.
+// of the algorithm and cost of the slowest users' hashes, so that a login
+// with an unknown name takes as long as the slowest wrong password. log may
+// be nil.
 func New(cfg Config, users []UserConfig, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -59,17 +65,34 @@ func New(cfg Config, users []UserConfig, log *slog.Logger) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	set, err := newUserSet(cfg, users, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		log:      log,
+		throttle: newThrottle(cfg),
+		hashes:   newHashLimiter(cfg.MaxHashMemoryMiB, runtime.GOMAXPROCS(0)),
+		now:      time.Now,
+	}
+	s.set.Store(set)
+	return s, nil
+}
+
+// newUserSet validates users, checks every home (absolute, and a directory
+// when it exists), creates the missing ones only once all passed, and
+// prepares the dummy hash.
+func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, error) {
 	parsed, err := parseUsers(users)
 	if err != nil {
 		return nil, err
 	}
-
-	// Check every home before creating any.
 	var missing []int
 	for i := range parsed {
 		u := &parsed[i].user
+		key := userKey(i, u.Name)
 		if !filepath.IsAbs(u.Home) {
-			return nil, fmt.Errorf("users[%d].home: %q is not an absolute path", i, u.Home)
+			return nil, fmt.Errorf("%s.home: %q is not an absolute path", key, u.Home)
 		}
 		u.Home = filepath.Clean(u.Home)
 		fi, err := os.Stat(u.Home)
@@ -77,125 +100,152 @@ func New(cfg Config, users []UserConfig, log *slog.Logger) (*Store, error) {
 		case errors.Is(err, fs.ErrNotExist):
 			missing = append(missing, i)
 		case err != nil:
-			return nil, fmt.Errorf("users[%d].home: %w", i, err)
+			return nil, fmt.Errorf("%s.home: %w", key, err)
 		case !fi.IsDir():
-			return nil, fmt.Errorf("users[%d].home: %q is not a directory", i, u.Home)
+			return nil, fmt.Errorf("%s.home: %q is not a directory", key, u.Home)
 		}
 	}
 	for _, i := range missing {
 		u := parsed[i].user
 		if err := os.MkdirAll(u.Home, homeMode); err != nil {
-			return nil, fmt.Errorf("users[%d].home: %w", i, err)
+			return nil, fmt.Errorf("%s.home: %w", userKey(i, u.Name), err)
 		}
 		log.Info("created home directory", "user", u.Name, "path", u.Home)
 	}
-
-	s := &Store{
-		log:      log,
-		users:    make(map[string]parsedUser, len(parsed)),
-		delay:    cfg.FailureDelay,
-		throttle: newThrottle(cfg),
-		now:      time.Now,
-	}
-	var maxMem uint64
-	for _, p := range parsed {
-		s.users[p.user.Name] = p
-		maxMem = max(maxMem, p.hash.memoryKiB())
-	}
-	if s.dummy, err = typicalHash(parsed).dummy(); err != nil {
-		return nil, fmt.Errorf("auth: making the dummy hash: %w", err)
-	}
-	s.sem = make(chan struct{}, semaphoreSize(maxMem))
-	return s, nil
-}
-
-// typicalHash returns the first hash of the most common cost class.
-func typicalHash(users []parsedUser) *passwordHash {
-	count := make(map[string]int, len(users))
-	for _, u := range users {
-		count[u.hash.costClass()]++
-	}
-	var best *passwordHash
-	bestN := 0
-	for _, u := range users {
-		if n := count[u.hash.costClass()]; n > bestN {
-			best, bestN = u.hash, n
+	set := &userSet{users: make(map[string]parsedUser, len(parsed)), delay: cfg.FailureDelay}
+	for i, p := range parsed {
+		if !users[i].Disabled {
+			set.users[p.user.Name] = p
 		}
 	}
-	return best
+	// Disabled users count too: their names must not be found by timing.
+	if set.dummy, err = slowestHash(parsed).dummy(); err != nil {
+		return nil, fmt.Errorf("auth: making the dummy hash: %w", err)
+	}
+	return set, nil
 }
 
-// semaphoreSize is how many hashes may be computed at once: 2*GOMAXPROCS,
-// but no more than hashMemoryBudget allows for hashes of memKiB each.
-func semaphoreSize(memKiB uint64) int {
-	n := 2 * runtime.GOMAXPROCS(0)
-	if memKiB > 0 {
-		n = min(n, int(min(hashMemoryBudget/memKiB, 1<<16)))
+// PendingReload is a validated set of users and limits, not yet in force.
+type PendingReload struct {
+	s   *Store
+	cfg Config
+	set *userSet
+}
+
+// PrepareReload validates cfg and users as New does (creating missing
+// homes once everything passed) without changing what is in force: a
+// failure leaves the Store as it was. Apply puts them in force. Bans and
+// failure counts are kept; max_hash_memory_mib keeps the value New was
+// given (the limiter's budget is fixed).
+func (s *Store) PrepareReload(cfg Config, users []UserConfig) (*PendingReload, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	return max(n, 1)
+	set, err := newUserSet(cfg, users, s.log)
+	if err != nil {
+		return nil, err
+	}
+	return &PendingReload{s: s, cfg: cfg, set: set}, nil
+}
+
+// Apply puts the prepared users and limits in force for the next login.
+// Logins being checked finish with the users they started with.
+func (p *PendingReload) Apply() {
+	p.s.throttle.setLimits(p.cfg)
+	p.s.set.Store(p.set)
+}
+
+// slowestHash returns the first hash of the slowest cost class: an unknown
+// user must not answer faster than any known one.
+func slowestHash(users []parsedUser) *passwordHash {
+	var slowest *passwordHash
+	for _, u := range users {
+		if slowest == nil || u.hash.verifyCost() > slowest.verifyCost() {
+			slowest = u.hash
+		}
+	}
+	return slowest
 }
 
 // Authenticate checks name and password for a client at ip.
 //
 // It returns a copy of the user on success; ErrInvalidCredentials for an
 // unknown name or a wrong password (an unknown name is verified against a
-// dummy hash, so both take the same time); ErrBlocked, without verifying
-// anything, while ip is banned; or ctx.Err() if ctx ends first. Every
-// failure, ErrBlocked included, is answered only after the configured
-// failure delay.
+// dummy hash as slow as the slowest user's); ErrBlocked while ip is banned,
+// whatever the password; or ctx.Err() if ctx ends first.
 //
-// Failures are counted per IPv4 address or IPv6 /64. The failure that
-// reaches max_failures within failure_window starts a ban of ban_duration
-// (logged once, at Warn). A success neither clears the count nor a ban.
-// At most a bounded number of hashes are computed at once; callers beyond
-// that wait, honouring ctx.
+// Failures are counted per IPv4 address or IPv6 /64, and so are attempts
+// in flight: a password is judged only if the failures within
+// failure_window plus the attempts being verified stay within
+// max_failures; any other attempt gets ErrBlocked without hashing. So no
+// address gets more than max_failures passwords judged per window, however
+// many it sends at once. The failure that reaches max_failures starts a ban
+// of ban_duration (logged once, at Warn), and every attempt that finishes
+// during a ban, that failure and right passwords included, gets ErrBlocked,
+// so that a ban never tells a right password from a wrong one. A success
+// neither clears the count nor a ban.
+//
+// Every failure is answered failure_delay after its verification started
+// (or after the call, for ErrBlocked without one), so wrong passwords,
+// unknown users and bans take the same time as long as the slowest hash
+// takes less than failure_delay. Verifications share a memory budget
+// (max_hash_memory_mib); callers beyond it wait, honouring ctx.
 func (s *Store) Authenticate(ctx context.Context, name, password string, ip netip.Addr) (*User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	key := ClientKey(ip)
-	if s.throttle.blocked(key, s.now()) {
-		return nil, s.fail(ctx, ErrBlocked)
+	res := s.throttle.reserve(key, s.now())
+	if res == refused {
+		return nil, s.failAt(ctx, time.Now().Add(s.set.Load().delay), ErrBlocked)
 	}
 
-	u, known := s.users[name]
-	h := s.dummy
+	set := s.set.Load()
+	u, known := set.users[name]
+	h := set.dummy
 	if known {
 		h = u.hash
 	}
-	ok, err := s.verify(ctx, h, password)
+	ok, started, err := s.verify(ctx, h, password)
 	if err != nil {
+		s.throttle.cancel(key, res, s.now())
 		return nil, err
 	}
-	if known && ok {
-		if s.throttle.success(key, s.now()) {
-			return nil, s.fail(ctx, ErrBlocked)
-		}
+	deadline := started.Add(set.delay)
+	banned, banStarted := s.throttle.finish(key, res, s.now(), !(known && ok))
+	if banStarted {
+		maxFailures, ban := s.throttle.limits()
+		s.log.Warn("login ban started", "ip", ip.String(), "banned", key.String(),
+			"failures", maxFailures, "dur", ban)
+	}
+	switch {
+	case banned:
+		return nil, s.failAt(ctx, deadline, ErrBlocked)
+	case known && ok:
 		user := u.user
 		return &user, nil
 	}
-	if s.throttle.failure(key, s.now()) {
-		s.log.Warn("login ban started", "ip", ip.String(), "banned", key.String(),
-			"failures", s.throttle.maxFailures, "dur", s.throttle.ban)
-	}
-	return nil, s.fail(ctx, ErrInvalidCredentials)
+	return nil, s.failAt(ctx, deadline, ErrInvalidCredentials)
 }
 
-// verify computes h against password once a hashing slot is free.
-func (s *Store) verify(ctx context.Context, h *passwordHash, password string) (bool, error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+// verify computes h against password once the hash limiter lets it, and
+// returns when it started computing: the time before, spent waiting for
+// other logins, does not depend on the user.
+func (s *Store) verify(ctx context.Context, h *passwordHash, password string) (ok bool, started time.Time, err error) {
+	g, err := s.hashes.acquire(ctx, h.memoryKiB())
+	if err != nil {
+		return false, time.Time{}, err
 	}
-	defer func() { <-s.sem }()
-	return h.verify(password), nil
+	defer s.hashes.release(g)
+	started = time.Now()
+	return h.verify(password), started, nil
 }
 
-// fail waits the failure delay and returns err, or ctx.Err() if ctx ends
-// first.
-func (s *Store) fail(ctx context.Context, err error) error {
-	t := time.NewTimer(s.delay)
+// failAt waits until deadline and returns err, or ctx.Err() if ctx ends
+// first. A deadline already passed (a hash slower than failure_delay)
+// answers at once.
+func (s *Store) failAt(ctx context.Context, deadline time.Time, err error) error {
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-t.C:

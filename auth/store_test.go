@@ -9,10 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // fakeClock is a settable clock for the throttle.
@@ -157,12 +161,26 @@ func TestAuthenticateReturnsCopy(t *testing.T) {
 func TestDummyHash(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	argonA, argonB := mustHash(t, "a"), mustHash(t, "b")
-	cheap, err := hashWithParams("c", argonParams{memory: 64, time: 1, threads: 1})
-	if err != nil {
-		t.Fatal(err)
+	argon := func(pw string, p argonParams) string {
+		h, err := hashWithParams(pw, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
 	}
-	bc := mustBcrypt(t, "d")
+	bcryptAt := func(pw string, cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	argonA, argonB := mustHash(t, "a"), mustHash(t, "b") // m=1024 t=1 p=1: ~1 ms
+	cheap := argon("c", argonParams{memory: 64, time: 1, threads: 1})
+	lanes := argon("l", argonParams{memory: 2048, time: 1, threads: 4}) // 2048*1/4: cheaper than argonA
+	passes := argon("p", argonParams{memory: 512, time: 4, threads: 1}) // 512*4: dearer than argonA
+	bc4 := mustBcrypt(t, "d")                                           // ~1.1 ms
+	bc6 := bcryptAt("e", 6)                                             // ~4.5 ms
 	user := func(name, hash string) UserConfig {
 		return UserConfig{Name: name, PasswordHash: hash, Home: filepath.Join(dir, name)}
 	}
@@ -172,16 +190,19 @@ func TestDummyHash(t *testing.T) {
 		want  string // hash whose cost the dummy must have
 	}{
 		{"argon2id only", []UserConfig{user("a", argonA)}, argonA},
-		{"bcrypt only", []UserConfig{user("d", bc)}, bc},
-		{"first on a tie", []UserConfig{user("c", cheap), user("d", bc)}, cheap},
-		{"most common wins", []UserConfig{user("d", bc), user("c", cheap), user("a", argonA), user("b", argonB)}, argonA},
+		{"bcrypt only", []UserConfig{user("d", bc4)}, bc4},
+		{"first on a tie", []UserConfig{user("a", argonA), user("b", argonB)}, argonA},
+		{"slowest, not most common", []UserConfig{user("d", bc4), user("c", cheap), user("a", argonA), user("b", argonB)}, bc4},
+		{"slowest last", []UserConfig{user("a", argonA), user("b", argonB), user("c", cheap), user("e", bc6)}, bc6},
+		{"lanes run in parallel", []UserConfig{user("l", lanes), user("a", argonA)}, argonA},
+		{"passes add up", []UserConfig{user("a", argonA), user("p", passes)}, passes},
 	} {
 		s, _, _ := newTestStore(t, Config{}, tc.users)
 		want, err := parseHash(tc.want)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.dummy.costClass(); got != want.costClass() {
+		if got := s.set.Load().dummy.costClass(); got != want.costClass() {
 			t.Errorf("%s: dummy %q; want %q", tc.name, got, want.costClass())
 		}
 	}
@@ -204,8 +225,8 @@ func TestBan(t *testing.T) {
 	if strings.Contains(logs.String(), "ban") {
 		t.Fatalf("ban logged before max_failures:\n%s", logs)
 	}
-	try("bob", "wrong", ip1, ErrInvalidCredentials) // the third failure starts the ban
-	try("alice", "alice-pw", ip1, ErrBlocked)       // even the right password
+	try("bob", "wrong", ip1, ErrBlocked)      // the third failure starts the ban, and says so
+	try("alice", "alice-pw", ip1, ErrBlocked) // even the right password
 	try("bob", "wrong", ip1, ErrBlocked)
 	try("alice", "alice-pw", ip2, nil) // other addresses are not affected
 
@@ -292,9 +313,15 @@ func TestThrottleKey(t *testing.T) {
 func TestBanIPv6Prefix(t *testing.T) {
 	t.Parallel()
 	s, _, _ := newTestStore(t, Config{MaxFailures: 2}, testUsers(t))
-	for _, a := range []string{"2001:db8::1", "2001:db8::2"} {
-		if _, err := s.Authenticate(t.Context(), "alice", "wrong", netip.MustParseAddr(a)); !errors.Is(err, ErrInvalidCredentials) {
-			t.Fatalf("from %s: %v", a, err)
+	for _, tc := range []struct {
+		addr string
+		want error
+	}{
+		{"2001:db8::1", ErrInvalidCredentials},
+		{"2001:db8::2", ErrBlocked}, // the second failure of the /64 starts the ban
+	} {
+		if _, err := s.Authenticate(t.Context(), "alice", "wrong", netip.MustParseAddr(tc.addr)); !errors.Is(err, tc.want) {
+			t.Fatalf("from %s: %v; want %v", tc.addr, err, tc.want)
 		}
 	}
 	if _, err := s.Authenticate(t.Context(), "alice", "alice-pw", netip.MustParseAddr("2001:db8::3")); !errors.Is(err, ErrBlocked) {
@@ -305,17 +332,29 @@ func TestBanIPv6Prefix(t *testing.T) {
 	}
 }
 
+// holdAllHashing takes the whole hash limiter until the test ends (or
+// until the returned function is called), so that any login that hashes
+// waits.
+func holdAllHashing(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	if err := s.hashes.sem.Acquire(t.Context(), s.hashes.capacity); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { s.hashes.sem.Release(s.hashes.capacity) }) }
+	t.Cleanup(release)
+	return release
+}
+
 func TestBlockedDoesNotHash(t *testing.T) {
 	t.Parallel()
 	s, _, _ := newTestStore(t, Config{MaxFailures: 1}, testUsers(t))
-	if _, err := s.Authenticate(t.Context(), "alice", "wrong", ip1); !errors.Is(err, ErrInvalidCredentials) {
+	if _, err := s.Authenticate(t.Context(), "alice", "wrong", ip1); !errors.Is(err, ErrBlocked) {
 		t.Fatal(err)
 	}
-	// With every hashing slot taken, a login that hashed would wait for the
+	// With all hashing taken, a login that hashed would wait for the
 	// context; a banned address must be answered without hashing.
-	for range cap(s.sem) {
-		s.sem <- struct{}{}
-	}
+	holdAllHashing(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := s.Authenticate(ctx, "alice", "alice-pw", ip1); !errors.Is(err, ErrBlocked) {
@@ -323,7 +362,103 @@ func TestBlockedDoesNotHash(t *testing.T) {
 	}
 }
 
-func TestThrottleSuccessDuringBan(t *testing.T) {
+// step is one operation of a throttle script.
+type step struct {
+	op   string        // "reserve", "fail", "ok", "cancel", "wait"
+	d    time.Duration // for "wait"
+	want string        // reserve: "reserved", "refused"; fail/ok: "banned", "" (not banned)
+}
+
+func TestThrottleReserve(t *testing.T) {
+	t.Parallel()
+	cfg := Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: 10 * time.Minute}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := func(want string) step { return step{op: "reserve", want: want} }
+	fail := func(want string) step { return step{op: "fail", want: want} }
+	ok := func(want string) step { return step{op: "ok", want: want} }
+	cancel := step{op: "cancel"}
+	wait := func(d time.Duration) step { return step{op: "wait", d: d} }
+
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"one at a time", []step{
+			r("reserved"), fail(""), r("reserved"), fail(""), r("reserved"), fail("banned"), r("refused"),
+		}},
+		{"in flight count against the limit", []step{
+			r("reserved"), r("reserved"), r("reserved"), r("refused"), r("refused"),
+		}},
+		{"failures and in flight together", []step{
+			r("reserved"), fail(""), r("reserved"), r("reserved"), r("refused"),
+		}},
+		{"all in flight fail: the last starts the ban", []step{
+			r("reserved"), r("reserved"), r("reserved"), fail(""), fail(""), fail("banned"), r("refused"),
+		}},
+		{"right password among them, no ban", []step{
+			r("reserved"), r("reserved"), r("reserved"), fail(""), ok(""), fail(""), r("reserved"),
+		}},
+		{"refused while the last one is in flight", []step{
+			r("reserved"), r("reserved"), r("reserved"), fail(""), fail(""), wait(time.Second), r("refused"), fail("banned"), r("refused"),
+		}},
+		{"success during a ban is banned", []step{
+			r("reserved"), r("reserved"), r("reserved"), fail(""), fail(""), fail("banned"), ok("banned"),
+		}},
+		{"a success frees only its slot", []step{
+			r("reserved"), r("reserved"), r("reserved"), ok(""), r("reserved"), r("refused"),
+		}},
+		{"cancel frees the slot", []step{
+			r("reserved"), r("reserved"), r("reserved"), cancel, r("reserved"), r("refused"),
+		}},
+		{"cancel does not count", []step{
+			r("reserved"), cancel, r("reserved"), cancel, r("reserved"), cancel,
+			r("reserved"), fail(""), r("reserved"), fail(""), r("reserved"), r("refused"),
+		}},
+		{"window passes", []step{
+			r("reserved"), fail(""), r("reserved"), fail(""), r("reserved"), wait(time.Minute), r("reserved"), r("reserved"), r("refused"),
+		}},
+		{"ban passes", []step{
+			r("reserved"), fail(""), r("reserved"), fail(""), r("reserved"), fail("banned"),
+			wait(10*time.Minute - time.Second), r("refused"), wait(time.Second), r("reserved"), r("reserved"), r("reserved"), r("refused"),
+		}},
+		{"the window starts at the first failure", []step{
+			r("reserved"), fail(""), wait(59 * time.Second), r("reserved"), fail(""), wait(time.Second),
+			r("reserved"), r("reserved"), r("reserved"), r("refused"),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			th := newThrottle(cfg)
+			k, now := ClientKey(ip1), time.Now()
+			for i, st := range tc.steps {
+				var got string
+				switch st.op {
+				case "reserve":
+					got = map[reservation]string{refused: "refused", reserved: "reserved", untracked: "untracked"}[th.reserve(k, now)]
+				case "fail", "ok":
+					banned, _ := th.finish(k, reserved, now, st.op == "fail")
+					if banned {
+						got = "banned"
+					}
+				case "cancel":
+					th.cancel(k, reserved, now)
+				case "wait":
+					now = now.Add(st.d)
+				}
+				if got != st.want {
+					t.Fatalf("step %d (%s): %q; want %q", i, st.op, got, st.want)
+				}
+			}
+			if th.size() > 1 {
+				t.Errorf("%d entries for one key", th.size())
+			}
+		})
+	}
+}
+
+func TestThrottleBanStartedOnce(t *testing.T) {
 	t.Parallel()
 	cfg := Config{MaxFailures: 2}
 	if err := cfg.Validate(); err != nil {
@@ -331,19 +466,24 @@ func TestThrottleSuccessDuringBan(t *testing.T) {
 	}
 	th := newThrottle(cfg)
 	k, now := ClientKey(ip1), time.Now()
-	if th.failure(k, now) || !th.failure(k, now) {
+	th.reserve(k, now)
+	th.reserve(k, now)
+	if banned, started := th.finish(k, reserved, now, true); banned || started {
+		t.Fatal("the first failure banned")
+	}
+	if banned, started := th.finish(k, reserved, now, true); !banned || !started {
 		t.Fatal("the second failure did not start the ban")
 	}
-	// A login that was verified while the ban started is refused and the
-	// ban stays.
-	if !th.success(k, now) {
-		t.Error("success during a ban reported no ban")
+	// Attempts not counted before the ban (the map was full) still end
+	// banned, and start nothing.
+	if banned, started := th.finish(k, untracked, now, true); !banned || started {
+		t.Errorf("failure during the ban: banned %v, started %v; want true, false", banned, started)
+	}
+	if banned, started := th.finish(k, untracked, now, false); !banned || started {
+		t.Errorf("success during the ban: banned %v, started %v; want true, false", banned, started)
 	}
 	if !th.blocked(k, now.Add(time.Minute)) {
-		t.Error("success lifted the ban")
-	}
-	if th.failure(k, now) {
-		t.Error("a failure during the ban started another one")
+		t.Error("a success lifted the ban")
 	}
 }
 
@@ -357,18 +497,21 @@ func TestThrottleBounded(t *testing.T) {
 	th.limit = 10
 	now := time.Now()
 	addr := func(i int) netip.Prefix { return ClientKey(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})) }
+	fail := func(k netip.Prefix, now time.Time) {
+		th.finish(k, th.reserve(k, now), now, true)
+	}
 
 	// Counters only: old ones are evicted to make room.
 	for i := range 100 {
-		th.failure(addr(i), now)
+		fail(addr(i), now)
 		if n := th.size(); n > th.limit {
 			t.Fatalf("%d entries; limit %d", n, th.limit)
 		}
 	}
 	// Bans fill the map; further keys go uncounted but bans are kept.
 	for i := range 20 {
-		th.failure(addr(1000+i), now)
-		th.failure(addr(1000+i), now)
+		fail(addr(1000+i), now)
+		fail(addr(1000+i), now)
 	}
 	if n := th.size(); n != th.limit {
 		t.Fatalf("%d entries; want %d", n, th.limit)
@@ -380,14 +523,58 @@ func TestThrottleBounded(t *testing.T) {
 	}
 	// Expired bans are pruned, at the latest when the map is full.
 	later := now.Add(time.Hour)
-	th.failure(addr(5000), later)
+	fail(addr(5000), later)
 	if n := th.size(); n != 1 {
 		t.Errorf("%d entries after the bans expired; want 1", n)
 	}
 	// Periodic pruning drops expired windows.
-	th.failure(addr(5001), later.Add(pruneInterval))
+	fail(addr(5001), later.Add(pruneInterval))
 	if n := th.size(); n != 1 {
 		t.Errorf("%d entries after the window expired; want 1", n)
+	}
+}
+
+func TestThrottleKeepsInFlight(t *testing.T) {
+	t.Parallel()
+	cfg := Config{MaxFailures: 2, FailureWindow: time.Minute, BanDuration: time.Hour}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	th := newThrottle(cfg)
+	th.limit = 4
+	now := time.Now()
+	addr := func(i int) netip.Prefix { return ClientKey(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})) }
+
+	// Four keys with an attempt in flight fill the map: neither pruning
+	// (even long after, with no window running) nor eviction drops them.
+	for i := range 4 {
+		if res := th.reserve(addr(i), now); res != reserved {
+			t.Fatalf("key %d: %v", i, res)
+		}
+	}
+	later := now.Add(time.Hour)
+	if res := th.reserve(addr(9), later); res != untracked {
+		t.Fatalf("fifth key: %v; want untracked (no room)", res)
+	}
+	if n := th.size(); n != 4 {
+		t.Fatalf("%d entries; want the 4 in flight", n)
+	}
+	// Their reservations still hold: each key has one slot left.
+	for i := range 4 {
+		if res := th.reserve(addr(i), later); res != reserved {
+			t.Errorf("key %d: %v; want reserved", i, res)
+		}
+		if res := th.reserve(addr(i), later); res != refused {
+			t.Errorf("key %d: %v; want refused (2 in flight)", i, res)
+		}
+	}
+	// Once they end, the entries can go.
+	for i := range 4 {
+		th.cancel(addr(i), reserved, later)
+		th.finish(addr(i), reserved, later, false)
+	}
+	if n := th.size(); n != 0 {
+		t.Errorf("%d entries after every attempt ended without failure; want 0", n)
 	}
 }
 
@@ -422,10 +609,8 @@ func TestAuthenticateContext(t *testing.T) {
 
 	t.Run("waiting for a hashing slot", func(t *testing.T) {
 		t.Parallel()
-		s, _, _ := newTestStore(t, Config{}, testUsers(t))
-		for range cap(s.sem) {
-			s.sem <- struct{}{}
-		}
+		s, _, _ := newTestStore(t, Config{MaxFailures: 1}, testUsers(t))
+		release := holdAllHashing(t, s)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 		defer cancel()
 		if _, err := s.Authenticate(ctx, "alice", "alice-pw", ip1); !errors.Is(err, context.DeadlineExceeded) {
@@ -434,48 +619,237 @@ func TestAuthenticateContext(t *testing.T) {
 		if n := s.throttle.size(); n != 0 {
 			t.Errorf("an unverified login was counted (%d entries)", n)
 		}
-	})
-}
-
-func TestSemaphoreSize(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		memKiB uint64
-		max    int
-	}{
-		{4, 1 << 16},
-		{64 * 1024, 16},
-		{1 << 20, 1},
-		{maxArgonMemory, 1},
-	} {
-		if n := semaphoreSize(tc.memKiB); n < 1 || n > tc.max {
-			t.Errorf("semaphoreSize(%d) = %d; want 1..%d", tc.memKiB, n, tc.max)
+		// Its reservation was given back: with max_failures 1, the next
+		// login is judged.
+		release()
+		if _, err := s.Authenticate(t.Context(), "alice", "alice-pw", ip1); err != nil {
+			t.Errorf("after a canceled login: %v; want success", err)
 		}
-	}
+	})
 }
 
 func TestAuthenticateConcurrent(t *testing.T) {
 	t.Parallel()
-	s, _, _ := newTestStore(t, Config{MaxFailures: 1000}, testUsers(t))
-	var wg sync.WaitGroup
-	defer wg.Wait() // before t.Context is canceled
-	for i := range 40 {
-		wg.Go(func() {
-			ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 4)})
-			user, pw, want := "alice", "alice-pw", error(nil)
-			if i%3 == 0 {
-				pw, want = "wrong", ErrInvalidCredentials
-			}
-			if i%5 == 0 {
-				user, pw = "bob", "bob-pw"
-				if i%3 == 0 {
-					pw = "wrong"
-				}
-			}
-			if _, err := s.Authenticate(t.Context(), user, pw, ip); !errors.Is(err, want) || (err == nil) != (want == nil) {
-				t.Errorf("goroutine %d: %v; want %v", i, err, want)
+	for _, tc := range []struct {
+		name   string
+		memMiB int
+	}{
+		{"default hash memory", 0},
+		// 1 MiB hashes are memory-bound in 2 MiB: they wait for collections.
+		{"tight hash memory", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, _, _ := newTestStore(t, Config{MaxFailures: 1000, MaxHashMemoryMiB: tc.memMiB}, testUsers(t))
+			var wg sync.WaitGroup
+			defer wg.Wait() // before t.Context is canceled
+			for i := range 40 {
+				wg.Go(func() {
+					ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 4)})
+					user, pw, want := "alice", "alice-pw", error(nil)
+					if i%3 == 0 {
+						pw, want = "wrong", ErrInvalidCredentials
+					}
+					if i%5 == 0 {
+						user, pw = "bob", "bob-pw"
+						if i%3 == 0 {
+							pw = "wrong"
+						}
+					}
+					if _, err := s.Authenticate(t.Context(), user, pw, ip); !errors.Is(err, want) || (err == nil) != (want == nil) {
+						t.Errorf("goroutine %d: %v; want %v", i, err, want)
+					}
+				})
 			}
 		})
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// TestAuthenticateSimultaneous sends ten passwords from one address at once,
+// nine wrong and one right: no more than max_failures may be judged, and
+// the right one must get either a success (judged before any ban) or the
+// answer the unjudged wrong ones get, never an answer of its own.
+func TestAuthenticateSimultaneous(t *testing.T) {
+	t.Parallel()
+	const n, maxFailures = 10, 5
+	for _, tc := range []struct {
+		name      string
+		rightAt   int   // position of the right password in the order of arrival
+		wantRight error // its answer
+		wantWrong int   // wrong passwords answered ErrInvalidCredentials
+	}{
+		// Four wrong ones and the right one are judged: no ban.
+		{"right password first", 0, nil, 4},
+		{"right password within the limit", maxFailures - 1, nil, 4},
+		// Five wrong ones are judged, the last of them starts the ban.
+		{"right password past the limit", maxFailures, ErrBlocked, 4},
+		{"right password last", n - 1, ErrBlocked, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, _, _ := newTestStore(t, Config{MaxFailures: maxFailures}, testUsers(t))
+			key := ClientKey(ip1)
+			// No hash can start until every attempt has arrived: all of
+			// them are in flight together.
+			release := holdAllHashing(t, s)
+			errs := make([]error, n)
+			var returned atomic.Int32
+			var wg sync.WaitGroup
+			for i := range n {
+				pw := "wrong"
+				if i == tc.rightAt {
+					pw = "alice-pw"
+				}
+				wg.Go(func() {
+					_, errs[i] = s.Authenticate(t.Context(), "alice", pw, ip1)
+					returned.Add(1)
+				})
+				// Let attempt i reserve (or be refused) before the next.
+				waitFor(t, fmt.Sprintf("attempt %d arrived", i), func() bool {
+					return s.throttle.inFlight(key)+int(returned.Load()) == i+1
+				})
+			}
+			if got := s.throttle.inFlight(key); got != maxFailures {
+				t.Errorf("%d attempts in flight; want %d", got, maxFailures)
+			}
+			release()
+			wg.Wait()
+
+			count := map[error]int{}
+			for i, err := range errs {
+				if i != tc.rightAt {
+					count[err]++
+				}
+			}
+			if count[ErrInvalidCredentials] != tc.wantWrong || count[ErrBlocked] != n-1-tc.wantWrong {
+				t.Errorf("wrong passwords got %v; want %d ErrInvalidCredentials and %d ErrBlocked", count, tc.wantWrong, n-1-tc.wantWrong)
+			}
+			if err := errs[tc.rightAt]; !errors.Is(err, tc.wantRight) {
+				t.Errorf("right password: %v; want %v", err, tc.wantRight)
+			}
+			if got := s.throttle.inFlight(key); got != 0 {
+				t.Errorf("%d attempts still in flight", got)
+			}
+		})
+	}
+}
+
+// TestAuthenticateSimultaneousRace is TestAuthenticateSimultaneous with the
+// scheduler choosing the order, many times over.
+func TestAuthenticateSimultaneousRace(t *testing.T) {
+	t.Parallel()
+	const n, maxFailures, rounds = 10, 5, 20
+	s, _, _ := newTestStore(t, Config{MaxFailures: maxFailures}, testUsers(t))
+	for round := range rounds {
+		ip := netip.AddrFrom4([4]byte{198, 51, 100, byte(round)})
+		right := round % n
+		start := make(chan struct{})
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			pw := "wrong"
+			if i == right {
+				pw = "alice-pw"
+			}
+			wg.Go(func() {
+				<-start
+				_, errs[i] = s.Authenticate(t.Context(), "alice", pw, ip)
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		judged := 0
+		wrongGot := map[error]bool{}
+		for i, err := range errs {
+			if err == nil || err == ErrInvalidCredentials {
+				judged++
+			}
+			if i != right {
+				wrongGot[err] = true
+			}
+		}
+		if judged > maxFailures {
+			t.Errorf("round %d: %d passwords judged (%v); want at most %d", round, judged, errs, maxFailures)
+		}
+		if err := errs[right]; err != nil && !wrongGot[err] {
+			t.Errorf("round %d: only the right password got %v (%v)", round, err, errs)
+		}
+	}
+}
+
+// TestFailureTiming: a wrong password for a user whose hash is cheap (a
+// bcrypt user among argon2id users), an unknown user and a banned address
+// are answered after the same time. Without the padding an unknown user
+// costs an argon2id hash more than the bcrypt user.
+func TestFailureTiming(t *testing.T) {
+	// Not parallel: the other tests of the package would add noise.
+	if testing.Short() {
+		t.Skip("measures timing")
+	}
+	const delay, attempts, margin = 300 * time.Millisecond, 7, 25 * time.Millisecond
+	dir := t.TempDir()
+	var users []UserConfig
+	for _, name := range []string{"a1", "a2", "a3"} {
+		h, err := hashWithParams(name+"-pw", argonParams{memory: 32 * 1024, time: 2, threads: 1}) // tens of ms
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, UserConfig{Name: name, PasswordHash: h, Home: filepath.Join(dir, name)})
+	}
+	users = append(users, UserConfig{Name: "bc", PasswordHash: mustBcrypt(t, "bc-pw"), Home: filepath.Join(dir, "bc")}) // ~1 ms
+	s, _, _ := newTestStore(t, Config{MaxFailures: 2, FailureDelay: delay, BanDuration: time.Hour}, users)
+	banned := netip.MustParseAddr("192.0.2.200")
+	for range 2 {
+		_, _ = s.Authenticate(t.Context(), "a1", "wrong", banned)
+	}
+
+	next := 0
+	measure := func(user string, ip netip.Addr, want error) time.Duration {
+		if !ip.IsValid() { // a fresh address each time: no ban
+			next++
+			ip = netip.AddrFrom4([4]byte{10, 9, byte(next >> 8), byte(next)})
+		}
+		start := time.Now()
+		_, err := s.Authenticate(t.Context(), user, "wrong", ip)
+		d := time.Since(start)
+		if err != want {
+			t.Fatalf("Authenticate(%s) = %v; want %v", user, err, want)
+		}
+		return d
+	}
+	var bc, unknown, ban []time.Duration
+	for range attempts { // interleaved, so that a slow moment hits all kinds
+		bc = append(bc, measure("bc", netip.Addr{}, ErrInvalidCredentials))
+		unknown = append(unknown, measure("nobody", netip.Addr{}, ErrInvalidCredentials))
+		ban = append(ban, measure("bc", banned, ErrBlocked))
+	}
+	med := func(ds []time.Duration) time.Duration {
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	mBC, mUnknown, mBan := med(bc), med(unknown), med(ban)
+	t.Logf("medians: bcrypt user %v, unknown user %v, banned address %v", mBC, mUnknown, mBan)
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+	}{{"unknown user", mUnknown}, {"banned address", mBan}} {
+		if diff := (c.d - mBC).Abs(); diff > margin {
+			t.Errorf("%s answered in %v, bcrypt user in %v: %v apart; want at most %v", c.name, c.d, mBC, diff, margin)
+		}
+	}
+	if mBC < delay {
+		t.Errorf("wrong password answered after %v; want at least failure_delay %v", mBC, delay)
 	}
 }
 
@@ -535,7 +909,7 @@ func TestNewHomes(t *testing.T) {
 					{Name: "b", PasswordHash: hash, Home: f},
 				}
 			},
-			wantErr: "users[1].home: %q is not a directory",
+			wantErr: `users "b".home: %q is not a directory`,
 		},
 		{
 			name: "relative home",
@@ -545,7 +919,7 @@ func TestNewHomes(t *testing.T) {
 					{Name: "b", PasswordHash: hash, Home: "rel/home"},
 				}
 			},
-			wantErr: `users[1].home: "rel/home" is not an absolute path`,
+			wantErr: `users "b".home: "rel/home" is not an absolute path`,
 		},
 		{
 			name: "invalid user",
@@ -555,7 +929,7 @@ func TestNewHomes(t *testing.T) {
 					{Name: "b", PasswordHash: "plain", Home: filepath.Join(dir, "b")},
 				}
 			},
-			wantErr: "users[1].password_hash: not an argon2id or bcrypt hash",
+			wantErr: `users "b".password_hash: not an argon2id or bcrypt hash`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

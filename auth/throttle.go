@@ -33,9 +33,34 @@ type ipRecord struct {
 	failures    int       // failures in the window that started at windowStart
 	windowStart time.Time // time of the first failure counted
 	bannedUntil time.Time // zero, or the end of a ban
+	inFlight    int       // attempts reserved and not yet finished
 }
 
+// idleAt reports whether r holds nothing worth keeping at now: no attempt
+// in flight, no running ban and no running window.
+func (r ipRecord) idleAt(now time.Time, window time.Duration) bool {
+	return r.inFlight == 0 && !now.Before(r.bannedUntil) && (r.failures == 0 || now.Sub(r.windowStart) >= window)
+}
+
+// reservation is the outcome of throttle.reserve.
+type reservation uint8
+
+const (
+	// refused: the key is banned, or its failures and attempts in flight
+	// already reach max_failures. The password must not be judged.
+	refused reservation = iota
+	// reserved: the attempt counts in its key's inFlight until finish or
+	// cancel.
+	reserved
+	// untracked: the map is full of running bans and this key has no
+	// entry; the attempt goes uncounted (it still gets the delay).
+	untracked
+)
+
 // throttle counts failed logins per key and bans keys that fail too often.
+// Attempts are counted before their password is judged (reserve), so that
+// simultaneous attempts cannot get more than maxFailures passwords judged
+// per window between them.
 type throttle struct {
 	maxFailures int
 	window, ban time.Duration
@@ -56,17 +81,26 @@ func newThrottle(cfg Config) *throttle {
 	}
 }
 
-// blocked reports whether k is banned at now.
-func (t *throttle) blocked(k netip.Prefix, now time.Time) bool {
+// setLimits puts a reloaded configuration's limits in force; the counts
+// and bans are kept.
+func (t *throttle) setLimits(cfg Config) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.m[k]
-	return ok && now.Before(r.bannedUntil)
+	t.maxFailures, t.window, t.ban = cfg.MaxFailures, cfg.FailureWindow, cfg.BanDuration
 }
 
-// failure counts a failed login of k at now and reports whether it started a
-// ban (true only for the failure that reached MaxFailures).
-func (t *throttle) failure(k netip.Prefix, now time.Time) (banStarted bool) {
+// limits returns max_failures and ban_duration in force.
+func (t *throttle) limits() (int, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.maxFailures, t.ban
+}
+
+// reserve asks to judge one password of k at now. An attempt is reserved
+// only while the failures in k's window plus the attempts in flight stay
+// within maxFailures: every reserved attempt could fail, and all of them
+// failing must not judge more than maxFailures passwords.
+func (t *throttle) reserve(k netip.Prefix, now time.Time) reservation {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Sub(t.lastPrune) >= pruneInterval {
@@ -74,28 +108,84 @@ func (t *throttle) failure(k netip.Prefix, now time.Time) (banStarted bool) {
 	}
 	r, ok := t.m[k]
 	if !ok && !t.makeRoomLocked(now) {
-		return false // full of bans; this key goes uncounted (it still gets the delay)
+		return untracked
 	}
 	if now.Before(r.bannedUntil) {
-		return false // banned while this attempt was being verified
+		return refused
 	}
-	if r.failures == 0 || now.Sub(r.windowStart) >= t.window {
-		r.failures, r.windowStart = 0, now
+	if r.failures > 0 && now.Sub(r.windowStart) >= t.window {
+		r.failures, r.windowStart = 0, time.Time{}
 	}
-	r.failures++
-	if r.failures >= t.maxFailures {
-		r.failures, r.windowStart, r.bannedUntil = 0, time.Time{}, now.Add(t.ban)
-		banStarted = true
+	if r.failures+r.inFlight >= t.maxFailures {
+		return refused
 	}
+	r.inFlight++
 	t.m[k] = r
-	return banStarted
+	return reserved
 }
 
-// success reports whether k is banned at now (a ban that started while
-// this login was being verified). It clears nothing: failures age out of
-// their window, so one valid account cannot be used to reset the count
-// while guessing another's password.
-func (t *throttle) success(k netip.Prefix, now time.Time) (banned bool) {
+// cancel gives back a reservation whose password was not judged.
+func (t *throttle) cancel(k netip.Prefix, res reservation, now time.Time) {
+	if res != reserved {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.m[k]; ok && r.inFlight > 0 { // ok: an entry in flight is never dropped
+		r.inFlight--
+		t.storeLocked(k, r, now)
+	}
+}
+
+// finish ends the attempt reserved as res, whose password was judged at
+// now (failed is true for a wrong password or an unknown user). It reports
+// whether k is banned at now, including by the ban this failure started:
+// every attempt that ends during a ban gets the same answer whatever its
+// password, so a ban cannot confirm a password. A success clears nothing:
+// failures age out of their window, so one valid account cannot be used to
+// reset the count while guessing another's password.
+func (t *throttle) finish(k netip.Prefix, res reservation, now time.Time, failed bool) (banned, banStarted bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[k]
+	if res == reserved && ok && r.inFlight > 0 {
+		r.inFlight--
+	}
+	if !ok {
+		if !failed || !t.makeRoomLocked(now) {
+			return false, false // untracked, and still no room
+		}
+	}
+	if now.Before(r.bannedUntil) {
+		t.storeLocked(k, r, now)
+		return true, false // banned while this attempt was being verified
+	}
+	if failed {
+		if r.failures == 0 || now.Sub(r.windowStart) >= t.window {
+			r.failures, r.windowStart = 0, now
+		}
+		r.failures++
+		if r.failures >= t.maxFailures {
+			r.failures, r.windowStart, r.bannedUntil = 0, time.Time{}, now.Add(t.ban)
+			banned, banStarted = true, true
+		}
+	}
+	t.storeLocked(k, r, now)
+	return banned, banStarted
+}
+
+// storeLocked keeps r as k's record, or drops it if it holds nothing (an
+// address that only ever logs in successfully keeps no entry).
+func (t *throttle) storeLocked(k netip.Prefix, r ipRecord, now time.Time) {
+	if r.idleAt(now, t.window) {
+		delete(t.m, k)
+		return
+	}
+	t.m[k] = r
+}
+
+// blocked reports whether k is banned at now (for tests).
+func (t *throttle) blocked(k netip.Prefix, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.m[k]
@@ -104,7 +194,7 @@ func (t *throttle) success(k netip.Prefix, now time.Time) (banned bool) {
 
 // makeRoomLocked makes sure a new entry fits, pruning and then evicting a
 // key that is only counting failures. It reports false if every entry is a
-// running ban.
+// running ban or has attempts in flight (whose reservations must hold).
 func (t *throttle) makeRoomLocked(now time.Time) bool {
 	if len(t.m) < t.limit {
 		return true
@@ -114,7 +204,7 @@ func (t *throttle) makeRoomLocked(now time.Time) bool {
 		return true
 	}
 	for k, r := range t.m { // random order: no key is always the victim
-		if !now.Before(r.bannedUntil) {
+		if r.inFlight == 0 && !now.Before(r.bannedUntil) {
 			delete(t.m, k)
 			return true
 		}
@@ -122,14 +212,22 @@ func (t *throttle) makeRoomLocked(now time.Time) bool {
 	return false
 }
 
-// pruneLocked drops entries with neither a running ban nor a running window.
+// pruneLocked drops entries with no attempt in flight, no running ban and
+// no running window.
 func (t *throttle) pruneLocked(now time.Time) {
 	t.lastPrune = now
 	for k, r := range t.m {
-		if !now.Before(r.bannedUntil) && (r.failures == 0 || now.Sub(r.windowStart) >= t.window) {
+		if r.idleAt(now, t.window) {
 			delete(t.m, k)
 		}
 	}
+}
+
+// inFlight is the number of attempts of k in flight (for tests).
+func (t *throttle) inFlight(k netip.Prefix) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[k].inFlight
 }
 
 // size is the number of entries (for tests).

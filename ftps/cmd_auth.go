@@ -164,6 +164,7 @@ func (s *session) cmdPASS(arg string) reply {
 		return noReply
 	}
 	s.user, s.root, s.state, s.cwd = u, root, stateReady, "/"
+	s.account.Store(u)
 	s.log = s.log.With("user", u.Name)
 	s.log.Info("login", "tls", s.tlsConn != nil)
 	return reply{230, "Login successful."}

@@ -156,7 +156,7 @@ func (s *session) cmdRETR(arg string) reply {
 		return reply{226, "Transfer complete."}
 	}
 	text := fmt.Sprintf("Opening %s mode data connection for %s (%d bytes).", s.modeName(), virt, fi.Size()-offset)
-	return s.prepareTransfer(what, text, run, func() { f.Close() })
+	return s.prepareTransfer(what, fileOp{path: virt}, text, run, func() { f.Close() })
 }
 
 // storeMode says how an upload meets an existing file.
@@ -231,7 +231,7 @@ func (s *session) store(arg string, mode storeMode) reply {
 	run := func(ctx context.Context, dc *dataConn) reply {
 		return s.receive(ctx, dc, what, up)
 	}
-	return s.prepareTransfer(what, "Ok to send data.", run, nil)
+	return s.prepareTransfer(what, fileOp{path: virt, upload: true}, "Ok to send data.", run, nil)
 }
 
 // receive runs an upload on an accepted data connection. An upload whose
@@ -440,7 +440,7 @@ func (s *session) storeUnique(arg string) reply {
 		f.Close()
 		s.root.Remove(rel)
 	}
-	return s.prepareTransfer(what, "FILE: "+path.Base(virt), run, abandon)
+	return s.prepareTransfer(what, fileOp{path: virt, upload: true}, "FILE: "+path.Base(virt), run, abandon)
 }
 
 func (s *session) cmdLIST(arg string) reply { return s.list(listArg(arg), formatLIST) }
@@ -487,5 +487,5 @@ func (s *session) list(arg string, format listFormat) reply {
 		}
 		return reply{226, "Directory send OK."}
 	}
-	return s.prepareTransfer(what, "Here comes the directory listing.", run, nil)
+	return s.prepareTransfer(what, fileOp{}, "Here comes the directory listing.", run, nil)
 }

@@ -33,11 +33,17 @@ type Deps struct {
 	Auth    *auth.Store
 	Passive *passive.Manager
 	Log     *slog.Logger
+	// OnTransfer, if set, is called once for every file transfer that
+	// ended (a transfer log). It runs on the transfer's goroutine and must
+	// not block for long.
+	OnTransfer func(TransferRecord)
 }
 
 // Server accepts explicit-FTPS control connections.
 type Server struct {
-	cfg  Config
+	// cfg is replaced as a whole by Reload; each session keeps the one it
+	// started with.
+	cfg  atomic.Pointer[Config]
 	deps Deps
 	log  *slog.Logger
 
@@ -73,30 +79,72 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.AllowPlaintextData {
 		deps.Log.Warn("server.allow_plaintext_data is on: clients may transfer files unencrypted (PROT C)")
 	}
-	return &Server{
+	s := &Server{
 		help:      helpText(),
-		cfg:       cfg,
 		deps:      deps,
 		log:       deps.Log,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		prelogin:  make(map[*session]struct{}),
 		perIP:     make(map[netip.Prefix]int),
-	}, nil
+	}
+	s.cfg.Store(&cfg)
+	return s, nil
+}
+
+// config is the configuration in force.
+func (s *Server) config() *Config { return s.cfg.Load() }
+
+// Reload validates cfg and puts it in force for new connections and new
+// sessions: limits and timeouts. Running sessions keep the settings they
+// started with. The listener addresses cannot change without a restart;
+// a cfg that changes them is refused.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := s.config()
+	if cfg.Listen != old.Listen {
+		return fmt.Errorf("server.listen: cannot change without a restart (%q in force)", old.Listen)
+	}
+	if cfg.ImplicitListen != old.ImplicitListen {
+		return fmt.Errorf("server.implicit_listen: cannot change without a restart (%q in force)", old.ImplicitListen)
+	}
+	s.cfg.Store(&cfg)
+	return nil
+}
+
+// CloseUsers ends at once, with a 421, every session logged in as one of
+// the names for which gone reports true (users removed or disabled by a
+// reload), cutting their transfers. It returns how many were closed.
+func (s *Server) CloseUsers(gone func(name string) bool) int {
+	s.mu.Lock()
+	var victims []*session
+	for sess := range s.sessions {
+		if name, ok := sess.loggedInAs(); ok && gone(name) {
+			victims = append(victims, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range victims {
+		sess.closeNow(reply{421, "Your account was changed; log in again."}, "session closed: user removed or disabled")
+	}
+	return len(victims)
 }
 
 // ListenAndServe listens on Config.Listen (and Config.ImplicitListen when
 // set) and serves until Shutdown.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	cfg := s.config()
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
-	if s.cfg.ImplicitListen == "" {
+	if cfg.ImplicitListen == "" {
 		return s.Serve(ctx, ln)
 	}
-	iln, err := lc.Listen(ctx, "tcp", s.cfg.ImplicitListen)
+	iln, err := lc.Listen(ctx, "tcp", cfg.ImplicitListen)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server.implicit_listen: %w", err)
@@ -195,12 +243,13 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	remote := addrPortOf(c.RemoteAddr())
 	ip := auth.ClientKey(remote.Addr())
 
+	cfg := s.config()
 	s.mu.Lock()
 	total, fromIP := len(s.sessions), s.perIP[ip]
 	closing := s.inShutdown.Load() // accepted just before the listener closed
-	full := fromIP >= s.cfg.MaxConnectionsPerIP
+	full := fromIP >= cfg.MaxConnectionsPerIP
 	var victim *session
-	if !full && (total >= s.cfg.MaxConnections || len(s.prelogin) >= s.cfg.MaxPreloginConnections) {
+	if !full && (total >= cfg.MaxConnections || len(s.prelogin) >= cfg.MaxPreloginConnections) {
 		if victim = s.preloginVictimLocked(); victim != nil {
 			s.untrackLocked(victim)
 		} else {
@@ -209,7 +258,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	}
 	var sess *session
 	if !full && !closing {
-		sess = newSession(ctx, s, c, s.nextID.Add(1))
+		sess = newSession(ctx, s, cfg, c, s.nextID.Add(1))
 		sess.implicit = start == implicitTLS
 		s.sessions[sess] = struct{}{}
 		s.prelogin[sess] = struct{}{}

@@ -92,18 +92,21 @@ type session struct {
 	pending *transfer         // announced by a handler; started after its 150
 	quit    bool
 
-	closing atomic.Bool // set by Server.Shutdown
-	evicted atomic.Bool // set by evict
+	closing   atomic.Bool               // set by Server.Shutdown
+	closedNow atomic.Bool               // set by closeNow
+	account   atomic.Pointer[auth.User] // user, for other goroutines (CloseUsers)
+	bytesIn   atomic.Int64              // data bytes received (uploads), for the log
+	bytesOut  atomic.Int64              // data bytes sent (downloads and listings)
 }
 
-func newSession(ctx context.Context, srv *Server, c net.Conn, id uint64) *session {
+func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id uint64) *session {
 	local, remote := addrPortOf(c.LocalAddr()), addrPortOf(c.RemoteAddr())
 	ctx, cancel := context.WithCancel(ctx)
 	return &session{
 		ctx:       ctx,
 		cancel:    cancel,
 		srv:       srv,
-		cfg:       &srv.cfg,
+		cfg:       cfg,
 		log:       srv.log.With("session", id, "remote", remote.String()),
 		binding:   srv.deps.Passive.Bind(srv.deps.TLS, local, remote),
 		local:     local,
@@ -182,8 +185,8 @@ func (s *session) readFailed(err error) {
 		}
 		s.log.Info("session timed out", "logged_in", s.state == stateReady)
 		s.reply(reply{421, "Timeout; closing control connection."})
-	case s.evicted.Load():
-		// evict has answered and closed.
+	case s.closedNow.Load():
+		// closeNow has answered and closed.
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		// The client went away.
 	default:
@@ -306,16 +309,35 @@ func (s *session) beginShutdown() {
 }
 
 // evict closes a session that has not logged in, to make room for a new
-// connection (see Server.startSession). It runs in its own goroutine.
+// connection (see Server.startSession).
 func (s *session) evict() {
-	s.evicted.Store(true)
-	s.log.Info("pre-login connection evicted: too many connections waiting to log in")
-	s.wmu.Lock()
-	s.raw.SetWriteDeadline(time.Now().Add(time.Second))
-	io.WriteString(s.conn, reply{421, "Too many connections waiting to log in; closing control connection."}.format())
-	s.wmu.Unlock()
+	s.closeNow(reply{421, "Too many connections waiting to log in; closing control connection."},
+		"pre-login connection evicted: too many connections waiting to log in")
+}
+
+// closeNow ends the session from another goroutine: it answers r (unless a
+// reply is being written to a client that does not read: the close must
+// not wait for it), cancels any transfer and closes the connection.
+func (s *session) closeNow(r reply, why string) {
+	s.closedNow.Store(true)
+	s.log.Info(why)
+	if s.wmu.TryLock() {
+		s.raw.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(s.conn, r.format())
+		s.wmu.Unlock()
+	}
 	s.cancel()
 	s.raw.Close()
+}
+
+// loggedInAs returns the user name of a logged-in session. It may be called
+// from any goroutine.
+func (s *session) loggedInAs() (string, bool) {
+	u := s.account.Load()
+	if u == nil {
+		return "", false
+	}
+	return u.Name, true
 }
 
 // forceClose cuts the session when the shutdown deadline has passed.
@@ -343,5 +365,6 @@ func (s *session) cleanup() {
 		s.tlsConn.Close()
 	}
 	s.raw.Close()
-	s.log.Info("session closed", "dur", time.Since(s.started).Round(time.Millisecond).String())
+	s.log.Info("session closed", "dur", time.Since(s.started).Round(time.Millisecond),
+		"bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load())
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -20,6 +21,7 @@ import (
 // or 5xx) from that goroutine.
 type transfer struct {
 	what     string // for logs and STAT, e.g. "RETR /a.txt"
+	file     fileOp // the file moved; zero for listings
 	listener *passive.Listener
 	secure   bool
 	// run moves the data. It gets a connection that already passed the
@@ -42,7 +44,7 @@ type transfer struct {
 // prepareTransfer is called by a transfer command after its own checks. It
 // takes the session's passive listener and returns the 150 reply; the
 // transfer starts once that reply is written (see session.launch).
-func (s *session) prepareTransfer(what, text string, run func(context.Context, *dataConn) reply, abandon func()) reply {
+func (s *session) prepareTransfer(what string, file fileOp, text string, run func(context.Context, *dataConn) reply, abandon func()) reply {
 	if s.pasv == nil {
 		if abandon != nil {
 			abandon()
@@ -57,6 +59,7 @@ func (s *session) prepareTransfer(what, text string, run func(context.Context, *
 	}
 	x := &transfer{
 		what:     what,
+		file:     file,
 		listener: s.pasv,
 		secure:   s.prot == protPrivate,
 		run:      run,
@@ -70,6 +73,26 @@ func (s *session) prepareTransfer(what, text string, run func(context.Context, *
 	return reply{150, text}
 }
 
+// fileOp names the file a transfer moves, for the transfer log.
+type fileOp struct {
+	path   string // virtual path
+	upload bool
+}
+
+// TransferRecord describes one file transfer that ended, completed or not,
+// for a transfer log (Deps.OnTransfer). Listings are not transfers.
+type TransferRecord struct {
+	End      time.Time
+	Duration time.Duration
+	Remote   netip.Addr
+	User     string
+	Path     string // as the client sees it, "/"-rooted in the user's home
+	Upload   bool   // STOR, APPE, STOU; else RETR
+	Binary   bool   // TYPE I (else TYPE A)
+	Bytes    int64  // bytes moved on the data connection
+	Complete bool   // answered 226
+}
+
 // launch starts a prepared transfer.
 func (s *session) launch(x *transfer) {
 	s.xfer = x
@@ -78,8 +101,21 @@ func (s *session) launch(x *transfer) {
 		defer x.cancel()
 		start := time.Now()
 		r := s.executeSafely(x)
+		dur := time.Since(start)
+		if x.file.upload {
+			s.bytesIn.Add(x.bytes.Load())
+		} else {
+			s.bytesOut.Add(x.bytes.Load())
+		}
 		s.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
-			"dur", time.Since(start).Round(time.Millisecond).String())
+			"dur", dur.Round(time.Millisecond))
+		if x.file.path != "" && s.srv.deps.OnTransfer != nil {
+			s.srv.deps.OnTransfer(TransferRecord{
+				End: start.Add(dur), Duration: dur, Remote: s.remote.Addr(), User: s.user.Name,
+				Path: x.file.path, Upload: x.file.upload, Binary: s.binary,
+				Bytes: x.bytes.Load(), Complete: r.code == 226,
+			})
+		}
 		// The control connection was idle while the data moved: restart
 		// its idle clock now.
 		s.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))

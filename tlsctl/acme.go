@@ -61,7 +61,7 @@ func newACMESource(ctx context.Context, cfg Config, log *slog.Logger) (*acmeSour
 	} else {
 		info := s.Info()
 		log.Info("certificate ready", "domains", s.domains, "not_after", info.NotAfter, "sha256", info.SHA256,
-			"dur", time.Since(start).Round(time.Millisecond).String())
+			"dur", time.Since(start).Round(time.Millisecond))
 	}
 	s.wg.Add(1)
 	go s.watchExpiry(bg)

@@ -114,42 +114,94 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // ticket_key_rotation) keep their values; restart lists them. A cfg that
 // fails validation, or whose source cannot be built, changes nothing.
 func (m *Manager) Reload(ctx context.Context, cfg Config) (restart []string, err error) {
+	p, err := m.PrepareReload(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.Apply()
+	return p.Restart, nil
+}
+
+// PendingReload is a reload that has passed every check and built what it
+// needs; nothing changes until Apply. A caller that reloads several
+// components prepares them all first, so that a failure in one leaves all
+// unchanged, then applies them, or Discards this one.
+type PendingReload struct {
+	// Restart lists the keys that changed but need a restart.
+	Restart []string
+
+	m   *Manager
+	cfg Config
+	src source // nil: the certificate settings did not change
+}
+
+// PrepareReload is the first half of Reload: validation and the new
+// certificate source, without serving it.
+func (m *Manager) PrepareReload(ctx context.Context, cfg Config) (*PendingReload, error) {
 	cfg.SelfSignedNames = append([]string(nil), cfg.SelfSignedNames...)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errors.New("tls: manager closed")
+	}
+	p := &PendingReload{m: m}
 	if cfg.MinVersion != m.cfg.MinVersion {
-		restart = append(restart, "tls.min_version")
+		p.Restart = append(p.Restart, "tls.min_version")
 	}
 	if cfg.LegacyCiphers != m.cfg.LegacyCiphers {
-		restart = append(restart, "tls.legacy_ciphers")
+		p.Restart = append(p.Restart, "tls.legacy_ciphers")
 	}
 	if cfg.TicketKeyRotation != m.cfg.TicketKeyRotation {
-		restart = append(restart, "tls.ticket_key_rotation")
+		p.Restart = append(p.Restart, "tls.ticket_key_rotation")
 	}
 	// Keep what needs a restart as it is, so that the comparison below
 	// looks at the certificate settings only.
 	cfg.MinVersion, cfg.LegacyCiphers, cfg.TicketKeyRotation = m.cfg.MinVersion, m.cfg.LegacyCiphers, m.cfg.TicketKeyRotation
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return restart, errors.New("tls: manager closed")
-	}
+	p.cfg = cfg
 	if reflect.DeepEqual(cfg, m.cfg) {
-		return restart, nil
+		return p, nil
 	}
 	src, err := newSource(ctx, cfg, m.log)
 	if err != nil {
-		return restart, err
+		return nil, err
 	}
-	old := m.src.Swap(&sourceBox{src})
-	m.cfg = cfg
+	p.src = src
+	return p, nil
+}
+
+// Apply serves the prepared certificate source from the next handshake on
+// and stops the previous one. It is a no-op when the certificate settings
+// did not change, or after Discard.
+func (p *PendingReload) Apply() {
+	if p.src == nil {
+		return
+	}
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		p.src.Close()
+		return
+	}
+	old := m.src.Swap(&sourceBox{p.src})
+	m.cfg = p.cfg
 	if err := old.Close(); err != nil {
 		m.log.Warn("stopping the previous certificate source", "err", err)
 	}
-	info := src.Info()
+	info := p.src.Info()
 	m.log.Info("certificate settings reloaded", "source", info.Source, "names", info.Names, "expires", info.NotAfter)
-	return restart, nil
+	p.src = nil
+}
+
+// Discard stops the prepared source of a reload that will not be applied.
+func (p *PendingReload) Discard() {
+	if p.src != nil {
+		p.src.Close()
+		p.src = nil
+	}
 }
 
 // tls12CipherSuites are the TLS 1.2 suites offered unless legacy_ciphers is
@@ -187,10 +239,12 @@ func (m *Manager) ServerConfig() *tls.Config { return m.base }
 // logs).
 func (m *Manager) Certificate() CertInfo { return m.src.Load().Info() }
 
-// Inspect describes the certificate cfg would serve, for check-config: in
-// acme mode it reads storage only and never asks the CA (NotAfter is zero
-// when nothing has been obtained yet); the other modes load or generate
-// their certificate as New does.
+// Inspect describes the certificate cfg would serve, for check-config. It
+// writes nothing and asks no one: in acme mode it reads storage only and
+// never asks the CA, in self-signed mode it reads the stored certificate
+// (NotAfter is zero when there is none yet, or serve would replace it), so
+// that check-config run as another user (root) never leaves state that the
+// service cannot read. Files mode loads the files as New does.
 func Inspect(ctx context.Context, cfg Config, log *slog.Logger) (CertInfo, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -198,8 +252,11 @@ func Inspect(ctx context.Context, cfg Config, log *slog.Logger) (CertInfo, error
 	if err := cfg.Validate(); err != nil {
 		return CertInfo{}, err
 	}
-	if cfg.Mode == ModeACME {
+	switch cfg.Mode {
+	case ModeACME:
 		return inspectACME(ctx, cfg, log)
+	case ModeSelfSigned:
+		return inspectSelfSigned(cfg), nil
 	}
 	m, err := New(ctx, cfg, log)
 	if err != nil {

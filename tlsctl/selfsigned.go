@@ -89,6 +89,19 @@ func newSelfSignedSource(ctx context.Context, cfg Config, log *slog.Logger) (*se
 	return &selfSignedSource{lc: lc}, nil
 }
 
+// inspectSelfSigned describes the stored certificate that serve would reuse,
+// or, when serve would generate one, a CertInfo with the names and a zero
+// NotAfter. It never writes.
+func inspectSelfSigned(cfg Config) CertInfo {
+	dir := filepath.Join(cfg.StateDir, selfSignedDir)
+	certPath := filepath.Join(dir, selfSignedCertName)
+	cert, _, _ := loadSelfSigned(certPath, filepath.Join(dir, selfSignedKeyName), cfg.SelfSignedNames, time.Now())
+	if cert == nil {
+		return CertInfo{Source: ModeSelfSigned, File: certPath, Names: normalizeNames(cfg.SelfSignedNames)}
+	}
+	return describe(ModeSelfSigned, certPath, cert.Leaf)
+}
+
 // GetCertificate returns the certificate whatever the hello asks for.
 func (s *selfSignedSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.lc.cert, nil

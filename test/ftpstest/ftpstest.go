@@ -40,6 +40,9 @@ import (
 type User struct {
 	Name, Password string
 	Perms          []string
+	// Hash, if set, is the encoded password hash to configure instead of
+	// CheapHash(Password) (for tests that need a costlier one).
+	Hash string
 }
 
 // Options tune a test server. The zero value gives one user "alice"
@@ -115,8 +118,12 @@ func NewServer(t testing.TB, opts Options) *Server {
 		if perms == nil {
 			perms = []string{"all"}
 		}
+		hash := u.Hash
+		if hash == "" {
+			hash = CheapHash(u.Password)
+		}
 		ucfgs = append(ucfgs, auth.UserConfig{
-			Name: u.Name, PasswordHash: CheapHash(u.Password),
+			Name: u.Name, PasswordHash: hash,
 			Home: filepath.Join(homes, u.Name), Permissions: perms,
 		})
 	}

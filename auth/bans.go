@@ -1,0 +1,116 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// bansVersion is the format version of the bans file.
+const bansVersion = 1
+
+// bansFile is what SaveBans writes: the running bans and failure windows.
+type bansFile struct {
+	Version int         `json:"version"`
+	Saved   time.Time   `json:"saved"`
+	Entries []banRecord `json:"entries"`
+}
+
+type banRecord struct {
+	Client      string    `json:"client"` // an IPv4 /32 or IPv6 /64 (ClientKey)
+	Failures    int       `json:"failures,omitempty"`
+	WindowStart time.Time `json:"window_start,omitzero"`
+	BannedUntil time.Time `json:"banned_until,omitzero"`
+}
+
+// SaveBans writes the running bans and failure counts to path (JSON,
+// mode 0600, through a temporary file and a rename), so that a restart is
+// not a way to reset a ban. Attempts in flight are not saved.
+func (s *Store) SaveBans(path string) error {
+	now := s.now()
+	f := bansFile{Version: bansVersion, Saved: now.UTC(), Entries: []banRecord{}}
+	t := s.throttle
+	t.mu.Lock()
+	for k, r := range t.m {
+		r.inFlight = 0
+		if r.idleAt(now, t.window) {
+			continue
+		}
+		f.Entries = append(f.Entries, banRecord{Client: k.String(), Failures: r.failures,
+			WindowStart: r.windowStart.UTC(), BannedUntil: r.bannedUntil.UTC()})
+	}
+	t.mu.Unlock()
+	data, err := json.MarshalIndent(f, "", "\t")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(append(data, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// LoadBans restores what SaveBans wrote, dropping what has expired since,
+// and returns the number of entries restored. A missing file restores
+// nothing and is no error. Entries merge with the counts in memory; a
+// longer ban wins.
+func (s *Store) LoadBans(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var f bansFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.Version != bansVersion {
+		return 0, fmt.Errorf("%s: format version %d, want %d", path, f.Version, bansVersion)
+	}
+	now := s.now()
+	t := s.throttle
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range f.Entries {
+		k, err := netip.ParsePrefix(e.Client)
+		if err != nil || k != ClientKey(k.Addr()) || e.Failures < 0 {
+			continue // not something SaveBans writes
+		}
+		saved := ipRecord{failures: e.Failures, windowStart: e.WindowStart, bannedUntil: e.BannedUntil}
+		if saved.idleAt(now, t.window) {
+			continue
+		}
+		r, ok := t.m[k]
+		if !ok && !t.makeRoomLocked(now) {
+			break
+		}
+		if saved.bannedUntil.After(r.bannedUntil) {
+			r.bannedUntil = saved.bannedUntil
+		}
+		if saved.failures > r.failures {
+			r.failures, r.windowStart = saved.failures, saved.windowStart
+		}
+		t.m[k] = r
+		n++
+	}
+	return n, nil
+}
