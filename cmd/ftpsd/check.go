@@ -24,9 +24,10 @@ import (
 func runCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", "-config FILE",
 		`Validate a configuration file the way "serve" does, including loading the
-certificate (in self-signed mode it is generated into server.state_dir if
-missing), then print the effective settings with their defaults filled in,
+certificate files, then print the effective settings with their defaults filled in,
 the firewall ports to open, and warnings. Password hashes are never printed.
+It writes nothing: no state directory, no certificate, no home directory
+(so running it as root leaves nothing that the service user cannot read).
 Exits 1 with the offending key or line:column if the file is not valid.`,
 		`  ftpsd check-config -config /etc/ftpsd/config.toml`, stderr)
 	path := configFlag(fs)
@@ -42,7 +43,7 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	}
 	// Component logs (e.g. "generated self-signed certificate") go to
 	// stderr so that stdout is only the report.
-	log := newLogger(cfg.Log, stderr)
+	log, _ := newLogger(cfg.Log, stderr)
 
 	// Inspect never asks an ACME CA: check-config must be side-effect free
 	// towards the CA (rate limits).
@@ -97,7 +98,11 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	}
 	row(1, "names", "%s", strings.Join(cert.Names, ", "))
 	if cert.NotAfter.IsZero() {
-		row(1, "valid", "not obtained yet: serve obtains it at start")
+		if cfg.TLS.Mode == tlsctl.ModeSelfSigned {
+			row(1, "valid", "not generated yet: serve generates it at start into %s", cert.File)
+		} else {
+			row(1, "valid", "not obtained yet: serve obtains it at start")
+		}
 	} else {
 		row(1, "valid", "%s to %s%s", cert.NotBefore.UTC().Format(time.RFC3339),
 			cert.NotAfter.UTC().Format(time.RFC3339), expiryNote(cert.NotAfter))

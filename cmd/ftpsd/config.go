@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -32,6 +35,12 @@ type fileConfig struct {
 type logConfig struct {
 	Level  string `toml:"level"`  // "debug" | "info" (default) | "warn" | "error"
 	Format string `toml:"format"` // "text" (default) | "json"
+	// File, when set, receives the log too (stderr always does); it is
+	// reopened on SIGUSR1 and on reload, for logrotate.
+	File string `toml:"file"`
+	// Xferlog, when set, receives one line per file transfer in the
+	// xferlog(5) format of vsftpd and ProFTPD; reopened like File.
+	Xferlog string `toml:"xferlog"`
 }
 
 // Validate fills the defaults and checks the values, naming the key in errors.
@@ -75,10 +84,17 @@ func (c *logConfig) level() (slog.Level, error) {
 // paths in the file are resolved against the file's directory, so a config
 // works the same whatever the daemon's working directory is.
 func loadConfig(path string) (*fileConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
 	var cfg fileConfig
-	md, err := toml.DecodeFile(path, &cfg)
+	md, err := toml.Decode(string(data), &cfg)
 	if err != nil {
 		return nil, decodeError(path, err)
+	}
+	if err := unitlessDurations(path, data, md, reflect.TypeFor[fileConfig]()); err != nil {
+		return nil, err
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		errs := make([]error, 0, len(undecoded))
@@ -98,6 +114,72 @@ func loadConfig(path string) (*fileConfig, error) {
 		return nil, prefixLines(path, err)
 	}
 	return &cfg, nil
+}
+
+// unitlessDurations refuses a duration written as a bare number: the TOML
+// decoder takes "login_timeout = 60" as 60 nanoseconds, which would time
+// every session out at once.
+func unitlessDurations(path string, data []byte, md toml.MetaData, root reflect.Type) error {
+	var errs []error
+	for _, k := range md.Keys() {
+		if md.Type(k...) != "Integer" || !isDurationField(root, k) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s:%d: %s: a duration needs a unit: use a string such as \"60s\", \"5m\" or \"500ms\"",
+			path, keyLine(data, k), k.String()))
+	}
+	return errors.Join(errs...)
+}
+
+// isDurationField reports whether the TOML key k of a struct of type t
+// decodes into a time.Duration.
+func isDurationField(t reflect.Type, k toml.Key) bool {
+	for _, name := range k {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		f, ok := fieldByTOMLName(t, name)
+		if !ok {
+			return false
+		}
+		t = f.Type
+	}
+	return t == reflect.TypeFor[time.Duration]()
+}
+
+func fieldByTOMLName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if tag == name || tag == "" && strings.EqualFold(f.Name, name) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// keyLine finds the line of key k in a TOML document (0 if not found): the
+// first "name =" line of k's last element under the table header that holds
+// it. It understands the plain layout of ftpsd's files ([table], then
+// key = value), which is all the decoder has already accepted.
+func keyLine(data []byte, k toml.Key) int {
+	table, name := strings.Join(k[:len(k)-1], "."), k[len(k)-1]
+	current := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			current = strings.TrimSpace(strings.Trim(line, "[]"))
+			continue
+		}
+		before, _, ok := strings.Cut(line, "=")
+		if ok && current == table && strings.Trim(strings.TrimSpace(before), `"'`) == name {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // decodeError turns a toml decoding error into "file:line:col: key: message"
@@ -170,6 +252,8 @@ func (c *fileConfig) resolvePaths(dir string) {
 	c.TLS.Storage = abs(c.TLS.Storage)
 	c.TLS.TrustedRoots = abs(c.TLS.TrustedRoots)
 	c.TLS.DNS.TSIGSecretFile = abs(c.TLS.DNS.TSIGSecretFile)
+	c.Log.File = abs(c.Log.File)
+	c.Log.Xferlog = abs(c.Log.Xferlog)
 	for i := range c.Users {
 		c.Users[i].Home = abs(c.Users[i].Home)
 	}
@@ -198,6 +282,8 @@ func (c *fileConfig) validate() error {
 		errs = append(errs, errors.New(`users: no [[users]] entry; add one with name, password_hash (from "ftpsd hash-password"), home and permissions`))
 	} else if err := auth.ValidateUsers(c.Users); err != nil {
 		errs = append(errs, err)
+	} else {
+		errs = append(errs, checkHomes(c.Users)...)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)
@@ -205,15 +291,21 @@ func (c *fileConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// newLogger builds the daemon's logger on w from a validated [log] section.
-func newLogger(c logConfig, w io.Writer) *slog.Logger {
-	lvl, err := c.level()
-	if err != nil {
-		lvl = slog.LevelInfo
+// checkHomes reports homes that exist but cannot be one (a file, say), or
+// cannot be looked at. A missing home is fine: serve creates it. It is part
+// of validate so that check-config, serve and a reload refuse the same
+// files; it writes nothing.
+func checkHomes(users []auth.UserConfig) []error {
+	var errs []error
+	for _, u := range users {
+		fi, err := os.Stat(u.Home)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("users %q: home: %w", u.Name, err))
+		case !fi.IsDir():
+			errs = append(errs, fmt.Errorf("users %q: home: %q is not a directory", u.Name, u.Home))
+		}
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return errs
 }

@@ -280,7 +280,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{
 			name: "bad permission",
 			edit: replace(`permissions = ["list", "read", "write", "delete", "mkdir", "rename"]`, `permissions = ["list", "exec"]`),
-			want: []string{"config.toml: users[0].permissions", `"exec"`},
+			want: []string{`config.toml: users "demo".permissions`, `"exec"`},
 		},
 		{
 			name: "duplicate user",
@@ -311,7 +311,7 @@ func TestLoadConfigErrors(t *testing.T) {
 				j := strings.Index(s[i:], "\n")
 				return s[:i] + `password_hash = ""` + s[i+j:]
 			},
-			want: []string{"config.toml: users[0].password_hash"},
+			want: []string{`config.toml: users "demo".password_hash`},
 		},
 		{
 			name: "bad tls mode",

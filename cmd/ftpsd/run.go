@@ -35,6 +35,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the FTPS server", runServe},
 		{"check-config", "validate a config file and print the effective settings", runCheckConfig},
+		{"reload", "check a config file and tell the running server to reload it", runReload},
 		{"hash-password", "read a password on stdin and print its hash for [[users]] password_hash", runHashPassword},
 		{"version", "print the version", runVersion},
 	}

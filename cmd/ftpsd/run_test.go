@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +32,109 @@ func runCmd(t *testing.T, stdin string, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	code := run(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr)
 	return result{code, stdout.String(), stderr.String()}
+}
+
+// unprivileged is a user id for serveCommand: the tests may run as root,
+// which serve refuses.
+const unprivileged = 1000
+
+// serveAs runs "ftpsd serve args..." as user euid until it returns (a
+// configuration or listen error; a server that starts runs until the
+// test's context ends).
+func serveAs(t *testing.T, euid int, args ...string) result {
+	t.Helper()
+	var stderr bytes.Buffer
+	code := serveCommand(t.Context(), args, &stderr, euid)
+	return result{code, "", stderr.String()}
+}
+
+// TestServeRefusesRoot: serve started as root exits 1 with the ways out.
+func TestServeRefusesRoot(t *testing.T) {
+	r := serveAs(t, 0, "-config", exampleInTemp(t))
+	if r.code != exitError {
+		t.Errorf("exit code %d, want %d", r.code, exitError)
+	}
+	for _, want := range []string{"ftpsd: refusing to run as root", "docs/deploy/ftpsd.service", "setcap cap_net_bind_service=+ep", "above 1023"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+// TestConfigMistakesRefusedAlike: every mistake makes check-config and serve
+// exit 1 with the same message, naming the file, the key (and the line, or
+// the user by name) and the problem.
+func TestConfigMistakesRefusedAlike(t *testing.T) {
+	tests := []struct {
+		name   string
+		oldNew []string
+		setup  func(t *testing.T, dir string) // before the commands run
+		want   []string
+	}{
+		{"duration without unit", []string{`login_timeout = "1m"`, `login_timeout = 60`, `data_timeout = "1m"`, `data_timeout = 30`},
+			nil, []string{"{line of login_timeout = 60}: server.login_timeout: a duration needs a unit: use a string such as \"60s\"", "server.data_timeout: a duration needs a unit"}},
+		{"duration with a bad unit", []string{`idle_timeout = "5m"`, `idle_timeout = "5 minutes"`}, nil, []string{"server.idle_timeout"}},
+		{"unknown key", []string{`banner =`, `baner =`}, nil, []string{`unknown key "server.baner"`}},
+		{"home is a file", nil, func(t *testing.T, dir string) {
+			home := filepath.Join(dir, "var", "home", "demo")
+			if err := os.MkdirAll(filepath.Dir(home), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(home, []byte("not a directory"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{`users "demo": home: "`, `var/home/demo" is not a directory`}},
+		{"more prelogin than connections", []string{`max_prelogin_connections = 25`, `max_prelogin_connections = 500`}, nil,
+			[]string{"server.max_prelogin_connections: 500 is more than server.max_connections (100)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := exampleInTemp(t, tt.oldNew...)
+			if tt.setup != nil {
+				tt.setup(t, filepath.Dir(path))
+			}
+			check := runCmd(t, "", "check-config", "-config", path)
+			serve := serveAs(t, unprivileged, "-config", path)
+			for name, r := range map[string]result{"check-config": check, "serve": serve} {
+				if r.code != exitError {
+					t.Errorf("%s: exit code %d, want %d\n%s", name, r.code, exitError, r.stderr)
+				}
+				for _, want := range append([]string{"ftpsd: " + path}, tt.want...) {
+					want = withLine(t, path, want)
+					if !strings.Contains(r.stderr, want) {
+						t.Errorf("%s: stderr lacks %q:\n%s", name, want, r.stderr)
+					}
+				}
+			}
+			if check.stderr != serve.stderr {
+				t.Errorf("check-config and serve disagree:\n%s\nvs\n%s", check.stderr, serve.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(path), "var", "state")); err == nil {
+				t.Error("a refused config left a state directory")
+			}
+		})
+	}
+}
+
+// withLine replaces "{line of TEXT}" in want with ":N" where N is the line
+// of the config file at path that holds TEXT.
+func withLine(t *testing.T, path, want string) string {
+	t.Helper()
+	i, j := strings.Index(want, "{line of "), strings.Index(want, "}")
+	if i < 0 || j < i {
+		return want
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, want[i+len("{line of "):j]) {
+			return want[:i] + ":" + strconv.Itoa(n+1) + want[j+1:]
+		}
+	}
+	t.Fatalf("%q not in %s", want[i:j+1], path)
+	return ""
 }
 
 func TestRunUsage(t *testing.T) {
@@ -158,7 +264,7 @@ func TestRunCheckConfig(t *testing.T) {
 	for _, want := range []string{
 		"2121/tcp", "50000-50100/tcp", // the firewall ports
 		"127.0.0.1:2121",
-		"self-signed", "localhost", "sha256", "TLS 1.2",
+		"self-signed", "localhost", "TLS 1.2",
 		"required", // tls resumption
 		"demo", filepath.Join(dir, "var", "home", "demo"),
 		"list,read,write,delete,mkdir,rename",
@@ -170,10 +276,14 @@ func TestRunCheckConfig(t *testing.T) {
 	if strings.Contains(r.stdout, "$argon2id$") || strings.Contains(r.stderr, "$argon2id$") {
 		t.Errorf("check-config printed a password hash:\n%s", r.stdout)
 	}
-	// The self-signed certificate was generated under the config's
-	// directory, not the working directory.
-	if _, err := os.Stat(filepath.Join(dir, "var", "state")); err != nil {
-		t.Errorf("state dir not created next to the config: %v", err)
+	// check-config writes nothing: the self-signed certificate that serve
+	// will generate is named (under the config's directory, not the
+	// working directory) but not created.
+	if want := filepath.Join(dir, "var", "state", "tls"); !strings.Contains(r.stdout, "not generated yet: serve generates it at start into "+want) {
+		t.Errorf("check-config does not say where serve generates the certificate (%s):\n%s", want, r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "var", "state")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("check-config created the state dir: %v", err)
 	}
 }
 
@@ -248,7 +358,7 @@ func TestRunServe(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", path}, strings.NewReader(""), &stdout, &stderr) }()
+	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 
 	var addr string
 	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
@@ -309,7 +419,7 @@ func TestRunServeListenError(t *testing.T) {
 	}
 	defer ln.Close()
 	path := exampleInTemp(t, `listen = "127.0.0.1:2121"`, `listen = "`+ln.Addr().String()+`"`)
-	r := runCmd(t, "", "serve", "-config", path)
+	r := serveAs(t, unprivileged, "-config", path)
 	if r.code != exitError || !strings.Contains(r.stderr, "ftpsd: server.listen:") {
 		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 with ftpsd: server.listen:", r.code, r.stderr)
 	}
