@@ -178,6 +178,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// FTPS is the server itself, for tests of its methods (Reload, CloseUsers).
+func (s *Server) FTPS() *ftps.Server { return s.srv }
+
 // Shutdown stops the server gracefully (for shutdown tests).
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
