@@ -45,6 +45,10 @@ type Config struct {
 	// more logins be verified at once on a machine with many CPUs. Default
 	// 256.
 	MaxHashMemoryMiB int `toml:"max_hash_memory_mib"`
+	// UsersFile names a file of further [[users]] tables, which cmd/ftpsd
+	// reads and appends to the users it passes to New ("ftpsd user" edits
+	// that file). auth itself does not read it. Default "": none.
+	UsersFile string `toml:"users_file"`
 }
 
 // Validate fills in defaults for zero fields and rejects negative ones,

@@ -149,6 +149,9 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	}
 
 	section("users")
+	if cfg.Auth.UsersFile != "" {
+		row(1, "(users file)", "%s", cfg.Auth.UsersFile)
+	}
 	for _, u := range cfg.Users {
 		perms := strings.Join(u.Permissions, ",")
 		if p, err := auth.ParsePerms(u.Permissions); err == nil {

@@ -82,8 +82,32 @@ func (c *logConfig) level() (slog.Level, error) {
 // Syntax and type errors carry the file name, line and column; unknown keys
 // are refused so that a typo never silently falls back to a default. Relative
 // paths in the file are resolved against the file's directory, so a config
-// works the same whatever the daemon's working directory is.
+// works the same whatever the daemon's working directory is. The users of
+// [auth] users_file are added to those of the file.
 func loadConfig(path string) (*fileConfig, error) {
+	return loadConfigUsers(path, nil)
+}
+
+// loadConfigUsers is loadConfig with the content of the users file given in
+// usersData (nil: read from disk), so that "ftpsd user" checks a change the
+// way serve will read it, before writing it.
+func loadConfigUsers(path string, usersData []byte) (*fileConfig, error) {
+	cfg, err := decodeConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.mergeUsersFile(usersData); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, prefixLines(path, err)
+	}
+	return cfg, nil
+}
+
+// decodeConfig reads and decodes the file at path and resolves its relative
+// paths, without the users file and without validation.
+func decodeConfig(path string) (*fileConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -109,10 +133,6 @@ func loadConfig(path string) (*fileConfig, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg.resolvePaths(dir)
-
-	if err := cfg.validate(); err != nil {
-		return nil, prefixLines(path, err)
-	}
 	return &cfg, nil
 }
 
@@ -254,6 +274,7 @@ func (c *fileConfig) resolvePaths(dir string) {
 	c.TLS.DNS.TSIGSecretFile = abs(c.TLS.DNS.TSIGSecretFile)
 	c.Log.File = abs(c.Log.File)
 	c.Log.Xferlog = abs(c.Log.Xferlog)
+	c.Auth.UsersFile = abs(c.Auth.UsersFile)
 	for i := range c.Users {
 		c.Users[i].Home = abs(c.Users[i].Home)
 	}
@@ -278,12 +299,18 @@ func (c *fileConfig) validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Users) == 0 {
-		errs = append(errs, errors.New(`users: no [[users]] entry; add one with name, password_hash (from "ftpsd hash-password"), home and permissions`))
-	} else if err := auth.ValidateUsers(c.Users); err != nil {
-		errs = append(errs, err)
-	} else {
-		errs = append(errs, checkHomes(c.Users)...)
+	switch {
+	case len(c.Users) == 0 && c.Auth.UsersFile == "":
+		errs = append(errs, errors.New(`users: no user: add a [[users]] entry with name, password_hash (from "ftpsd hash-password"), home and permissions, or set [auth] users_file and add users with "ftpsd user add"`))
+	case len(c.Users) == 0:
+		errs = append(errs, fmt.Errorf(`users: no user, neither a [[users]] entry here nor one in auth.users_file %s: add one with "ftpsd user add"`, c.Auth.UsersFile))
+	default:
+		// The users of both files together: a name in both is a duplicate.
+		if err := auth.ValidateUsers(c.Users); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, checkHomes(c.Users)...)
+		}
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/term"
+
 	"github.com/ftpsd/ftpsd/auth"
 )
 
@@ -17,21 +19,18 @@ import (
 const maxPasswordLen = 1024
 
 // runHashPassword implements "ftpsd hash-password".
-func runHashPassword(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("hash-password", "< password",
-		`Read one password line from standard input and print its argon2id hash
-(PHC string), for the password_hash key of a [[users]] entry. A trailing
-newline is not part of the password. Input is not hidden when typed on a
-terminal; pipe it in to keep it out of view and out of the shell history.`,
-		`  read -rs PW && printf '%s' "$PW" | ftpsd hash-password
-  echo 'correct horse battery staple' | ftpsd hash-password`, stderr)
+func runHashPassword(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("hash-password", "[< password]",
+		`Read a password and print its argon2id hash (PHC string), for the
+password_hash key of a [[users]] entry. On a terminal the password is asked
+twice and not shown. Otherwise one line is read from standard input; a
+trailing newline is not part of the password.`,
+		`  ftpsd hash-password
+  printf '%s' "$PW" | ftpsd hash-password`, stderr)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if isTerminal(stdin) {
-		fmt.Fprint(stderr, "Password (shown as typed): ")
-	}
-	pw, err := readPassword(stdin)
+	pw, err := readNewPassword(ctx, stdin, stderr)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -43,6 +42,63 @@ terminal; pipe it in to keep it out of view and out of the shell history.`,
 	return exitOK
 }
 
+// readNewPassword reads a password to be set: on a terminal, twice and
+// without echo, prompting on prompts; otherwise the first line of stdin.
+func readNewPassword(ctx context.Context, stdin io.Reader, prompts io.Writer) (string, error) {
+	fd, ok := terminalFd(stdin)
+	if !ok {
+		return readPassword(stdin)
+	}
+	pw, err := promptPassword(ctx, fd, prompts, "Password: ")
+	if err != nil {
+		return "", err
+	}
+	again, err := promptPassword(ctx, fd, prompts, "Retype password: ")
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("the passwords do not match")
+	}
+	return pw, nil
+}
+
+// promptPassword writes prompt and reads one line from the terminal fd with
+// echo off. If ctx ends first (Ctrl-C: main catches SIGINT), it puts the
+// terminal back as it was, since the process exits without ReadPassword
+// returning, which would otherwise leave echo off in the user's shell.
+func promptPassword(ctx context.Context, fd int, prompts io.Writer, prompt string) (string, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", fmt.Errorf("reading password: %w", err)
+	}
+	fmt.Fprint(prompts, prompt)
+	type line struct {
+		b   []byte
+		err error
+	}
+	read := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		read <- line{b, err}
+	}()
+	var l line
+	select {
+	case l = <-read:
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(prompts)
+		return "", errors.New("interrupted")
+	}
+	// The typed newline was not echoed either.
+	fmt.Fprintln(prompts)
+	// EOF is Ctrl-D on an empty line: an empty password.
+	if l.err != nil && !errors.Is(l.err, io.EOF) {
+		return "", fmt.Errorf("reading password: %w", l.err)
+	}
+	return checkPassword(string(l.b))
+}
+
 // readPassword returns the first line of r without its line ending.
 func readPassword(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(io.LimitReader(r, maxPasswordLen+2)).ReadString('\n')
@@ -51,21 +107,28 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	line = strings.TrimSuffix(line, "\n")
 	line = strings.TrimSuffix(line, "\r")
-	switch {
-	case line == "":
+	if line == "" {
 		return "", errors.New("empty password: write the password on standard input")
-	case len(line) > maxPasswordLen:
-		return "", fmt.Errorf("password longer than %d bytes", maxPasswordLen)
 	}
-	return line, nil
+	return checkPassword(line)
 }
 
-// isTerminal reports whether r is a terminal, to decide on a prompt.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
+// checkPassword refuses an empty or overlong password.
+func checkPassword(pw string) (string, error) {
+	switch {
+	case pw == "":
+		return "", errors.New("empty password")
+	case len(pw) > maxPasswordLen:
+		return "", fmt.Errorf("password longer than %d bytes", maxPasswordLen)
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return pw, nil
+}
+
+// terminalFd returns the file descriptor of r if r is a terminal.
+func terminalFd(r io.Reader) (int, bool) {
+	f, ok := r.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
+	}
+	return int(f.Fd()), true
 }

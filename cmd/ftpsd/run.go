@@ -36,7 +36,8 @@ func commands() []command {
 		{"serve", "run the FTPS server", runServe},
 		{"check-config", "validate a config file and print the effective settings", runCheckConfig},
 		{"reload", "check a config file and tell the running server to reload it", runReload},
-		{"hash-password", "read a password on stdin and print its hash for [[users]] password_hash", runHashPassword},
+		{"hash-password", "read a password and print its hash for [[users]] password_hash", runHashPassword},
+		{"user", "add, change, disable, delete and list the users of [auth] users_file", runUser},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -151,6 +151,8 @@ func TestRunUsage(t *testing.T) {
 		{"-h", []string{"-h"}, exitOK, "hash-password", ""},
 		{"serve -h", []string{"serve", "-h"}, exitOK, "", "Example:\n  ftpsd serve -config"},
 		{"check-config -h", []string{"check-config", "-h"}, exitOK, "", "-config FILE"},
+		{"reload -h", []string{"reload", "-h"}, exitOK, "", "SIGHUP"},
+		{"user -h", []string{"user", "-h"}, exitOK, "", "passwd"},
 		{"hash-password -h", []string{"hash-password", "-h"}, exitOK, "", "argon2id"},
 		{"version -h", []string{"version", "-h"}, exitOK, "", "Usage: ftpsd version"},
 		{"serve without -config", []string{"serve"}, exitUsage, "", "missing -config FILE"},
