@@ -2,8 +2,6 @@ package test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/acmetest"
+	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/tlsctl"
 )
@@ -273,8 +271,16 @@ func TestACMERenewalReachesNewConnections(t *testing.T) {
 func TestACMETwoNodesShareStorage(t *testing.T) {
 	t.Parallel()
 	p := acmetest.StartPebble(t, acmetest.PebbleOptions{HTTPPort: acmetest.FreePort(t)})
-	bin := buildFtpsd(t)
+	bin := ftpsdproc.Build(t)
 	domain, storage := "ftp-cluster.acme.test", t.TempDir()
+	// The nodes run as nobody when the test runs as root: they write the
+	// shared storage and read Pebble's CA file.
+	if err := ftpsdproc.Own(storage); err != nil {
+		t.Fatal(err)
+	}
+	if err := ftpsdproc.Reach(p.ServerCAFile); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	addrs := make([]string, 2)
 	for i := range addrs {
@@ -329,63 +335,17 @@ permissions = ["all"]
 	}
 }
 
-// buildFtpsd builds the ftpsd binary once per test.
-func buildFtpsd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ftpsd")
-	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../cmd/ftpsd").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // startNode runs "ftpsd serve" until the test ends and waits until it
-// logs "listening" (after its certificate is ready).
+// logs "listening" (after its certificate is ready). It runs as an
+// unprivileged user when the test runs as root: ftpsd refuses root. It may
+// be called from any goroutine.
 func startNode(t *testing.T, bin, config string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve", "-config", config)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
+	if err := ftpsdproc.Own(filepath.Dir(config)); err != nil {
 		t.Error(err)
-		cancel()
 		return
 	}
-	if err := cmd.Start(); err != nil {
-		t.Error(err)
-		cancel()
-		return
-	}
-	var mu sync.Mutex
-	var logs bytes.Buffer
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if strings.Contains(sc.Text(), "msg=listening") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("node %s log:\n%s", config, logs.String())
-			mu.Unlock()
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(90 * time.Second):
-		t.Errorf("node %s did not start", config)
+	if _, err := ftpsdproc.Start(t, bin, config, ftpsdproc.Options{Timeout: 90 * time.Second}); err != nil {
+		t.Errorf("node %s: %v", config, err)
 	}
 }
 

@@ -207,7 +207,7 @@ func (s *acmeSource) checkExpiry(now time.Time) {
 	case left <= 0:
 		s.log.Error("certificate EXPIRED; renewal keeps failing", "not_after", c.Leaf.NotAfter)
 	case left < lifetime/10 || left < 72*time.Hour && lifetime > 7*24*time.Hour:
-		s.log.Warn("certificate expires soon and has not been renewed", "not_after", c.Leaf.NotAfter, "left", left.Round(time.Minute).String())
+		s.log.Warn("certificate expires soon and has not been renewed", "not_after", c.Leaf.NotAfter, "left", left.Round(time.Minute))
 	}
 }
 

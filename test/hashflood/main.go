@@ -22,6 +22,9 @@
 //	go run ./test/hashflood -procs 2
 //	go run ./test/hashflood -bin /tmp/old/ftpsd   # measure another build
 //
+// Run as root, it starts the server as nobody (ftpsd refuses to run as
+// root; test/ftpsdproc hands it the temporary directory).
+//
 // It prints the RSS before the flood, the peak (VmHWM), the RSS when the
 // flood stopped, and the RSS at points up to -after later. Every loop is
 // bounded by time and count, and the server is stopped at the end.
@@ -61,6 +64,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 )
 
 func main() {
@@ -119,6 +124,14 @@ func run(o options) error {
 
 	cfg := filepath.Join(dir, "ftpsd.toml")
 	if err := os.WriteFile(cfg, []byte(config(o.clients, hash)), 0o600); err != nil {
+		return err
+	}
+	// ftpsd refuses to run as root: run as root, the server runs as
+	// nobody, which must own its directory and reach the binary.
+	if err := ftpsdproc.Own(dir); err != nil {
+		return err
+	}
+	if err := ftpsdproc.Reach(bin); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration+o.after+2*time.Minute)
@@ -221,7 +234,8 @@ func (s *server) stop() {
 // start runs "ftpsd serve" and returns once it logged its address.
 func start(ctx context.Context, bin, cfg string, procs int, logw io.Writer) (*server, string, error) {
 	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
+	cmd.Env = ftpsdproc.Environ("GOMAXPROCS=" + strconv.Itoa(procs))
+	ftpsdproc.Prepare(cmd) // as nobody when we are root
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, "", err
