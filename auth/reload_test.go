@@ -148,3 +148,35 @@ func TestBansSurviveRestart(t *testing.T) {
 		t.Errorf("corrupt file: %v, want an error naming it", err)
 	}
 }
+
+// TestParallelRightPasswords: more right passwords at once from one address
+// than max_failures (FileZilla's transfer connections, an office behind one
+// NAT address) all log in: those beyond the budget wait their turn instead
+// of being refused.
+func TestParallelRightPasswords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := New(Config{MaxFailures: 3, FailureDelay: time.Millisecond},
+		[]UserConfig{{Name: "alice", PasswordHash: mustHash(t, "pw"), Home: filepath.Join(dir, "alice")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.9")
+	release := holdAllHashing(t, s)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := s.Authenticate(context.Background(), "alice", "pw", ip)
+			errs <- err
+		}()
+	}
+	waitFor(t, "all attempts arrived", func() bool {
+		return s.throttle.inFlight(ClientKey(ip))+int(s.waiting.Load()) == 8
+	})
+	release()
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("a right password got %v", err)
+		}
+	}
+}

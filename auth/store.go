@@ -42,6 +42,7 @@ type Store struct {
 	throttle *throttle               // kept across reloads: bans survive them
 	hashes   *hashLimiter
 	now      func() time.Time // the throttle's clock (tests replace it)
+	waiting  atomic.Int32     // attempts waiting for a busy address (for tests)
 }
 
 // userSet is what a reload replaces: the users, the dummy hash that matches
@@ -125,6 +126,13 @@ func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, err
 	return set, nil
 }
 
+// Active reports whether name may log in now: a user of the set in force,
+// not disabled.
+func (s *Store) Active(name string) bool {
+	_, ok := s.set.Load().users[name]
+	return ok
+}
+
 // PendingReload is a validated set of users and limits, not yet in force.
 type PendingReload struct {
 	s   *Store
@@ -177,9 +185,11 @@ func slowestHash(users []parsedUser) *passwordHash {
 // Failures are counted per IPv4 address or IPv6 /64, and so are attempts
 // in flight: a password is judged only if the failures within
 // failure_window plus the attempts being verified stay within
-// max_failures; any other attempt gets ErrBlocked without hashing. So no
-// address gets more than max_failures passwords judged per window, however
-// many it sends at once. The failure that reaches max_failures starts a ban
+// max_failures; any other attempt waits until one being verified ends and
+// then asks again (a ban, or failures reaching max_failures, answer it
+// ErrBlocked without hashing). So no address gets more than max_failures
+// wrong passwords judged per window, however many it sends at once, and
+// right passwords sent together (parallel logins) are judged in turn. The failure that reaches max_failures starts a ban
 // of ban_duration (logged once, at Warn), and every attempt that finishes
 // during a ban, that failure and right passwords included, gets ErrBlocked,
 // so that a ban never tells a right password from a wrong one. A success
@@ -195,7 +205,23 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 		return nil, err
 	}
 	key := ClientKey(ip)
-	res := s.throttle.reserve(key, s.now())
+	res, wake := s.throttle.reserve(key, s.now())
+	for res == busy {
+		// This address's passwords being checked could use up its failure
+		// budget: wait for one to end (a success frees its place, a
+		// failure may start a ban), then ask again. Right passwords sent
+		// at once (FileZilla's parallel logins, users behind one NAT) are
+		// so judged one after the other instead of being refused.
+		s.waiting.Add(1)
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			s.waiting.Add(-1)
+			return nil, ctx.Err()
+		}
+		s.waiting.Add(-1)
+		res, wake = s.throttle.reserve(key, s.now())
+	}
 	if res == refused {
 		return nil, s.failAt(ctx, time.Now().Add(s.set.Load().delay), ErrBlocked)
 	}

@@ -46,9 +46,13 @@ func (r ipRecord) idleAt(now time.Time, window time.Duration) bool {
 type reservation uint8
 
 const (
-	// refused: the key is banned, or its failures and attempts in flight
-	// already reach max_failures. The password must not be judged.
+	// refused: the key is banned, or its failures alone already reach
+	// max_failures. The password must not be judged.
 	refused reservation = iota
+	// busy: the failures and the attempts in flight reach max_failures
+	// together. The attempt may wait for one in flight to end (its
+	// outcome decides) and ask again.
+	busy
 	// reserved: the attempt counts in its key's inFlight until finish or
 	// cancel.
 	reserved
@@ -69,6 +73,9 @@ type throttle struct {
 	mu        sync.Mutex
 	m         map[netip.Prefix]ipRecord
 	lastPrune time.Time
+	// ended is closed (and replaced) whenever an attempt in flight ends,
+	// to wake the attempts that wait on a busy key.
+	ended chan struct{}
 }
 
 func newThrottle(cfg Config) *throttle {
@@ -78,7 +85,14 @@ func newThrottle(cfg Config) *throttle {
 		ban:         cfg.BanDuration,
 		limit:       maxThrottleEntries,
 		m:           make(map[netip.Prefix]ipRecord),
+		ended:       make(chan struct{}),
 	}
+}
+
+// endedLocked wakes the attempts waiting for a busy key.
+func (t *throttle) endedLocked() {
+	close(t.ended)
+	t.ended = make(chan struct{})
 }
 
 // setLimits puts a reloaded configuration's limits in force; the counts
@@ -100,7 +114,9 @@ func (t *throttle) limits() (int, time.Duration) {
 // only while the failures in k's window plus the attempts in flight stay
 // within maxFailures: every reserved attempt could fail, and all of them
 // failing must not judge more than maxFailures passwords.
-func (t *throttle) reserve(k netip.Prefix, now time.Time) reservation {
+//
+// When it answers busy, wake is closed once some attempt in flight ends.
+func (t *throttle) reserve(k netip.Prefix, now time.Time) (res reservation, wake <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Sub(t.lastPrune) >= pruneInterval {
@@ -108,20 +124,23 @@ func (t *throttle) reserve(k netip.Prefix, now time.Time) reservation {
 	}
 	r, ok := t.m[k]
 	if !ok && !t.makeRoomLocked(now) {
-		return untracked
+		return untracked, nil
 	}
 	if now.Before(r.bannedUntil) {
-		return refused
+		return refused, nil
 	}
 	if r.failures > 0 && now.Sub(r.windowStart) >= t.window {
 		r.failures, r.windowStart = 0, time.Time{}
 	}
-	if r.failures+r.inFlight >= t.maxFailures {
-		return refused
+	switch {
+	case r.failures >= t.maxFailures:
+		return refused, nil
+	case r.failures+r.inFlight >= t.maxFailures:
+		return busy, t.ended
 	}
 	r.inFlight++
 	t.m[k] = r
-	return reserved
+	return reserved, nil
 }
 
 // cancel gives back a reservation whose password was not judged.
@@ -134,6 +153,7 @@ func (t *throttle) cancel(k netip.Prefix, res reservation, now time.Time) {
 	if r, ok := t.m[k]; ok && r.inFlight > 0 { // ok: an entry in flight is never dropped
 		r.inFlight--
 		t.storeLocked(k, r, now)
+		t.endedLocked()
 	}
 }
 
@@ -150,6 +170,7 @@ func (t *throttle) finish(k netip.Prefix, res reservation, now time.Time, failed
 	r, ok := t.m[k]
 	if res == reserved && ok && r.inFlight > 0 {
 		r.inFlight--
+		defer t.endedLocked()
 	}
 	if !ok {
 		if !failed || !t.makeRoomLocked(now) {

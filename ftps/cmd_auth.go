@@ -60,6 +60,7 @@ func (s *session) startTLS(how string) bool {
 	s.wmu.Lock()
 	s.tlsConn, s.conn = tc, tc
 	s.wmu.Unlock()
+	s.stage.Store(stageTLS)
 	s.r.Reset(tc)
 	st := tc.ConnectionState()
 	s.log.Info("control TLS established", "via", how, "version", tls.VersionName(st.Version),
@@ -120,6 +121,7 @@ func (s *session) cmdUSER(arg string) reply {
 	}
 	s.userName = arg
 	s.state = stateNeedPass
+	s.stage.Store(stageUser)
 	return reply{331, "Please specify the password."}
 }
 
@@ -134,7 +136,9 @@ func (s *session) cmdPASS(arg string) reply {
 		return reply{503, "Login with USER first."}
 	}
 	s.state = stateNeedUser
+	s.stage.Store(stageChecking)
 	u, err := s.srv.deps.Auth.Authenticate(s.ctx, s.userName, arg, s.remote.Addr())
+	s.stage.Store(stageTLS)
 	switch {
 	case errors.Is(err, auth.ErrBlocked):
 		s.log.Warn("login refused: address blocked", "user", s.userName)
@@ -164,8 +168,16 @@ func (s *session) cmdPASS(arg string) reply {
 		return noReply
 	}
 	s.user, s.root, s.state, s.cwd = u, root, stateReady, "/"
+	s.log = s.log.With("user", u.Name) // before account: CloseUsers logs with it
 	s.account.Store(u)
-	s.log = s.log.With("user", u.Name)
+	if !s.srv.deps.Auth.Active(u.Name) {
+		// A reload removed or disabled the user while its password was
+		// checked. CloseUsers runs after the new users are in force, so
+		// either it saw this session's account or this check sees them.
+		s.log.Info("login refused: user removed or disabled meanwhile")
+		s.quit = true
+		return reply{421, "Your account was changed; log in again."}
+	}
 	s.log.Info("login", "tls", s.tlsConn != nil)
 	return reply{230, "Login successful."}
 }

@@ -436,9 +436,15 @@ func (s *session) storeUnique(arg string) reply {
 		return s.receive(ctx, dc, what, up)
 	}
 	abandon := func() {
-		// No data connection came: the empty file is not an upload.
+		// No data connection came: the empty file is not an upload. It is
+		// removed only if it is still ours and empty: another session of
+		// the account may have put a file under the name meanwhile.
+		mine, err1 := f.Stat()
+		now, err2 := s.root.Lstat(rel)
 		f.Close()
-		s.root.Remove(rel)
+		if err1 == nil && err2 == nil && os.SameFile(mine, now) && now.Size() == 0 {
+			s.root.Remove(rel)
+		}
 	}
 	return s.prepareTransfer(what, fileOp{path: virt, upload: true}, "FILE: "+path.Base(virt), run, abandon)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 )
@@ -107,5 +108,53 @@ func TestCloseUsers(t *testing.T) {
 	idle.Cmd(211, "FEAT")
 	if !s.Log.Contains("session closed: user removed or disabled") {
 		t.Error("the close was not logged")
+	}
+}
+
+// TestUserDisabledDuringPASS: a reload that disables a user while its
+// password is being checked (the reload applies the new users, then closes
+// the sessions of the users gone) must not let that login through.
+func TestUserDisabledDuringPASS(t *testing.T) {
+	t.Parallel()
+	// The project's own argon2id parameters: the check takes tens of
+	// milliseconds at least, so the reload lands in the middle.
+	slow, err := auth.HashPassword("m-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: "mallory", Password: "m-pw", Hash: slow}, {Name: "alice", Password: "a"}}})
+	c := s.Dial(t)
+	c.AuthTLS(s.ClientTLS())
+	c.Cmd(331, "USER mallory")
+	c.Send("PASS m-pw")
+	waitLog(t, s, "cmd=\"PASS ****\"")
+
+	users := []auth.UserConfig{
+		{Name: "mallory", PasswordHash: slow, Home: s.Home("mallory"), Disabled: true},
+		{Name: "alice", PasswordHash: ftpstest.CheapHash("a"), Home: s.Home("alice")},
+	}
+	p, err := s.Auth().PrepareReload(auth.Config{FailureDelay: time.Millisecond}, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Apply()
+	s.FTPS().CloseUsers(func(name string) bool { return name == "mallory" })
+
+	code, msg, err := c.TryRead()
+	if code == 230 {
+		t.Fatalf("a user disabled during its PASS logged in: %d %q", code, msg)
+	}
+	if code != 421 {
+		t.Errorf("PASS: %d %q %v, want 421", code, msg, err)
+	}
+}
+
+// waitLog polls the server log until it holds text (bounded).
+func waitLog(t *testing.T, s *ftpstest.Server, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !s.Log.Contains(text); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log", text)
+		}
 	}
 }

@@ -290,21 +290,42 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	}()
 }
 
-// preloginVictimLocked picks the pre-login session to evict: the oldest of
-// the client that holds the most. An attacker holding many idle
-// connections thus loses its own first, and a real client, which holds
-// one for a second or two, is the last to go.
+// preloginVictimLocked picks the pre-login session to evict, or nil. It
+// takes the least advanced first (no TLS yet, then no USER yet), so that
+// idle or slow connections go before clients in the middle of logging in;
+// a session whose password is being checked is never taken. Among equals
+// it takes the oldest connection of the client that holds the most, so an
+// attacker holding many loses its own first. Clients are grouped by IPv4
+// address or IPv6 /48 here: one IPv6 attacker easily holds many /64s.
 func (s *Server) preloginVictimLocked() *session {
+	group := func(sess *session) netip.Prefix {
+		if a := sess.remote.Addr(); a.Is6() {
+			p, _ := a.Prefix(48)
+			return p
+		}
+		return sess.key
+	}
 	count := make(map[netip.Prefix]int)
 	for p := range s.prelogin {
-		count[p.key]++
+		count[group(p)]++
 	}
 	var victim *session
+	var vStage int32
 	for p := range s.prelogin {
-		if victim == nil || count[p.key] > count[victim.key] ||
-			count[p.key] == count[victim.key] && p.started.Before(victim.started) {
-			victim = p
+		st := p.stage.Load()
+		if st >= stageChecking {
+			continue
 		}
+		switch {
+		case victim == nil, st < vStage:
+		case st > vStage:
+			continue
+		case count[group(p)] > count[group(victim)]:
+		case count[group(p)] == count[group(victim)] && p.started.Before(victim.started):
+		default:
+			continue
+		}
+		victim, vStage = p, st
 	}
 	return victim
 }

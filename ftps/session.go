@@ -39,6 +39,15 @@ const (
 	stateReady
 )
 
+// How far a session that has not logged in got: eviction takes the least
+// advanced first (see Server.preloginVictimLocked).
+const (
+	stageConnected int32 = iota // no TLS yet
+	stageTLS                    // TLS established
+	stageUser                   // USER given
+	stageChecking               // its password is being checked: never evicted
+)
+
 // protLevel is the RFC 4217 data protection level.
 type protLevel byte
 
@@ -93,6 +102,7 @@ type session struct {
 	quit    bool
 
 	closing   atomic.Bool               // set by Server.Shutdown
+	stage     atomic.Int32              // how far a pre-login session got (stageConnected...), for eviction
 	closedNow atomic.Bool               // set by closeNow
 	account   atomic.Pointer[auth.User] // user, for other goroutines (CloseUsers)
 	bytesIn   atomic.Int64              // data bytes received (uploads), for the log

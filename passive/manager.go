@@ -73,7 +73,7 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	first, last := cfg.PortRange()
 	m := &Manager{pool: newPortPool(first, last), log: log}
-	set, err := newSettings(cfg, log)
+	set, err := newSettings(cfg, log, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -82,8 +82,10 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 }
 
 // newSettings builds the settings of a validated cfg. When PublicAddress is
-// a host name its first resolution starts in the background right away.
-func newSettings(cfg Config, log *slog.Logger) (*settings, error) {
+// a host name, prev (the resolver in force, or nil) is kept if it resolves
+// the same name at the same interval, so that a reload does not forget the
+// address; otherwise a new resolver starts in the background right away.
+func newSettings(cfg Config, log *slog.Logger, prev *settings) (*settings, error) {
 	cfg.LocalNetworks = append([]string(nil), cfg.LocalNetworks...)
 	st := &settings{cfg: cfg, mode: parseMode(cfg.TLSResumption)}
 	for _, s := range cfg.LocalNetworks {
@@ -96,6 +98,9 @@ func newSettings(cfg Config, log *slog.Logger) (*settings, error) {
 	if cfg.PublicAddress != "" {
 		if ip, err := netip.ParseAddr(cfg.PublicAddress); err == nil {
 			st.public = ip.Unmap()
+		} else if prev != nil && prev.resolver != nil && prev.cfg.PublicAddress == cfg.PublicAddress &&
+			prev.cfg.ResolveInterval == cfg.ResolveInterval {
+			st.resolver = prev.resolver
 		} else {
 			r := &net.Resolver{}
 			st.resolver = newResolver(cfg.PublicAddress, cfg.ResolveInterval, r.LookupNetIP, log)
@@ -124,12 +129,12 @@ func (m *Manager) Reload(cfg Config) error {
 	if m.isClosed() {
 		return ErrClosed
 	}
-	set, err := newSettings(cfg, m.log)
+	set, err := newSettings(cfg, m.log, old)
 	if err != nil {
 		return err
 	}
 	m.set.Store(set)
-	if old.resolver != nil {
+	if old.resolver != nil && old.resolver != set.resolver {
 		// A PassiveAddr still holding old settings gets an error from the
 		// closed resolver and falls back to the local address once.
 		old.resolver.close()

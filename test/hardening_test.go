@@ -253,7 +253,7 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 func TestAuthTLSTimeout(t *testing.T) {
 	t.Parallel()
 	s := ftpstest.NewServer(t, ftpstest.Options{Server: func(c *ftps.Config) {
-		c.AuthTLSTimeout = 500 * time.Millisecond
+		c.AuthTLSTimeout = 1500 * time.Millisecond
 		c.LoginTimeout = time.Minute
 	}})
 	idle := s.Dial(t)

@@ -332,14 +332,14 @@ func (d *daemon) reload(ctx context.Context) {
 	for _, k := range certs.Restart {
 		d.log.Warn("restart needed for " + k + "; the value in force is kept")
 	}
-	if err := d.pm.Reload(cfg.Passive); err != nil { // validated and ports kept: cannot fail
-		certs.Discard()
-		d.log.Error("configuration reload refused; the configuration in force is kept", "file", d.path, "err", fmt.Errorf("passive: %w", err))
-		return
-	}
-	if err := d.srv.Reload(cfg.Server); err != nil { // likewise
+	if err := d.srv.Reload(cfg.Server); err != nil { // validated and listeners kept: cannot fail
 		certs.Discard()
 		d.log.Error("configuration reload refused; the configuration in force is kept", "file", d.path, "err", fmt.Errorf("server: %w", err))
+		return
+	}
+	if err := d.pm.Reload(cfg.Passive); err != nil { // likewise, ports kept
+		certs.Discard()
+		d.log.Error("configuration reload refused; the configuration in force is kept", "file", d.path, "err", fmt.Errorf("passive: %w", err))
 		return
 	}
 	certs.Apply()

@@ -45,13 +45,16 @@ func UID() int {
 }
 
 // Prepare makes cmd run as the server's user: nobody when the caller is
-// root, else the caller (cmd is left alone).
+// root, else the caller.
+// Either way the server dies with the test (a test binary killed on its
+// timeout must not leave a server holding its ports).
 func Prepare(cmd *exec.Cmd) {
-	if !AsOther() {
-		return
-	}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if !AsOther() {
+		return
 	}
 	// Groups empty: root's supplementary groups must not come along.
 	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: Nobody, Gid: Nobody, Groups: []uint32{}}

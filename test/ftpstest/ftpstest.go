@@ -69,8 +69,9 @@ type Server struct {
 	Passive      *passive.Manager
 	Log          *LogBuffer
 
-	srv  *ftps.Server
-	done chan error
+	srv   *ftps.Server
+	store *auth.Store
+	done  chan error
 }
 
 // DefaultUser is the user created when Options.Users is empty.
@@ -146,7 +147,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 
 	s := &Server{
 		Addr: ln.Addr().String(), CAPool: pool, CAFile: caFile, Root: homes,
-		Passive: pm, Log: logs, srv: srv, done: make(chan error, 1),
+		Passive: pm, Log: logs, srv: srv, store: store, done: make(chan error, 1),
 	}
 	go func() { s.done <- srv.Serve(ctx, ln) }()
 	implicitDone := make(chan error, 1)
@@ -180,6 +181,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 
 // FTPS is the server itself, for tests of its methods (Reload, CloseUsers).
 func (s *Server) FTPS() *ftps.Server { return s.srv }
+
+// Auth is the server's user store, for tests that reload users.
+func (s *Server) Auth() *auth.Store { return s.store }
 
 // Shutdown stops the server gracefully (for shutdown tests).
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
