@@ -34,9 +34,9 @@ type Config struct {
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxPreloginConnections caps the control connections that have not
 	// logged in yet, server-wide. When it is reached, a new connection
-	// evicts the oldest pre-login connection of the client that holds the
-	// most, so idle connections cannot lock real users out; logged-in
-	// sessions are never evicted. Default max_connections/4 (at least 1).
+	// evicts a pre-login one (see Server.preloginVictimLocked), so idle
+	// connections cannot lock real users out; logged-in sessions are never
+	// evicted. Default max_connections/4 (at least 1).
 	MaxPreloginConnections int `toml:"max_prelogin_connections"`
 	// IdleTimeout closes a logged-in session that sends no command.
 	IdleTimeout time.Duration `toml:"idle_timeout"`
