@@ -199,47 +199,51 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		log.Warn("systemd notification failed", "err", err)
 	}
 
+	// One path to the end: a fatal listener error or a signal both
+	// drain through drain below.
+	var stopErr error
 	tick := time.NewTicker(bansSaveTick)
 	defer tick.Stop()
+loop:
 	for {
 		select {
-		case err := <-served: // stopped on its own: a fatal accept error
+		case err := <-served: // a listener stopped on its own: a fatal accept error
 			listeners--
 			if !errors.Is(err, ftps.ErrServerClosed) {
 				log.Error("listener failed; shutting down", "err", err)
+				stopErr = fmt.Errorf("server: %w", err)
 			}
-			sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout)
-			defer cancel()
-			d.srv.Shutdown(sctx)
-			for range listeners {
-				<-served
-			}
-			if errors.Is(err, ftps.ErrServerClosed) {
-				return nil
-			}
-			return fmt.Errorf("server: %w", err)
+			break loop
 		case <-sigs.hup:
 			sdNotify(sdReloading())
 			d.reload(ctx)
 			sdNotify("READY=1")
-			continue
 		case <-sigs.usr1:
 			d.reopenLogs()
-			continue
 		case <-tick.C:
 			d.saveBans()
-			continue
 		case <-ctx.Done():
+			break loop
 		}
-		break
 	}
+	if err := d.drain(served, listeners); stopErr == nil {
+		stopErr = err
+	}
+	if stopErr == nil {
+		log.Info("stopped")
+	}
+	return stopErr
+}
 
+// drain shuts the server down gracefully (bounded by shutdown_timeout) and
+// waits for the listeners still serving to return.
+func (d *daemon) drain(served <-chan error, listeners int) error {
 	sdNotify("STOPPING=1")
 	timeout := d.cfg.Server.ShutdownTimeout
-	log.Info("shutting down", "timeout", timeout)
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	d.log.Info("shutting down", "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	shutErr := d.srv.Shutdown(sctx)
+	shutErr := d.srv.Shutdown(ctx)
 	var serveErr error
 	for range listeners {
 		if err := <-served; !errors.Is(err, ftps.ErrServerClosed) && serveErr == nil {
@@ -247,12 +251,11 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		}
 	}
 	if shutErr != nil {
-		log.Warn("shutdown deadline passed; remaining sessions were closed", "err", shutErr)
+		d.log.Warn("shutdown deadline passed; remaining sessions were closed", "err", shutErr)
 	}
 	if serveErr != nil {
 		return fmt.Errorf("server: %w", serveErr)
 	}
-	log.Info("stopped")
 	return nil
 }
 
