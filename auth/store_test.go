@@ -1,11 +1,9 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // fakeClock is a settable clock for the throttle.
@@ -39,28 +39,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// logBuffer collects text log output from concurrent goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // testUsers returns alice (argon2id, list+read) and bob (bcrypt, all) with
 // homes under a temporary directory.
 func testUsers(t *testing.T) []UserConfig {
@@ -74,13 +52,13 @@ func testUsers(t *testing.T) []UserConfig {
 
 // newTestStore builds a Store on a fake clock with a 1ms failure delay
 // unless cfg sets one.
-func newTestStore(t *testing.T, cfg Config, users []UserConfig) (*Store, *fakeClock, *logBuffer) {
+func newTestStore(t *testing.T, cfg Config, users []UserConfig) (*Store, *fakeClock, *testutil.LogBuffer) {
 	t.Helper()
 	if cfg.FailureDelay == 0 {
 		cfg.FailureDelay = time.Millisecond
 	}
-	logs := &logBuffer{}
-	s, err := New(cfg, users, logs.logger())
+	log, logs := testutil.NewLogger()
+	s, err := New(cfg, users, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,33 +12,36 @@ import (
 )
 
 // cmdAUTH upgrades the control connection to TLS (RFC 4217 section 4).
-func (s *session) cmdAUTH(arg string) reply {
-	mech := strings.ToUpper(strings.TrimSpace(arg))
+func (s *session) cmdAUTH(r request) result {
+	mech := strings.ToUpper(strings.TrimSpace(r.arg))
 	if s.tlsConn != nil {
-		return reply{503, "Already using TLS."}
+		return say(reply{503, "Already using TLS."})
 	}
 	switch mech {
 	case "TLS", "TLS-C", "SSL", "TLS-P":
 	default:
-		return reply{504, "Unsupported AUTH mechanism; use AUTH TLS."}
+		return say(reply{504, "Unsupported AUTH mechanism; use AUTH TLS."})
 	}
 	if s.r.Buffered() > 0 {
 		// Plaintext pipelined behind AUTH would otherwise be read as if it
 		// had come over TLS (the STARTTLS injection class).
 		s.log.Warn("plaintext data pipelined after AUTH; closing")
-		s.quit = true
-		return reply{503, "Data pipelined after AUTH; closing control connection."}
+		return result{reply: reply{503, "Data pipelined after AUTH; closing control connection."}, quit: true}
 	}
-	s.reply(reply{234, "AUTH " + mech + " successful."})
+	return result{reply: reply{234, "AUTH " + mech + " successful."}, upgrade: mech}
+}
+
+// upgrade starts TLS after AUTH's 234 has gone out in clear. It reports
+// false when the handshake failed and the session must end.
+func (s *session) upgrade(mech string) bool {
 	if !s.startTLS("AUTH " + mech) {
-		s.quit = true
-		return noReply
+		return false
 	}
 	if mech == "SSL" || mech == "TLS-P" {
 		// Historic AUTH SSL implies protected data (RFC 4217 section 4).
 		s.pbsz, s.prot = true, protPrivate
 	}
-	return noReply
+	return true
 }
 
 // startTLS runs the server handshake on the control connection with the
@@ -73,101 +75,98 @@ func (s *session) tlsRequiredForLogin() bool {
 	return s.tlsConn == nil && !s.cfg.AllowPlaintextLogin
 }
 
-func (s *session) cmdPBSZ(arg string) reply {
+func (s *session) cmdPBSZ(r request) result {
 	if s.tlsConn == nil {
-		return reply{503, "PBSZ requires AUTH TLS first."}
+		return say(reply{503, "PBSZ requires AUTH TLS first."})
 	}
-	if _, err := strconv.ParseUint(strings.TrimSpace(arg), 10, 32); err != nil {
-		return replySyntax
+	if _, err := strconv.ParseUint(strings.TrimSpace(r.arg), 10, 32); err != nil {
+		return say(replySyntax)
 	}
 	s.pbsz = true
-	return reply{200, "PBSZ=0"}
+	return say(reply{200, "PBSZ=0"})
 }
 
-func (s *session) cmdPROT(arg string) reply {
+func (s *session) cmdPROT(r request) result {
 	if s.tlsConn == nil {
-		return reply{503, "PROT requires AUTH TLS first."}
+		return say(reply{503, "PROT requires AUTH TLS first."})
 	}
 	if !s.pbsz {
-		return reply{503, "PROT requires PBSZ first."}
+		return say(reply{503, "PROT requires PBSZ first."})
 	}
-	switch strings.ToUpper(strings.TrimSpace(arg)) {
+	switch strings.ToUpper(strings.TrimSpace(r.arg)) {
 	case "P":
 		s.prot = protPrivate
-		return reply{200, "Protection level set to P."}
+		return say(reply{200, "Protection level set to P."})
 	case "C":
 		if !s.cfg.AllowPlaintextData {
-			return reply{534, "PROT C refused: data connections must be encrypted."}
+			return say(reply{534, "PROT C refused: data connections must be encrypted."})
 		}
 		s.prot = protClear
-		return reply{200, "Protection level set to C."}
+		return say(reply{200, "Protection level set to C."})
 	case "S", "E":
-		return reply{536, "Protection level not supported; use PROT P."}
+		return say(reply{536, "Protection level not supported; use PROT P."})
 	default:
-		return reply{504, "Unknown protection level."}
+		return say(reply{504, "Unknown protection level."})
 	}
 }
 
-func (s *session) cmdCCC(string) reply {
-	return reply{534, "CCC refused: the control connection stays encrypted."}
+func (s *session) cmdCCC(request) result {
+	return say(reply{534, "CCC refused: the control connection stays encrypted."})
 }
 
-func (s *session) cmdUSER(arg string) reply {
+func (s *session) cmdUSER(r request) result {
 	if s.tlsRequiredForLogin() {
-		return reply{530, "Login requires TLS: send AUTH TLS first."}
+		return say(reply{530, "Login requires TLS: send AUTH TLS first."})
 	}
 	if s.state == stateReady {
-		return reply{530, "Already logged in."}
+		return say(reply{530, "Already logged in."})
 	}
-	s.userName = arg
+	s.userName = r.arg
 	s.state = stateNeedPass
 	s.stage.Store(stageUser)
-	return reply{331, "Please specify the password."}
+	return say(reply{331, "Please specify the password."})
 }
 
-func (s *session) cmdPASS(arg string) reply {
+func (s *session) cmdPASS(r request) result {
 	if s.tlsRequiredForLogin() {
-		return reply{530, "Login requires TLS: send AUTH TLS first."}
+		return say(reply{530, "Login requires TLS: send AUTH TLS first."})
 	}
 	if s.state == stateReady {
-		return reply{230, "Already logged in."}
+		return say(reply{230, "Already logged in."})
 	}
 	if s.state != stateNeedPass {
-		return reply{503, "Login with USER first."}
+		return say(reply{503, "Login with USER first."})
 	}
 	s.state = stateNeedUser
 	s.stage.Store(stageChecking)
-	u, err := s.srv.deps.Auth.Authenticate(s.ctx, s.userName, arg, s.remote.Addr())
+	u, err := s.srv.deps.Auth.Authenticate(s.ctx, s.userName, r.arg, s.remote.Addr())
 	s.stage.Store(stageTLS)
 	switch {
 	case errors.Is(err, auth.ErrBlocked):
 		s.log.Warn("login refused: address blocked", "user", s.userName)
-		s.quit = true
-		return reply{421, "Too many failed logins; try again later."}
+		return result{err: err, quit: true}
 	case err != nil:
 		if s.ctx.Err() != nil {
-			s.quit = true
-			return noReply
+			return result{quit: true}
 		}
 		s.failedLogins++
 		s.log.Info("login failed", "user", s.userName, "attempt", s.failedLogins)
 		if s.failedLogins >= s.cfg.MaxLoginAttempts {
-			s.quit = true
-			return reply{421, "Too many failed login attempts; closing."}
+			return result{reply: reply{421, "Too many failed login attempts; closing."}, quit: true}
 		}
-		return reply{530, "Login incorrect."}
+		// Whatever went wrong reads as a wrong password to the client.
+		return fail(auth.ErrInvalidCredentials)
 	}
-	root, err := os.OpenRoot(u.Home)
+	st, err := openRootStorage(u.Home)
 	if err != nil {
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)
-		return reply{530, "Home directory not available."}
+		return say(reply{530, "Home directory not available."})
 	}
 	if !s.srv.loggedIn(s) {
-		root.Close() // evicted while the password was checked
-		s.quit = true
-		return noReply
+		st.Close() // evicted while the password was checked
+		return result{quit: true}
 	}
-	s.user, s.root, s.state, s.cwd = u, root, stateReady, "/"
+	s.user, s.st, s.state, s.cwd = u, st, stateReady, "/"
 	s.log = s.log.With("user", u.Name) // before account: CloseUsers logs with it
 	s.account.Store(u)
 	if !s.srv.deps.Auth.Active(u.Name) {
@@ -175,13 +174,12 @@ func (s *session) cmdPASS(arg string) reply {
 		// checked. CloseUsers runs after the new users are in force, so
 		// either it saw this session's account or this check sees them.
 		s.log.Info("login refused: user removed or disabled meanwhile")
-		s.quit = true
-		return reply{421, "Your account was changed; log in again."}
+		return result{reply: reply{421, "Your account was changed; log in again."}, quit: true}
 	}
 	s.log.Info("login", "tls", s.tlsConn != nil)
-	return reply{230, "Login successful."}
+	return say(reply{230, "Login successful."})
 }
 
-func (s *session) cmdACCT(string) reply {
-	return reply{202, "ACCT not needed."}
+func (s *session) cmdACCT(request) result {
+	return say(reply{202, "ACCT not needed."})
 }

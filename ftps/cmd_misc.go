@@ -5,72 +5,71 @@ import (
 	"strings"
 )
 
-func (s *session) cmdFEAT(string) reply { return reply{211, featText} }
+func (s *session) cmdFEAT(request) result { return say(reply{211, featText}) }
 
-func (s *session) cmdSYST(string) reply { return reply{215, "UNIX Type: L8"} }
+func (s *session) cmdSYST(request) result { return say(reply{215, "UNIX Type: L8"}) }
 
-func (s *session) cmdNOOP(string) reply { return reply{200, "NOOP ok."} }
+func (s *session) cmdNOOP(request) result { return say(reply{200, "NOOP ok."}) }
 
-func (s *session) cmdHELP(string) reply { return reply{214, s.srv.help} }
+func (s *session) cmdHELP(request) result { return say(reply{214, s.srv.help}) }
 
-func (s *session) cmdALLO(string) reply { return reply{202, "ALLO not needed."} }
+func (s *session) cmdALLO(request) result { return say(reply{202, "ALLO not needed."}) }
 
-func (s *session) cmdOPTS(arg string) reply {
-	name, value, _ := strings.Cut(strings.TrimSpace(arg), " ")
+func (s *session) cmdOPTS(r request) result {
+	name, value, _ := strings.Cut(strings.TrimSpace(r.arg), " ")
 	switch strings.ToUpper(name) {
 	case "UTF8", "UTF-8":
 		if v := strings.ToUpper(strings.TrimSpace(value)); v == "" || v == "ON" {
-			return reply{200, "Always in UTF8 mode."}
+			return say(reply{200, "Always in UTF8 mode."})
 		}
-		return reply{504, "UTF8 cannot be turned off."}
+		return say(reply{504, "UTF8 cannot be turned off."})
 	case "MLST":
 		facts := parseFacts(value)
 		s.mlstFacts = facts
-		return reply{200, "MLST OPTS " + facts.String()}
+		return say(reply{200, "MLST OPTS " + facts.String()})
 	}
-	return reply{501, "Option not understood."}
+	return say(reply{501, "Option not understood."})
 }
 
 // cmdQUIT lets a running transfer finish first (RFC 959).
-func (s *session) cmdQUIT(string) reply {
+func (s *session) cmdQUIT(request) result {
 	s.waitTransfer()
-	s.quit = true
-	return reply{221, "Goodbye."}
+	return result{reply: reply{221, "Goodbye."}, quit: true}
 }
 
-func (s *session) cmdTYPE(arg string) reply {
-	switch strings.ToUpper(strings.Join(strings.Fields(arg), " ")) {
+func (s *session) cmdTYPE(r request) result {
+	switch strings.ToUpper(strings.Join(strings.Fields(r.arg), " ")) {
 	case "I", "L 8", "L8":
 		s.binary = true
-		return reply{200, "Switching to Binary mode."}
+		return say(reply{200, "Switching to Binary mode."})
 	case "A", "A N":
 		// Like vsftpd's default, files travel unchanged in ASCII mode;
 		// listings are always CR LF.
 		s.binary = false
-		return reply{200, "Switching to ASCII mode."}
+		return say(reply{200, "Switching to ASCII mode."})
 	}
-	return reply{504, "Unsupported TYPE; use TYPE I or TYPE A."}
+	return say(reply{504, "Unsupported TYPE; use TYPE I or TYPE A."})
 }
 
-func (s *session) cmdMODE(arg string) reply {
-	if strings.EqualFold(strings.TrimSpace(arg), "S") {
-		return reply{200, "Mode set to S."}
+func (s *session) cmdMODE(r request) result {
+	if strings.EqualFold(strings.TrimSpace(r.arg), "S") {
+		return say(reply{200, "Mode set to S."})
 	}
-	return reply{504, "Only MODE S is supported."}
+	return say(reply{504, "Only MODE S is supported."})
 }
 
-func (s *session) cmdSTRU(arg string) reply {
-	if strings.EqualFold(strings.TrimSpace(arg), "F") {
-		return reply{200, "Structure set to F."}
+func (s *session) cmdSTRU(r request) result {
+	if strings.EqualFold(strings.TrimSpace(r.arg), "F") {
+		return say(reply{200, "Structure set to F."})
 	}
-	return reply{504, "Only STRU F is supported."}
+	return say(reply{504, "Only STRU F is supported."})
 }
 
 // cmdSTAT without argument reports the session; with a path (and logged
 // in) it sends a listing over the control connection.
-func (s *session) cmdSTAT(arg string) reply {
-	if arg != "" && s.state == stateReady && !s.transferRunning() {
-		return s.statPath(arg)
+func (s *session) cmdSTAT(r request) result {
+	if r.arg != "" && s.state == stateReady && !s.transferRunning() {
+		return s.statPath(r.arg)
 	}
 	var b strings.Builder
 	b.WriteString("FTP server status:\n")
@@ -91,5 +90,5 @@ func (s *session) cmdSTAT(arg string) reply {
 		fmt.Fprintf(&b, "Transfer in progress: %s, %d bytes\n", x.what, x.bytes.Load())
 	}
 	b.WriteString("End of status")
-	return reply{211, b.String()}
+	return say(reply{211, b.String()})
 }

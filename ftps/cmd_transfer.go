@@ -2,8 +2,6 @@ package ftps
 
 import (
 	"bufio"
-	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -14,12 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/passive"
 )
 
 // openPassive replaces the session's passive listener with a new one.
-func (s *session) openPassive() (*passive.Listener, reply, bool) {
+func (s *session) openPassive() (*passive.Listener, error) {
 	if s.pasv != nil {
 		s.pasv.Close()
 		s.pasv = nil
@@ -28,68 +25,68 @@ func (s *session) openPassive() (*passive.Listener, reply, bool) {
 	if err != nil {
 		if errors.Is(err, passive.ErrNoPorts) {
 			s.log.Warn("passive ports exhausted")
-			return nil, reply{425, "No free passive port; try again later."}, false
+			return nil, err
 		}
 		s.log.Error("passive listen failed", "err", err)
-		return nil, reply{425, "Cannot open passive connection."}, false
+		return nil, replyError{reply{425, "Cannot open passive connection."}}
 	}
 	s.pasv = l
-	return l, noReply, true
+	return l, nil
 }
 
-func (s *session) cmdPASV(string) reply {
+func (s *session) cmdPASV(request) result {
 	if s.epsvAll {
-		return reply{503, "EPSV ALL in effect; use EPSV."}
+		return say(reply{503, "EPSV ALL in effect; use EPSV."})
 	}
 	addr := s.binding.PassiveAddr(s.ctx)
 	if !addr.Is4() || !s.remote.Addr().Is4() {
-		return reply{522, "PASV is IPv4 only; use EPSV."}
+		return say(reply{522, "PASV is IPv4 only; use EPSV."})
 	}
-	l, r, ok := s.openPassive()
-	if !ok {
-		return r
+	l, err := s.openPassive()
+	if err != nil {
+		return fail(err)
 	}
 	a, p := addr.As4(), l.Port()
-	return reply{227, fmt.Sprintf("Entering Passive Mode (%d,%d,%d,%d,%d,%d).", a[0], a[1], a[2], a[3], p>>8, p&0xFF)}
+	return say(reply{227, fmt.Sprintf("Entering Passive Mode (%d,%d,%d,%d,%d,%d).", a[0], a[1], a[2], a[3], p>>8, p&0xFF)})
 }
 
-func (s *session) cmdEPSV(arg string) reply {
-	switch strings.ToUpper(strings.TrimSpace(arg)) {
+func (s *session) cmdEPSV(r request) result {
+	switch strings.ToUpper(strings.TrimSpace(r.arg)) {
 	case "":
 	case "ALL":
 		s.epsvAll = true
-		return reply{200, "EPSV ALL ok."}
+		return say(reply{200, "EPSV ALL ok."})
 	case "1":
 		if !s.local.Addr().Is4() {
-			return reply{522, "Network protocol not supported, use (2)"}
+			return say(reply{522, "Network protocol not supported, use (2)"})
 		}
 	case "2":
 		if !s.local.Addr().Is6() {
-			return reply{522, "Network protocol not supported, use (1)"}
+			return say(reply{522, "Network protocol not supported, use (1)"})
 		}
 	default:
-		return replySyntax
+		return say(replySyntax)
 	}
-	l, r, ok := s.openPassive()
-	if !ok {
-		return r
+	l, err := s.openPassive()
+	if err != nil {
+		return fail(err)
 	}
-	return reply{229, fmt.Sprintf("Entering Extended Passive Mode (|||%d|).", l.Port())}
+	return say(reply{229, fmt.Sprintf("Entering Extended Passive Mode (|||%d|).", l.Port())})
 }
 
 // cmdPORT refuses active mode: the server would have to connect out,
 // which NAT and firewalls rarely allow and which invites FTP bounce abuse.
-func (s *session) cmdPORT(string) reply {
-	return reply{502, "Active mode is not supported; use PASV or EPSV."}
+func (s *session) cmdPORT(request) result {
+	return say(reply{502, "Active mode is not supported; use PASV or EPSV."})
 }
 
-func (s *session) cmdREST(arg string) reply {
-	n, err := strconv.ParseInt(strings.TrimSpace(arg), 10, 64)
+func (s *session) cmdREST(r request) result {
+	n, err := strconv.ParseInt(strings.TrimSpace(r.arg), 10, 64)
 	if err != nil || n < 0 {
-		return replySyntax
+		return say(replySyntax)
 	}
 	s.restOffset = n
-	return reply{350, "Restarting at " + strconv.FormatInt(n, 10) + ". Send STOR or RETR."}
+	return say(reply{350, "Restarting at " + strconv.FormatInt(n, 10) + ". Send STOR or RETR."})
 }
 
 // takeRest returns the REST offset and clears it: it applies to one
@@ -100,17 +97,17 @@ func (s *session) takeRest() int64 {
 	return n
 }
 
-func (s *session) cmdABOR(string) reply {
+func (s *session) cmdABOR(request) result {
 	if x := s.xfer; x != nil {
 		x.cancel()
 		s.waitTransfer() // its 426 (or 226) goes out before ours
-		return reply{226, "ABOR successful."}
+		return say(reply{226, "ABOR successful."})
 	}
 	if s.pasv != nil {
 		s.pasv.Close()
 		s.pasv = nil
 	}
-	return reply{225, "No transfer to abort."}
+	return say(reply{225, "No transfer to abort."})
 }
 
 func (s *session) modeName() string {
@@ -120,365 +117,143 @@ func (s *session) modeName() string {
 	return "ASCII"
 }
 
-func (s *session) cmdRETR(arg string) reply {
-	if !s.allowed(auth.PermRead, "RETR") {
-		return replyNoPerm
-	}
-	offset := s.takeRest()
-	virt, rel, r, ok := s.path(arg)
-	if !ok {
-		return r
-	}
-	f, err := s.root.OpenFile(rel, os.O_RDONLY|noBlock, 0)
+func (s *session) cmdRETR(r request) result {
+	f, fi, err := s.st.Open(r.path.name, r.offset)
 	if err != nil {
-		return fsReply(err)
+		return fail(err)
 	}
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return reply{550, "Not a regular file."}
-	}
-	if offset > fi.Size() {
-		f.Close()
-		return reply{554, "Restart offset is beyond the end of the file."}
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		f.Close()
-		return fsReply(err)
-	}
-	what := "RETR " + virt
-	run := func(ctx context.Context, dc *dataConn) reply {
+	run := func(x *transfer, dc *dataConn) reply {
 		defer f.Close()
 		side := &fileSide{}
-		if _, err := copyData(dc, trackedFile{f, side}); err != nil {
-			return s.transferError(ctx, what, err, side.err)
+		if _, err := copyData(dc, trackedReader{f, side}); err != nil {
+			return x.failed(err, side.err)
 		}
 		return reply{226, "Transfer complete."}
 	}
-	text := fmt.Sprintf("Opening %s mode data connection for %s (%d bytes).", s.modeName(), virt, fi.Size()-offset)
-	return s.prepareTransfer(what, fileOp{path: virt}, text, run, func() { f.Close() })
+	text := fmt.Sprintf("Opening %s mode data connection for %s (%d bytes).", s.modeName(), r.path.virt, fi.Size()-r.offset)
+	return s.prepareTransfer("RETR "+r.path.virt, fileOp{path: r.path.virt}, text, run, func() { f.Close() })
 }
 
-// storeMode says how an upload meets an existing file.
-type storeMode int
-
-const (
-	storeReplace storeMode = iota // STOR
-	storeAppend                   // APPE
-	storeUnique                   // STOU
-)
-
-// String is the FTP command of the mode, for logs.
-func (m storeMode) String() string {
-	return [...]string{storeReplace: "STOR", storeAppend: "APPE", storeUnique: "STOU"}[m]
-}
-
-func (s *session) cmdSTOR(arg string) reply { return s.store(arg, storeReplace) }
-func (s *session) cmdAPPE(arg string) reply { return s.store(arg, storeAppend) }
-func (s *session) cmdSTOU(arg string) reply { return s.store(arg, storeUnique) }
-
-// upload is how one upload writes its file: opened only once the data
-// connection passed its checks, then committed or discarded.
-type upload struct {
-	open    func() (*os.File, error)
-	commit  func(f *os.File, end int64) error
-	discard func(f *os.File)
-	// atomic uploads replace an existing file; they must not commit data
-	// that may be truncated.
-	atomic bool
-	// appending uploads (APPE) write at the end of the file, whatever
-	// their file offset says.
-	appending bool
-}
+func (s *session) cmdSTOR(r request) result { return s.store(r, "STOR") }
+func (s *session) cmdAPPE(r request) result { return s.store(r, "APPE") }
 
 // store implements STOR and APPE. An overwriting STOR writes a temporary
-// file beside the target and renames it over the target only after a
-// complete transfer, so an aborted upload leaves the old version. A new
-// file, APPE and REST+STOR write in place, so an interrupted upload can be
-// resumed.
-func (s *session) store(arg string, mode storeMode) reply {
-	if !s.allowed(auth.PermWrite, mode.String()) {
-		return replyNoPerm
+// file and replaces the target only after a complete transfer, so an
+// aborted upload leaves the old version. A new file, APPE and REST+STOR
+// write in place, so an interrupted upload can be resumed.
+func (s *session) store(r request, verb string) result {
+	p, offset := r.path, r.offset
+	if p.name == "." || isTempName(path.Base(p.name)) {
+		return fail(errBadPath)
 	}
-	offset := s.takeRest()
-	if mode == storeUnique {
-		return s.storeUnique(arg)
+	if fi, err := s.st.Stat(path.Dir(p.name)); err != nil || !fi.IsDir() {
+		return say(reply{553, "Directory does not exist."})
 	}
-	virt, rel, r, ok := s.path(arg)
-	if !ok {
-		return r
-	}
-	if rel == "." || isTempName(path.Base(rel)) {
-		return reply{553, "File name not allowed."}
-	}
-	if fi, err := s.root.Stat(path.Dir(rel)); err != nil || !fi.IsDir() {
-		return reply{553, "Directory does not exist."}
-	}
-	fi, err := s.root.Stat(rel)
+	fi, err := s.st.Stat(p.name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fsReply(err)
+		return fail(err)
 	}
 	if exists && !fi.Mode().IsRegular() {
-		return reply{550, "Not a regular file."}
+		return fail(errNotRegular)
 	}
-	if offset > 0 && mode == storeReplace && (!exists || offset > fi.Size()) {
-		return reply{554, "Restart offset is beyond the end of the file."}
-	}
-
-	up := s.plan(rel, mode, offset, exists, fi)
-	what := mode.String() + " " + virt
-	run := func(ctx context.Context, dc *dataConn) reply {
-		return s.receive(ctx, dc, what, up)
-	}
-	return s.prepareTransfer(what, fileOp{path: virt, upload: true}, "Ok to send data.", run, nil)
-}
-
-// receive runs an upload on an accepted data connection. An upload whose
-// TLS stream ends without close_notify may have been cut by an attacker
-// who injected a FIN, or by a client that died: an atomic overwrite is
-// discarded (the old file stays); an in-place upload keeps what arrived, so
-// that the client can resume it, but is answered 426 all the same, never
-// "226 complete".
-func (s *session) receive(ctx context.Context, dc *dataConn, what string, up upload) reply {
-	f, err := up.open()
-	if err != nil {
-		s.log.Info("upload target not writable", "op", what, "err", err)
-		if r := fsReply(err); r.code != 550 || errors.Is(err, fs.ErrExist) {
-			return r
-		}
-		return reply{553, "Could not create file."}
-	}
-	side := &fileSide{}
-	n, err := copyData(trackedFile{f, side}, dc)
-	truncated := err == nil && dc.endedWithoutCloseNotify() ||
-		errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil
-	if err != nil && !truncated {
-		up.discard(f)
-		return s.transferError(ctx, what, err, side.err)
-	}
-	if truncated && up.atomic {
-		up.discard(f)
-		s.log.Warn("upload ended without TLS close_notify: discarded, old file kept", "op", what, "bytes", n)
-		return reply{426, "Upload ended without TLS close_notify; old file kept."}
-	}
-	end, _ := f.Seek(0, io.SeekCurrent) // the end of what was written
-	size := end
-	if fi, err := f.Stat(); err == nil && up.appending {
-		size = fi.Size()
-	}
-	if err := up.commit(f, end); err != nil {
-		s.log.Error("upload commit failed", "op", what, "err", err)
-		if r := fsReply(err); r.code == 452 {
-			return r
-		}
-		return reply{451, "Local error; upload not stored."}
-	}
-	if truncated {
-		s.log.Warn("upload ended without TLS close_notify: possibly truncated, bytes kept",
-			"op", what, "bytes", n, "size", size)
-		return reply{426, fmt.Sprintf("Upload ended without TLS close_notify, possibly truncated; "+
-			"%d bytes received and kept (file size %d): resume with REST+STOR or APPE.", n, size)}
-	}
-	return reply{226, "Transfer complete."}
-}
-
-// plan decides how an upload writes its target.
-func (s *session) plan(rel string, mode storeMode, offset int64, exists bool, fi fs.FileInfo) upload {
-	closeOnly := func(f *os.File) { f.Close() }
-	commitClose := func(f *os.File, _ int64) error { return f.Close() }
+	up := &upload{st: s.st, name: p.name}
 	switch {
-	case mode == storeAppend:
-		return upload{
-			open: func() (*os.File, error) {
-				return s.root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noBlock, 0o644)
-			},
-			commit: commitClose, discard: closeOnly, appending: true,
-		}
+	case verb == "APPE":
+		up.mode = writeAppend
+	case offset > 0 && (!exists || offset > fi.Size()):
+		return fail(errBeyondEnd)
 	case !exists:
-		return upload{
-			open: func() (*os.File, error) {
-				return s.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			},
-			commit: commitClose, discard: closeOnly,
-		}
+		up.mode = writeNew
 	case offset > 0:
-		return upload{
-			open: func() (*os.File, error) {
-				f, err := s.root.OpenFile(rel, os.O_WRONLY|noBlock, 0)
-				if err == nil {
-					if _, err = f.Seek(offset, io.SeekStart); err != nil {
-						f.Close()
-					}
-				}
-				return f, err
-			},
-			commit: func(f *os.File, end int64) error {
-				// Drop any old tail beyond what the client sent.
-				err := f.Truncate(end)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				return err
-			},
-			discard: closeOnly,
-		}
+		up.mode, up.offset = writeAt, offset
 	default:
-		return s.planReplace(rel, fi.Mode().Perm())
+		up.mode = writeReplace
 	}
+	run := func(x *transfer, dc *dataConn) reply { return x.receive(dc, up) }
+	return s.prepareTransfer(verb+" "+p.virt, fileOp{path: p.virt, upload: true}, "Ok to send data.", run, nil)
 }
 
-// planReplace writes a temporary file beside rel and renames it over rel on
-// commit. Both happen through a handle on the parent directory, opened once
-// with the temporary file: if the directory's path is replaced meanwhile
-// (by a symlink, say), the rename and the clean-up still reach the
-// directory that holds the temporary file, and none is left behind.
-func (s *session) planReplace(rel string, perm fs.FileMode) upload {
-	var dir *os.Root
-	tmp, base := tempName(), path.Base(rel)
-	return upload{
-		atomic: true,
-		open: func() (*os.File, error) {
-			var err error
-			if dir, err = s.root.OpenRoot(path.Dir(rel)); err != nil {
-				return nil, err
-			}
-			f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-			if err != nil {
-				dir.Close()
-			}
-			return f, err
-		},
-		commit: func(f *os.File, _ int64) error {
-			defer dir.Close()
-			err := f.Sync()
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = dir.Rename(tmp, base)
-			}
-			if err != nil {
-				dir.Remove(tmp)
-			}
-			return err
-		},
-		discard: func(f *os.File) {
-			f.Close()
-			dir.Remove(tmp)
-			dir.Close()
-		},
+// cmdSTOU stores under a unique name: the name is chosen and the file
+// created in one step (O_EXCL), before the 150 announces it, so two
+// concurrent STOUs can never be promised the same name.
+func (s *session) cmdSTOU(r request) result {
+	p, w, err := s.createUnique(r.arg)
+	if err != nil {
+		return fail(err)
 	}
+	up := &upload{st: s.st, name: p.name, mode: writeNew, w: w}
+	st := s.st
+	abandon := func() {
+		// No data connection came: the empty file is not an upload. It is
+		// removed only if it is still ours and empty: another session of
+		// the account may have put a file under the name meanwhile.
+		mine, err1 := w.Stat()
+		now, err2 := st.Lstat(p.name)
+		w.Cancel()
+		if err1 == nil && err2 == nil && os.SameFile(mine, now) && now.Size() == 0 {
+			st.Remove(p.name)
+		}
+	}
+	run := func(x *transfer, dc *dataConn) reply { return x.receive(dc, up) }
+	return s.prepareTransfer("STOU "+p.virt, fileOp{path: p.virt, upload: true}, "FILE: "+path.Base(p.virt), run, abandon)
 }
 
-// Temporary upload files are named ".ftpsd-XXXXXXXXXXXX.part"; listings
-// hide them.
-const (
-	tempPrefix = ".ftpsd-"
-	tempSuffix = ".part"
-	tempRand   = 12
-)
-
-func tempName() string { return tempPrefix + rand.Text()[:tempRand] + tempSuffix }
-
-// isTempName reports whether name is a temporary upload file of ours.
-func isTempName(name string) bool {
-	return len(name) == len(tempPrefix)+tempRand+len(tempSuffix) &&
-		strings.HasPrefix(name, tempPrefix) && strings.HasSuffix(name, tempSuffix)
-}
-
-// storeUnique implements STOU: the name is chosen and the file created in
-// one step (O_EXCL), before the 150 announces it, so two concurrent STOUs
-// can never be promised the same name.
-func (s *session) storeUnique(arg string) reply {
-	base := strings.TrimSpace(arg)
+// createUnique creates a new file named after base (default
+// "ftpsd-upload"), adding ".1", ".2"... while the name is taken.
+func (s *session) createUnique(base string) (vpath, fileWriter, error) {
+	base = strings.TrimSpace(base)
 	if base == "" {
 		base = "ftpsd-upload"
 	}
-	var virt, rel string
-	var f *os.File
 	for i := range 100 {
 		name := base
 		if i > 0 {
 			name = base + "." + strconv.Itoa(i)
 		}
-		var r reply
-		var ok bool
-		if virt, rel, r, ok = s.path(name); !ok {
-			return r
+		p, err := s.resolve(name)
+		if err != nil {
+			return p, nil, err
 		}
-		if rel == "." || isTempName(path.Base(rel)) {
-			return reply{553, "File name not allowed."}
+		if p.name == "." || isTempName(path.Base(p.name)) {
+			return p, nil, errBadPath
 		}
-		var err error
-		f, err = s.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			if errors.Is(err, fs.ErrNotExist) {
-				return reply{553, "Directory does not exist."}
-			}
-			return fsReply(err)
+		w, err := s.st.Write(p.name, writeNew, 0)
+		switch {
+		case err == nil:
+			return p, w, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return p, nil, replyError{reply{553, "Directory does not exist."}}
+		case !errors.Is(err, fs.ErrExist):
+			return p, nil, err
 		}
 	}
-	if f == nil {
-		return reply{553, "Could not find a unique file name."}
-	}
-	closeOnly := func(f *os.File) { f.Close() }
-	up := upload{
-		open:    func() (*os.File, error) { return f, nil },
-		commit:  func(f *os.File, _ int64) error { return f.Close() },
-		discard: closeOnly,
-	}
-	what := "STOU " + virt
-	run := func(ctx context.Context, dc *dataConn) reply {
-		return s.receive(ctx, dc, what, up)
-	}
-	abandon := func() {
-		// No data connection came: the empty file is not an upload. It is
-		// removed only if it is still ours and empty: another session of
-		// the account may have put a file under the name meanwhile.
-		mine, err1 := f.Stat()
-		now, err2 := s.root.Lstat(rel)
-		f.Close()
-		if err1 == nil && err2 == nil && os.SameFile(mine, now) && now.Size() == 0 {
-			s.root.Remove(rel)
-		}
-	}
-	return s.prepareTransfer(what, fileOp{path: virt, upload: true}, "FILE: "+path.Base(virt), run, abandon)
+	return vpath{}, nil, replyError{reply{553, "Could not find a unique file name."}}
 }
 
-func (s *session) cmdLIST(arg string) reply { return s.list(listArg(arg), formatLIST) }
-func (s *session) cmdNLST(arg string) reply { return s.list(listArg(arg), formatNLST) }
-func (s *session) cmdMLSD(arg string) reply { return s.list(arg, formatMLSD) }
+func (s *session) cmdLIST(r request) result { return s.list(r, formatLIST) }
+func (s *session) cmdNLST(r request) result { return s.list(r, formatNLST) }
+func (s *session) cmdMLSD(r request) result { return s.list(r, formatMLSD) }
 
-func (s *session) list(arg string, format listFormat) reply {
-	if !s.allowed(auth.PermList, "LIST") {
-		return replyNoPerm
-	}
-	s.takeRest()
-	virt, rel, r, ok := s.path(arg)
-	if !ok {
-		return r
-	}
-	fi, err := s.root.Stat(rel)
+func (s *session) list(r request, format listFormat) result {
+	p := r.path
+	fi, err := s.st.Stat(p.name)
 	if err != nil {
-		return fsReply(err)
+		return fail(err)
 	}
 	if !fi.IsDir() && format == formatMLSD {
-		return reply{501, "Not a directory; use MLST."}
+		return say(reply{501, "Not a directory; use MLST."})
 	}
-	what := "LIST " + virt
-	run := func(ctx context.Context, dc *dataConn) reply {
+	l := s.lister(format)
+	run := func(x *transfer, dc *dataConn) reply {
 		bw := bufio.NewWriterSize(dc, 32<<10)
 		var err error
 		if fi.IsDir() {
-			err = s.writeListing(ctx, bw, rel, format)
+			err = l.write(x.ctx, bw, p.name)
 		} else if format == formatNLST {
-			_, err = io.WriteString(bw, printable(virt)+"\r\n")
+			_, err = io.WriteString(bw, printable(p.virt)+"\r\n")
 		} else {
-			_, err = io.WriteString(bw, listLine(fi, printable(path.Base(virt)), time.Now())+"\r\n")
+			_, err = io.WriteString(bw, listLine(fi, printable(path.Base(p.virt)), time.Now())+"\r\n")
 		}
 		if err == nil {
 			err = bw.Flush()
@@ -489,9 +264,9 @@ func (s *session) list(arg string, format listFormat) reply {
 			if errors.As(err, &pe) {
 				localErr = err
 			}
-			return s.transferError(ctx, what, err, localErr)
+			return x.failed(err, localErr)
 		}
 		return reply{226, "Directory send OK."}
 	}
-	return s.prepareTransfer(what, fileOp{}, "Here comes the directory listing.", run, nil)
+	return s.prepareTransfer("LIST "+p.virt, fileOp{}, "Here comes the directory listing.", run, nil)
 }

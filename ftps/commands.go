@@ -3,6 +3,8 @@ package ftps
 import (
 	"sort"
 	"strings"
+
+	"github.com/ftpsd/ftpsd/auth"
 )
 
 // cmdFlags describe when a command may run; the dispatcher enforces them so
@@ -17,76 +19,104 @@ const (
 	duringTransfer
 	// needArg commands answer 501 without an argument.
 	needArg
+	// takesRest commands consume the REST offset (once the permission
+	// check passed): it applies to the next transfer command only.
+	takesRest
+	// afterRNFR commands need a preceding RNFR (503 otherwise).
+	afterRNFR
 )
 
 // command is one entry of the command table.
 type command struct {
-	run   func(s *session, arg string) reply
+	run   func(s *session, r request) result
 	flags cmdFlags
-	help  string
+	// perm lists the rights of which one is needed (550 otherwise),
+	// checked before the path is resolved.
+	perm auth.Perm
+	// path extracts the path the command works on from its argument, which
+	// the dispatcher resolves (553 if not allowed); nil: no path.
+	path pathArg
+	help string
 }
+
+// pathArg returns the path in a command's argument; false is a 501.
+type pathArg func(arg string) (string, bool)
+
+var (
+	wholeArg pathArg = func(arg string) (string, bool) { return arg, true }
+	// lsArg drops the "ls" options clients put before the path of LIST.
+	lsArg pathArg = func(arg string) (string, bool) { return listArg(arg), true }
+	// mfmtArg is the path after MFMT's time-val, checked first.
+	mfmtArg pathArg = func(arg string) (string, bool) {
+		ts, name, ok := strings.Cut(arg, " ")
+		if _, err := parseTimeVal(ts); !ok || name == "" || err != nil {
+			return "", false
+		}
+		return name, true
+	}
+)
 
 // commands is the read-only command table. Aliases share handlers.
 var commands = map[string]command{
 	// Security and login (RFC 2228, RFC 4217, RFC 959).
-	"AUTH": {(*session).cmdAUTH, open | needArg, "AUTH TLS: start TLS on the control connection"},
-	"PBSZ": {(*session).cmdPBSZ, open | needArg, "PBSZ 0"},
-	"PROT": {(*session).cmdPROT, open | needArg, "PROT P (or C where allowed)"},
-	"CCC":  {(*session).cmdCCC, open, "refused: the control connection stays encrypted"},
-	"USER": {(*session).cmdUSER, open | needArg, "USER name"},
-	"PASS": {(*session).cmdPASS, open, "PASS password"},
-	"ACCT": {(*session).cmdACCT, open, "not needed"},
+	"AUTH": {run: (*session).cmdAUTH, flags: open | needArg, help: "AUTH TLS: start TLS on the control connection"},
+	"PBSZ": {run: (*session).cmdPBSZ, flags: open | needArg, help: "PBSZ 0"},
+	"PROT": {run: (*session).cmdPROT, flags: open | needArg, help: "PROT P (or C where allowed)"},
+	"CCC":  {run: (*session).cmdCCC, flags: open, help: "refused: the control connection stays encrypted"},
+	"USER": {run: (*session).cmdUSER, flags: open | needArg, help: "USER name"},
+	"PASS": {run: (*session).cmdPASS, flags: open, help: "PASS password"},
+	"ACCT": {run: (*session).cmdACCT, flags: open, help: "not needed"},
 
 	// Session and information.
-	"FEAT": {(*session).cmdFEAT, open, "list extensions"},
-	"OPTS": {(*session).cmdOPTS, open | needArg, "OPTS UTF8 ON | OPTS MLST facts"},
-	"SYST": {(*session).cmdSYST, open, "system type"},
-	"NOOP": {(*session).cmdNOOP, open | duringTransfer, "do nothing"},
-	"HELP": {(*session).cmdHELP, open, "this list"},
-	"STAT": {(*session).cmdSTAT, open | duringTransfer, "status, or STAT path for a listing"},
-	"QUIT": {(*session).cmdQUIT, open | duringTransfer, "log out"},
-	"TYPE": {(*session).cmdTYPE, needArg, "TYPE I | TYPE A"},
-	"MODE": {(*session).cmdMODE, needArg, "MODE S"},
-	"STRU": {(*session).cmdSTRU, needArg, "STRU F"},
-	"ALLO": {(*session).cmdALLO, 0, "ignored"},
+	"FEAT": {run: (*session).cmdFEAT, flags: open, help: "list extensions"},
+	"OPTS": {run: (*session).cmdOPTS, flags: open | needArg, help: "OPTS UTF8 ON | OPTS MLST facts"},
+	"SYST": {run: (*session).cmdSYST, flags: open, help: "system type"},
+	"NOOP": {run: (*session).cmdNOOP, flags: open | duringTransfer, help: "do nothing"},
+	"HELP": {run: (*session).cmdHELP, flags: open, help: "this list"},
+	"STAT": {run: (*session).cmdSTAT, flags: open | duringTransfer, help: "status, or STAT path for a listing"},
+	"QUIT": {run: (*session).cmdQUIT, flags: open | duringTransfer, help: "log out"},
+	"TYPE": {run: (*session).cmdTYPE, flags: needArg, help: "TYPE I | TYPE A"},
+	"MODE": {run: (*session).cmdMODE, flags: needArg, help: "MODE S"},
+	"STRU": {run: (*session).cmdSTRU, flags: needArg, help: "STRU F"},
+	"ALLO": {run: (*session).cmdALLO, help: "ignored"},
 
 	// Directories and files.
-	"PWD":  {(*session).cmdPWD, 0, "print working directory"},
-	"XPWD": {(*session).cmdPWD, 0, "alias of PWD"},
-	"CWD":  {(*session).cmdCWD, needArg, "CWD path"},
-	"XCWD": {(*session).cmdCWD, needArg, "alias of CWD"},
-	"CDUP": {(*session).cmdCDUP, 0, "go to the parent directory"},
-	"XCUP": {(*session).cmdCDUP, 0, "alias of CDUP"},
-	"MKD":  {(*session).cmdMKD, needArg, "MKD path"},
-	"XMKD": {(*session).cmdMKD, needArg, "alias of MKD"},
-	"RMD":  {(*session).cmdRMD, needArg, "RMD path"},
-	"XRMD": {(*session).cmdRMD, needArg, "alias of RMD"},
-	"DELE": {(*session).cmdDELE, needArg, "DELE path"},
-	"RNFR": {(*session).cmdRNFR, needArg, "RNFR path"},
-	"RNTO": {(*session).cmdRNTO, needArg, "RNTO path"},
-	"SIZE": {(*session).cmdSIZE, needArg, "SIZE path"},
-	"MDTM": {(*session).cmdMDTM, needArg, "MDTM path"},
-	"MFMT": {(*session).cmdMFMT, needArg, "MFMT YYYYMMDDHHMMSS path"},
-	"MLST": {(*session).cmdMLST, 0, "MLST [path]"},
+	"PWD":  {run: (*session).cmdPWD, help: "print working directory"},
+	"XPWD": {run: (*session).cmdPWD, help: "alias of PWD"},
+	"CWD":  {run: (*session).cmdCWD, flags: needArg, path: wholeArg, help: "CWD path"},
+	"XCWD": {run: (*session).cmdCWD, flags: needArg, path: wholeArg, help: "alias of CWD"},
+	"CDUP": {run: (*session).cmdCDUP, help: "go to the parent directory"},
+	"XCUP": {run: (*session).cmdCDUP, help: "alias of CDUP"},
+	"MKD":  {run: (*session).cmdMKD, flags: needArg, perm: auth.PermMkdir, path: wholeArg, help: "MKD path"},
+	"XMKD": {run: (*session).cmdMKD, flags: needArg, perm: auth.PermMkdir, path: wholeArg, help: "alias of MKD"},
+	"RMD":  {run: (*session).cmdRMD, flags: needArg, perm: auth.PermDelete, path: wholeArg, help: "RMD path"},
+	"XRMD": {run: (*session).cmdRMD, flags: needArg, perm: auth.PermDelete, path: wholeArg, help: "alias of RMD"},
+	"DELE": {run: (*session).cmdDELE, flags: needArg, perm: auth.PermDelete, path: wholeArg, help: "DELE path"},
+	"RNFR": {run: (*session).cmdRNFR, flags: needArg, perm: auth.PermRename, path: wholeArg, help: "RNFR path"},
+	"RNTO": {run: (*session).cmdRNTO, flags: needArg | afterRNFR, perm: auth.PermRename, path: wholeArg, help: "RNTO path"},
+	"SIZE": {run: (*session).cmdSIZE, flags: needArg, perm: auth.PermList | auth.PermRead, path: wholeArg, help: "SIZE path"},
+	"MDTM": {run: (*session).cmdMDTM, flags: needArg, perm: auth.PermList | auth.PermRead, path: wholeArg, help: "MDTM path"},
+	"MFMT": {run: (*session).cmdMFMT, flags: needArg, perm: auth.PermWrite, path: mfmtArg, help: "MFMT YYYYMMDDHHMMSS path"},
+	"MLST": {run: (*session).cmdMLST, perm: auth.PermList, path: wholeArg, help: "MLST [path]"},
 
 	// Data connections and transfers.
-	"PASV": {(*session).cmdPASV, 0, "passive mode (IPv4)"},
-	"EPSV": {(*session).cmdEPSV, 0, "extended passive mode"},
-	"PORT": {(*session).cmdPORT, 0, "refused: use PASV or EPSV"},
-	"EPRT": {(*session).cmdPORT, 0, "refused: use PASV or EPSV"},
-	"REST": {(*session).cmdREST, needArg, "REST offset"},
-	"RETR": {(*session).cmdRETR, needArg, "RETR path"},
-	"STOR": {(*session).cmdSTOR, needArg, "STOR path"},
-	"APPE": {(*session).cmdAPPE, needArg, "APPE path"},
-	"STOU": {(*session).cmdSTOU, 0, "store under a unique name"},
-	"LIST": {(*session).cmdLIST, 0, "LIST [path]"},
-	"NLST": {(*session).cmdNLST, 0, "NLST [path]"},
-	"MLSD": {(*session).cmdMLSD, 0, "MLSD [path]"},
-	"ABOR": {(*session).cmdABOR, duringTransfer, "abort the transfer"},
+	"PASV": {run: (*session).cmdPASV, help: "passive mode (IPv4)"},
+	"EPSV": {run: (*session).cmdEPSV, help: "extended passive mode"},
+	"PORT": {run: (*session).cmdPORT, help: "refused: use PASV or EPSV"},
+	"EPRT": {run: (*session).cmdPORT, help: "refused: use PASV or EPSV"},
+	"REST": {run: (*session).cmdREST, flags: needArg, help: "REST offset"},
+	"RETR": {run: (*session).cmdRETR, flags: needArg | takesRest, perm: auth.PermRead, path: wholeArg, help: "RETR path"},
+	"STOR": {run: (*session).cmdSTOR, flags: needArg | takesRest, perm: auth.PermWrite, path: wholeArg, help: "STOR path"},
+	"APPE": {run: (*session).cmdAPPE, flags: needArg | takesRest, perm: auth.PermWrite, path: wholeArg, help: "APPE path"},
+	"STOU": {run: (*session).cmdSTOU, flags: takesRest, perm: auth.PermWrite, help: "store under a unique name"},
+	"LIST": {run: (*session).cmdLIST, flags: takesRest, perm: auth.PermList, path: lsArg, help: "LIST [path]"},
+	"NLST": {run: (*session).cmdNLST, flags: takesRest, perm: auth.PermList, path: lsArg, help: "NLST [path]"},
+	"MLSD": {run: (*session).cmdMLSD, flags: takesRest, perm: auth.PermList, path: wholeArg, help: "MLSD [path]"},
+	"ABOR": {run: (*session).cmdABOR, flags: duringTransfer, help: "abort the transfer"},
 }
 
-// dispatch looks a command up and applies the table's gates.
-func (s *session) dispatch(verb, arg string) reply {
+// dispatch looks a command up, applies the table's gates and runs it.
+func (s *session) dispatch(verb, arg string) result {
 	if verb == "PASS" {
 		s.log.Debug("command", "cmd", "PASS ****")
 	} else {
@@ -95,23 +125,62 @@ func (s *session) dispatch(verb, arg string) reply {
 	c, ok := commands[verb]
 	if !ok {
 		if verb == "" {
-			return reply{500, "Empty command."}
+			return say(reply{500, "Empty command."})
 		}
-		return reply{500, "Unknown command."}
+		return say(reply{500, "Unknown command."})
 	}
 	if s.transferRunning() && c.flags&duringTransfer == 0 {
-		return replyTransferBusy
+		return say(replyTransferBusy)
 	}
 	if c.flags&open == 0 && s.state != stateReady {
-		return replyNeedLogin
+		return say(replyNeedLogin)
 	}
 	if c.flags&needArg != 0 && strings.TrimSpace(arg) == "" {
-		return replySyntax
+		return say(replySyntax)
 	}
-	if verb != "RNTO" {
-		s.renameFrom, s.renameVirt = "", ""
+	from := s.renameFrom
+	s.renameFrom = vpath{} // RNFR holds for the next command only
+	if c.flags&afterRNFR != 0 && from == (vpath{}) {
+		return say(reply{503, "RNFR required first."})
 	}
-	return c.run(s, arg)
+	req, err := s.gate(verb, c, arg)
+	if err != nil {
+		return fail(err)
+	}
+	req.from = from
+	return c.run(s, req)
+}
+
+// gate checks a command's permission and resolves its path, in that
+// order, consuming the REST offset in between (a refused command leaves it).
+func (s *session) gate(verb string, c command, arg string) (request, error) {
+	req := request{arg: arg}
+	if c.perm != 0 && !s.allowed(c.perm, verb) {
+		return req, replyError{replyNoPerm}
+	}
+	if c.flags&takesRest != 0 {
+		req.offset = s.takeRest()
+	}
+	if c.path == nil {
+		return req, nil
+	}
+	p, ok := c.path(arg)
+	if !ok {
+		return req, replyError{replySyntax}
+	}
+	var err error
+	req.path, err = s.resolve(p)
+	return req, err
+}
+
+// allowed checks that the user has one of the rights in p, and logs a
+// refusal.
+func (s *session) allowed(p auth.Perm, op string) bool {
+	if s.user.Perms&p != 0 {
+		return true
+	}
+	s.log.Info("permission denied", "need", p.String(), "op", op)
+	return false
 }
 
 // helpText lists the commands, sorted, eight to a line.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -141,50 +140,49 @@ const (
 	formatMLSD
 )
 
-// writeListing streams the entries of dir (root-relative) to w in the
-// given format, reading the directory in chunks so memory stays bounded.
-// Symlinks are shown as what they point to; links that are broken or lead
-// out of the home are left out.
-func (s *session) writeListing(ctx context.Context, w io.Writer, rel string, format listFormat) error {
-	d, err := s.root.OpenFile(rel, os.O_RDONLY|noBlock, 0)
+// lister writes directory listings. It holds copies of what it needs
+// (see transfer), so a transfer goroutine never reads the session.
+type lister struct {
+	st     storage
+	format listFormat
+	facts  factSet
+	perms  auth.Perm
+}
+
+func (s *session) lister(format listFormat) lister {
+	return lister{st: s.st, format: format, facts: s.mlstFacts, perms: s.user.Perms}
+}
+
+// write streams the entries of dir (storage-relative) to w, a chunk at a
+// time so memory stays bounded.
+func (l lister) write(ctx context.Context, w io.Writer, dir string) error {
+	d, err := l.st.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	now := time.Now()
 	for {
-		entries, err := d.ReadDir(256)
-		for _, e := range entries {
+		infos, err := d.Next(256)
+		for _, fi := range infos {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if isTempName(e.Name()) {
-				continue // an upload in progress, or one an old crash left
-			}
-			fi, ierr := e.Info()
-			if ierr != nil {
-				continue
-			}
-			if fi.Mode()&fs.ModeSymlink != 0 {
-				if fi, ierr = s.root.Stat(path.Join(rel, e.Name())); ierr != nil {
-					continue
-				}
-			}
-			name := printable(e.Name())
+			name := printable(fi.Name())
 			var line string
-			switch format {
+			switch l.format {
 			case formatLIST:
 				line = listLine(fi, name, now)
 			case formatNLST:
 				line = name
 			case formatMLSD:
-				line = mlsxLine(fi, name, s.mlstFacts, s.user.Perms)
+				line = mlsxLine(fi, name, l.facts, l.perms)
 			}
 			if _, err := io.WriteString(w, line+"\r\n"); err != nil {
 				return err
 			}
 		}
-		if errors.Is(err, io.EOF) || len(entries) == 0 {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -203,52 +201,45 @@ func listArg(arg string) string {
 	return arg
 }
 
-func (s *session) cmdMLST(arg string) reply {
-	if !s.allowed(auth.PermList, "MLST") {
-		return replyNoPerm
-	}
-	virt, rel, r, ok := s.path(arg)
-	if !ok {
-		return r
-	}
-	fi, err := s.root.Stat(rel)
+func (s *session) cmdMLST(r request) result {
+	fi, err := s.st.Stat(r.path.name)
 	if err != nil {
-		return fsReply(err)
+		return fail(err)
 	}
 	perms := s.user.Perms
-	if rel == "." {
+	if r.path.name == "." {
 		perms &^= auth.PermDelete | auth.PermRename // the home itself cannot go
 	}
-	return reply{250, "Listing " + virt + "\n " + mlsxLine(fi, virt, s.mlstFacts, perms) + "\nEnd"}
+	return say(reply{250, "Listing " + r.path.virt + "\n " + mlsxLine(fi, r.path.virt, s.mlstFacts, perms) + "\nEnd"})
 }
+
+// statPathCmd is STAT with a path: a listing, gated like LIST.
+var statPathCmd = command{perm: auth.PermList, path: lsArg}
 
 // statPath answers "STAT path" with a LIST-format listing on the control
 // connection (RFC 959 allows it); capped so a huge directory cannot
 // monopolise the control channel.
-func (s *session) statPath(arg string) reply {
-	if !s.allowed(auth.PermList, "STAT") {
-		return replyNoPerm
-	}
-	virt, rel, r, ok := s.path(listArg(arg))
-	if !ok {
-		return r
-	}
-	fi, err := s.root.Stat(rel)
+func (s *session) statPath(arg string) result {
+	r, err := s.gate("STAT", statPathCmd, arg)
 	if err != nil {
-		return fsReply(err)
+		return fail(err)
+	}
+	fi, err := s.st.Stat(r.path.name)
+	if err != nil {
+		return fail(err)
 	}
 	var b strings.Builder
-	b.WriteString("Status of " + virt + ":\n")
+	b.WriteString("Status of " + r.path.virt + ":\n")
 	if !fi.IsDir() {
-		b.WriteString(listLine(fi, path.Base(virt), time.Now()) + "\n")
+		b.WriteString(listLine(fi, path.Base(r.path.virt), time.Now()) + "\n")
 	} else {
 		w := &cappedWriter{b: &b, max: 1 << 20}
-		if err := s.writeListing(s.ctx, w, rel, formatLIST); err != nil && !errors.Is(err, errListingTooLong) {
-			return fsReply(err)
+		if err := s.lister(formatLIST).write(s.ctx, w, r.path.name); err != nil && !errors.Is(err, errListingTooLong) {
+			return fail(err)
 		}
 	}
 	b.WriteString("End of status")
-	return reply{213, strings.ReplaceAll(b.String(), "\r\n", "\n")}
+	return say(reply{213, strings.ReplaceAll(b.String(), "\r\n", "\n")})
 }
 
 var errListingTooLong = errors.New("listing too long")

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,9 +20,13 @@ import (
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 const user, pass = "alice", "alice-secret"
+
+// versions are the TLS versions the transfer tests run at.
+var versions = []uint16{tls.VersionTLS12, tls.VersionTLS13}
 
 // step is one command and the reply code it must get.
 type step struct {
@@ -148,53 +154,24 @@ func assertClosed(t *testing.T, c *ftpstest.Conn) {
 	t.Fatal("connection still open")
 }
 
-// login returns a logged-in control connection with PROT P.
+// login returns a logged-in control connection with PROT P (for
+// reload_test.go; new tests call s.Login).
 func login(t *testing.T, s *ftpstest.Server, cfg *tls.Config) *ftpstest.Conn {
 	t.Helper()
-	c := s.Dial(t)
-	c.Login(cfg, user, pass)
-	return c
-}
-
-// transfer runs a data command over PASV and returns what the data
-// connection carried; send is uploaded when non-nil.
-func transfer(t *testing.T, c *ftpstest.Conn, line string, send []byte) []byte {
-	t.Helper()
-	addr := c.Pasv()
-	c.Send(line)
-	dc, err := ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatalf("%s: data dial: %v", line, err)
-	}
-	c.Expect(150)
-	var got []byte
-	if send != nil {
-		if _, err := dc.Write(send); err != nil {
-			t.Fatal(err)
-		}
-		dc.Close()
-	} else {
-		got, err = io.ReadAll(dc)
-		if err != nil {
-			t.Fatalf("%s: read data: %v", line, err)
-		}
-		dc.Close()
-	}
-	c.Expect(226)
-	return got
+	return s.Login(t, cfg)
 }
 
 func TestFileOperations(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			s := ftpstest.NewServer(t, ftpstest.Options{})
 			cfg := s.ClientTLS()
 			cfg.MaxVersion = v
-			c := login(t, s, cfg)
+			c := s.Login(t, cfg)
 			home := s.Home(user)
 			content := bytes.Repeat([]byte("0123456789abcdef"), 100000) // 1.6 MB
 
-			transfer(t, c, "STOR big.bin", content)
+			c.Xfer("STOR big.bin", content)
 			if got, _ := os.ReadFile(filepath.Join(home, "big.bin")); !bytes.Equal(got, content) {
 				t.Fatalf("stored %d bytes, want %d", len(got), len(content))
 			}
@@ -202,31 +179,31 @@ func TestFileOperations(t *testing.T) {
 				t.Errorf("SIZE = %s", got)
 			}
 			c.Cmd(213, "MDTM big.bin")
-			got := transfer(t, c, "RETR big.bin", nil)
+			got := c.Xfer("RETR big.bin", nil)
 			if sha256.Sum256(got) != sha256.Sum256(content) {
 				t.Fatal("RETR content differs")
 			}
 			c.Cmd(350, "REST 1000")
-			if got := transfer(t, c, "RETR big.bin", nil); !bytes.Equal(got, content[1000:]) {
+			if got := c.Xfer("RETR big.bin", nil); !bytes.Equal(got, content[1000:]) {
 				t.Fatal("REST+RETR content differs")
 			}
-			mlsd := string(transfer(t, c, "MLSD", nil))
+			mlsd := string(c.Xfer("MLSD", nil))
 			if !strings.Contains(mlsd, "type=file;size=1600000;") || !strings.Contains(mlsd, " big.bin\r\n") {
 				t.Errorf("MLSD = %q", mlsd)
 			}
-			list := string(transfer(t, c, "LIST -la", nil))
+			list := string(c.Xfer("LIST -la", nil))
 			if !strings.Contains(list, "1600000") || !strings.HasPrefix(list, "-rw") {
 				t.Errorf("LIST = %q", list)
 			}
-			if nl := string(transfer(t, c, "NLST", nil)); nl != "big.bin\r\n" {
+			if nl := string(c.Xfer("NLST", nil)); nl != "big.bin\r\n" {
 				t.Errorf("NLST = %q", nl)
 			}
 
 			// Resume an upload: REST+STOR writes in place; APPE appends.
 			os.WriteFile(filepath.Join(home, "part.bin"), content[:500], 0o644)
 			c.Cmd(350, "REST 500")
-			transfer(t, c, "STOR part.bin", content[500:1000])
-			transfer(t, c, "APPE part.bin", content[1000:1500])
+			c.Xfer("STOR part.bin", content[500:1000])
+			c.Xfer("APPE part.bin", content[1000:1500])
 			if got, _ := os.ReadFile(filepath.Join(home, "part.bin")); !bytes.Equal(got, content[:1500]) {
 				t.Errorf("resumed upload has %d bytes, want 1500 matching", len(got))
 			}
@@ -252,53 +229,16 @@ func TestFileOperations(t *testing.T) {
 			c.Cmd(250, "DELE sub/renamed.bin")
 			c.Cmd(250, "RMD sub")
 			c.Cmd(550, "DELE nothing")
-			transfer(t, c, "STOU", []byte("u"))
+			c.Xfer("STOU", []byte("u"))
 			c.Cmd(221, "QUIT")
 		})
-	}
-}
-
-func TestPathsStayInHome(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	home := s.Home(user)
-	outside := filepath.Join(filepath.Dir(s.Root), "outside.txt")
-	os.WriteFile(outside, []byte("secret"), 0o644)
-	os.Symlink(outside, filepath.Join(home, "abs-link"))
-	os.Symlink("../../outside.txt", filepath.Join(home, "rel-link"))
-	os.Symlink(filepath.Dir(s.Root), filepath.Join(home, "dir-link"))
-	os.WriteFile(filepath.Join(home, "in.txt"), []byte("ok"), 0o644)
-	os.Symlink("in.txt", filepath.Join(home, "good-link"))
-
-	c := login(t, s, s.ClientTLS())
-	c.Pasv()
-	run(t, c, []step{
-		{"RETR ../../etc/passwd", 550},
-		{"RETR /etc/passwd", 550},
-		{"RETR ../outside.txt", 550},
-		{"RETR abs-link", 550},
-		{"RETR rel-link", 550},
-		{"CWD dir-link", 550},
-		{"SIZE rel-link", 550},
-		{"STOR abs-link", 550},
-		{"DELE ../outside.txt", 550},
-		{"CWD ../..", 250},
-		{"SIZE good-link", 213},
-	})
-	if pwd := c.Cmd(257, "PWD"); !strings.HasPrefix(pwd, `"/"`) {
-		t.Errorf("PWD after CWD ../.. = %s", pwd)
-	}
-	if list := string(transfer(t, c, "LIST", nil)); strings.Contains(list, "abs-link") || !strings.Contains(list, "good-link") {
-		t.Errorf("LIST shows escaping links or hides good ones: %q", list)
-	}
-	if b, _ := os.ReadFile(outside); string(b) != "secret" {
-		t.Error("outside file changed")
 	}
 }
 
 func TestPermissions(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: user, Password: pass, Perms: []string{"list", "read"}}}})
 	os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("x"), 0o644)
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	c.Pasv()
 	run(t, c, []step{
 		{"STOR new.txt", 550},
@@ -311,48 +251,111 @@ func TestPermissions(t *testing.T) {
 		{"MFMT 20200102030405 f.txt", 550},
 		{"SIZE f.txt", 213},
 	})
-	if got := string(transfer(t, c, "RETR f.txt", nil)); got != "x" {
+	if got := string(c.Xfer("RETR f.txt", nil)); got != "x" {
 		t.Errorf("RETR = %q", got)
 	}
 }
 
-func TestDataConnectionMustResume(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			s := ftpstest.NewServer(t, ftpstest.Options{})
-			os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("x"), 0o644)
+// TestDataConnectionNotResumed: data connections that do not resume their
+// own control session are refused with the 425 FileZilla users know, for
+// listings, downloads and uploads; a refused STOR does not create or
+// truncate its target; and the control connection goes on working.
+func TestDataConnectionNotResumed(t *testing.T) {
+	t.Parallel()
+	type variant struct {
+		name    string
+		version uint16
+		// ticketless: the control client, like curl on OpenSSL, offers
+		// no session tickets at all.
+		ticketless bool
+		// data returns the TLS config of the misbehaving data client.
+		data func(t *testing.T, s *ftpstest.Server) *tls.Config
+	}
+	noCache := func(v uint16) func(*testing.T, *ftpstest.Server) *tls.Config {
+		return func(_ *testing.T, s *ftpstest.Server) *tls.Config {
 			cfg := s.ClientTLS()
-			cfg.MaxVersion = v
-			c := login(t, s, cfg)
-
-			// Same client, but its data connection does not resume.
-			noCache := s.ClientTLS()
-			noCache.MaxVersion = v
-			noCache.ClientSessionCache = nil
-			addr := c.Pasv()
-			c.Send("RETR f.txt")
-			ftpstest.DialData(t, addr, noCache) // the server refuses it after the handshake
-			c.Expect(150)
-			msg := c.Expect(425)
-			if !strings.Contains(msg, "TLS session of data connection not resumed") {
-				t.Errorf("425 text = %q", msg)
+			cfg.ClientSessionCache = nil
+			cfg.MinVersion, cfg.MaxVersion = v, v
+			return cfg
+		}
+	}
+	otherSession := func(v uint16) func(*testing.T, *ftpstest.Server) *tls.Config {
+		return func(t *testing.T, s *ftpstest.Server) *tls.Config {
+			cfg := s.ClientTLS()
+			cfg.MinVersion, cfg.MaxVersion = v, v
+			other := s.Login(t, cfg)
+			other.Cmd(200, "NOOP") // the TLS 1.3 ticket has arrived
+			return cfg
+		}
+	}
+	ticketless := func(_ *testing.T, s *ftpstest.Server) *tls.Config {
+		cfg := s.ClientTLS()
+		cfg.SessionTicketsDisabled = true
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+		return cfg
+	}
+	variants := []variant{
+		{"no-session-cache/TLS1.2", tls.VersionTLS12, false, noCache(tls.VersionTLS12)},
+		{"no-session-cache/TLS1.3", tls.VersionTLS13, false, noCache(tls.VersionTLS13)},
+		{"ticketless-like-curl/TLS1.2", tls.VersionTLS12, true, ticketless},
+		{"other-sessions-ticket/TLS1.2", tls.VersionTLS12, false, otherSession(tls.VersionTLS12)},
+		{"other-sessions-ticket/TLS1.3", tls.VersionTLS13, false, otherSession(tls.VersionTLS13)},
+	}
+	for _, vt := range variants {
+		t.Run(vt.name, func(t *testing.T) {
+			t.Parallel()
+			s := ftpstest.NewServer(t, ftpstest.Options{})
+			home := s.Home(user)
+			secret := testutil.Payload(100000, 40)
+			testutil.WriteFile(t, home, "secret.bin", secret)
+			testutil.WriteFile(t, home, "old.txt", []byte("old content"))
+			own := s.ClientTLS()
+			own.MinVersion, own.MaxVersion = vt.version, vt.version
+			own.SessionTicketsDisabled = vt.ticketless
+			c := s.Login(t, own)
+			for _, cmd := range []string{"MLSD", "LIST", "RETR secret.bin", "STOR old.txt", "STOR new.txt", "APPE old.txt"} {
+				// A fresh bad client each time: one that was refused
+				// before may hold a ticket from this session's data
+				// port, which TestRefusedDataClientCannotComeBack covers.
+				bad := vt.data(t, s)
+				addr := c.Pasv()
+				c.Send(cmd)
+				dc, err := ftpstest.DialData(t, addr, bad)
+				c.Expect(150)
+				if err == nil {
+					if tc := dc.(*tls.Conn); tc.ConnectionState().DidResume {
+						t.Errorf("%s: a data client without this session's ticket resumed it", cmd)
+					}
+					if strings.HasPrefix(cmd, "STOR") || strings.HasPrefix(cmd, "APPE") {
+						dc.Write([]byte("overwritten!"))
+					}
+					got, _ := io.ReadAll(dc)
+					if len(got) != 0 {
+						t.Errorf("%s: %d bytes leaked over a refused data connection", cmd, len(got))
+					}
+				}
+				msg := c.Expect(425)
+				if want := "Unable to build data connection: TLS session of data connection not resumed"; !strings.Contains(msg, want) {
+					t.Errorf("%s: 425 %q, want %q", cmd, msg, want)
+				}
 			}
-
-			// Another control session's ticket does not open this one's data.
-			other := login(t, s, s.ClientTLS())
-			otherCfg := other.TLS
-			otherCfg.MaxVersion = v
-			other.Cmd(200, "NOOP") // let the TLS 1.3 ticket arrive
-			addr = c.Pasv()
-			c.Send("RETR f.txt")
-			ftpstest.DialData(t, addr, otherCfg)
-			c.Expect(150)
-			c.Expect(425)
-
-			// The session's own client still works afterwards.
-			if got := transfer(t, c, "RETR f.txt", nil); string(got) != "x" {
-				t.Errorf("RETR = %q", got)
+			testutil.AssertContent(t, filepath.Join(home, "old.txt"), []byte("old content"))
+			testutil.AssertMissing(t, filepath.Join(home, "new.txt"))
+			if n := s.Log.Count(`msg="data connection refused: TLS session not resumed" .* tls_resumption=required`); n != 6 {
+				t.Errorf("%d refusals logged, want 6", n)
 			}
+			if vt.ticketless {
+				// Such a client can never transfer in required mode.
+				c.Cmd(221, "QUIT")
+				return
+			}
+			// The session's own, resuming data connection still works.
+			c.Cmd(200, "NOOP")
+			if got := c.Xfer("RETR secret.bin", nil); testutil.Sum(got) != testutil.Sum(secret) {
+				t.Error("RETR after the refusals returned other content")
+			}
+			c.Xfer("STOR old.txt", []byte("new content"))
+			testutil.AssertContent(t, filepath.Join(home, "old.txt"), []byte("new content"))
 		})
 	}
 }
@@ -363,124 +366,19 @@ func TestResumptionCompatibleAcceptsTicketlessClient(t *testing.T) {
 	cfg := s.ClientTLS()
 	cfg.MaxVersion = tls.VersionTLS12
 	cfg.SessionTicketsDisabled = true // like curl on OpenSSL
-	c := login(t, s, cfg)
-	if got := transfer(t, c, "RETR f.txt", nil); string(got) != "x" {
+	c := s.Login(t, cfg)
+	if got := c.Xfer("RETR f.txt", nil); string(got) != "x" {
 		t.Errorf("RETR = %q", got)
-	}
-}
-
-func TestDataFromAnotherIPRefused(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) { c.AcceptTimeout = 2 * time.Second }})
-	os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("x"), 0o644)
-	c := login(t, s, s.ClientTLS())
-	addr := c.Pasv()
-	c.Send("RETR f.txt")
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	thief, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot dial from 127.0.0.2: %v", err)
-	}
-	defer thief.Close()
-	c.Expect(150)
-	thief.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := thief.Read(make([]byte, 1)); err == nil {
-		t.Errorf("thief read %d bytes", n)
-	}
-	c.Expect(425) // the rightful client never came
-	if !s.Log.Contains("127.0.0.2") {
-		t.Error("the refused peer is not logged")
-	}
-}
-
-func TestPassivePortExhaustion(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) {
-		// A one-port range; find a free port first.
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		c.Ports = fmt.Sprint(p)
-	}})
-	os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("x"), 0o644)
-	a := login(t, s, s.ClientTLS())
-	b := login(t, s, s.ClientTLS())
-	addr := a.Pasv()
-	b.Cmd(425, "PASV")
-	b.Cmd(425, "EPSV")
-	b.Cmd(200, "NOOP") // still serving
-	a.Send("RETR f.txt")
-	dc, err := ftpstest.DialData(t, addr, a.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Expect(150)
-	io.ReadAll(dc)
-	a.Expect(226)
-	if got := transfer(t, b, "RETR f.txt", nil); string(got) != "x" { // the port is free again
-		t.Errorf("RETR = %q", got)
-	}
-}
-
-func TestAbortedOverwriteKeepsOldFile(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	path := filepath.Join(s.Home(user), "doc.txt")
-	os.WriteFile(path, []byte("old version"), 0o644)
-	c := login(t, s, s.ClientTLS())
-
-	// 1. ABOR in the middle of the upload.
-	addr := c.Pasv()
-	c.Send("STOR doc.txt")
-	dc, err := ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(150)
-	dc.Write([]byte("new but incomplete"))
-	time.Sleep(100 * time.Millisecond)
-	c.Send("ABOR")
-	c.Expect(426)
-	c.Expect(226)
-	assertFile(t, path, "old version")
-
-	// 2. The client dies: TCP closes without TLS close_notify.
-	addr = c.Pasv()
-	c.Send("STOR doc.txt")
-	dc, err = ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(150)
-	dc.Write([]byte("half"))
-	dc.(*tls.Conn).NetConn().Close()
-	c.Expect(426)
-	assertFile(t, path, "old version")
-
-	// 3. A complete upload replaces it.
-	transfer(t, c, "STOR doc.txt", []byte("new version"))
-	assertFile(t, path, "new version")
-	entries, _ := os.ReadDir(s.Home(user))
-	if len(entries) != 1 {
-		t.Errorf("temporary files left: %v", entries)
-	}
-}
-
-func assertFile(t *testing.T, path, want string) {
-	t.Helper()
-	if got, err := os.ReadFile(path); err != nil || string(got) != want {
-		t.Fatalf("%s = %q, %v; want %q", path, got, err, want)
 	}
 }
 
 func TestAbortDownload(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{})
 	os.WriteFile(filepath.Join(s.Home(user), "big"), bytes.Repeat([]byte("x"), 64<<20), 0o644)
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	addr := c.Pasv()
 	c.Send("RETR big")
-	dc, err := ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(150)
+	dc := c.OpenData(addr)
 	dc.Read(make([]byte, 1000)) // the transfer is running; stop reading
 	c.Send("ABOR")
 	c.Expect(426)
@@ -512,7 +410,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestShutdownTellsIdleSessions(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(t.Context()) }()
 	c.Expect(421)
@@ -521,14 +419,89 @@ func TestShutdownTellsIdleSessions(t *testing.T) {
 	}
 }
 
+// TestShutdownCutsStalledTransfer: Shutdown with a short deadline while a
+// RETR is stalled (the client stopped reading) waits for the transfer up
+// to the deadline, then cuts the session and its data connection, returns
+// the context's error, and leaves no goroutine of the server behind; the
+// log shows the transfer and the session ending.
+func TestShutdownCutsStalledTransfer(t *testing.T) {
+	// Not parallel: the goroutine count below is of the whole test binary.
+	baseline := serverGoroutines()
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	testutil.WriteFile(t, s.Home(user), "big", bytes.Repeat([]byte("x"), 64<<20))
+	c := s.Login(t, s.ClientTLS())
+	addr := c.Pasv()
+	c.Send("RETR big")
+	dc := c.OpenData(addr)
+	if _, err := io.ReadFull(dc, make([]byte, 1000)); err != nil {
+		t.Fatalf("read the start of the transfer: %v", err)
+	}
+	// The client reads no more: the server's writes fill the socket
+	// buffers and block.
+
+	const grace = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), grace)
+	defer cancel()
+	start := time.Now()
+	err := s.Shutdown(ctx)
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if took < grace || took > grace+5*time.Second {
+		t.Errorf("Shutdown took %v, want the deadline (%v) and little more", took, grace)
+	}
+
+	// The control connection is closed (a 421 may come first) and the
+	// data connection ends early.
+	for range 2 {
+		if _, _, err := c.TryRead(); err != nil {
+			break
+		}
+	}
+	if _, _, err := c.TryRead(); err == nil {
+		t.Error("the control connection is still open after the forced shutdown")
+	}
+	dc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, dc); err == nil && n >= 64<<20-1000 {
+		t.Errorf("the data connection delivered the whole file (%d bytes) after the forced shutdown", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("the data connection is still open after the forced shutdown")
+	}
+
+	testutil.WaitFor(t, 10*time.Second, "the server's goroutines to end", func() bool { return serverGoroutines() <= baseline })
+	s.Log.Wait(t, `msg=transfer .* op="RETR /big" code=(426|451)`, 1, 5*time.Second)
+	s.Log.Wait(t, `msg="session closed" .* user=alice`, 1, 5*time.Second)
+}
+
+// serverGoroutines counts the goroutines running code of package ftps.
+func serverGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "\ngithub.com/ftpsd/ftpsd/ftps.") {
+			count++
+		}
+	}
+	return count
+}
+
 func TestRenameOverExistingNeedsWrite(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: user, Password: pass, Perms: []string{"list", "read", "rename"}}}})
 	home := s.Home(user)
 	os.WriteFile(filepath.Join(home, "a"), []byte("a"), 0o644)
 	os.WriteFile(filepath.Join(home, "b"), []byte("b"), 0o644)
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	run(t, c, []step{{"RNFR a", 350}, {"RNTO b", 550}, {"RNFR a", 350}, {"RNTO c", 250}})
-	assertFile(t, filepath.Join(home, "b"), "b")
+	testutil.AssertContent(t, filepath.Join(home, "b"), []byte("b"))
 	mlst := c.Cmd(250, "MLST /")
 	_, after, _ := strings.Cut(mlst, "perm=")
 	if perm, _, _ := strings.Cut(after, ";"); perm != "el" {
@@ -537,7 +510,7 @@ func TestRenameOverExistingNeedsWrite(t *testing.T) {
 }
 
 func TestImplicitFTPS(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			s := ftpstest.NewServer(t, ftpstest.Options{Implicit: true})
 			os.WriteFile(filepath.Join(s.Home(user), "f.txt"), []byte("implicit"), 0o644)
@@ -546,7 +519,7 @@ func TestImplicitFTPS(t *testing.T) {
 			c := s.DialImplicit(t, cfg)
 			run(t, c, []step{{"AUTH TLS", 503}, {"USER alice", 331}, {"PASS alice-secret", 230}})
 			// PROT P is the default here: a transfer works without PBSZ/PROT.
-			if got := transfer(t, c, "RETR f.txt", nil); string(got) != "implicit" {
+			if got := c.Xfer("RETR f.txt", nil); string(got) != "implicit" {
 				t.Errorf("RETR = %q", got)
 			}
 			c.Cmd(221, "QUIT")
@@ -574,12 +547,12 @@ func TestSpecialFilesDoNotBlock(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(s.Home(user), "pipe"), 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	c.Pasv()
 	run(t, c, []step{{"RETR pipe", 550}, {"STOR pipe", 550}, {"APPE pipe", 550}, {"CWD pipe", 550}, {"MLSD pipe", 501}})
 	c.Cmd(350, "REST 1")
 	c.Cmd(550, "STOR pipe")
-	if list := string(transfer(t, c, "LIST", nil)); !strings.Contains(list, "pipe") {
+	if list := string(c.Xfer("LIST", nil)); !strings.Contains(list, "pipe") {
 		t.Errorf("LIST = %q", list)
 	}
 	c.Cmd(221, "QUIT")
@@ -587,5 +560,180 @@ func TestSpecialFilesDoNotBlock(t *testing.T) {
 	defer cancel()
 	if err := s.Shutdown(sctx); err != nil {
 		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestDataConnectionFromAnotherIP: a connection to a session's passive
+// port from another address (127.0.0.2) is dropped without a byte or a
+// TLS handshake, the rightful client connecting afterwards still gets its
+// transfer, and other sessions are served meanwhile. When only the
+// foreign peer comes, the transfer ends with a 425 at the accept timeout.
+func TestDataConnectionFromAnotherIP(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) { c.AcceptTimeout = 2 * time.Second }})
+	data := testutil.Payload(1<<20, 41)
+	testutil.WriteFile(t, s.Home(user), "f.bin", data)
+	c := s.Login(t, s.ClientTLS())
+	bystander := s.Login(t, s.ClientTLS())
+
+	addr := c.Pasv()
+	c.Send("RETR f.bin")
+	c.Expect(150)
+
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	for i := range 3 {
+		thief, err := d.DialContext(t.Context(), "tcp", addr)
+		if err != nil {
+			t.Fatalf("dial from 127.0.0.2: %v", err)
+		}
+		thief.SetDeadline(time.Now().Add(5 * time.Second))
+		tc := tls.Client(thief, s.ClientTLS())
+		if err := tc.Handshake(); err == nil {
+			t.Errorf("thief %d completed a TLS handshake", i)
+			if n, _ := io.Copy(io.Discard, tc); n > 0 {
+				t.Errorf("thief %d read %d bytes", i, n)
+			}
+		}
+		thief.Close()
+		bystander.Cmd(200, "NOOP")
+	}
+	s.Log.Wait(t, `msg="data connection from a foreign address dropped" .*peer=127\.0\.0\.2:`, 3, 5*time.Second)
+
+	dc, err := ftpstest.DialData(t, addr, c.TLS)
+	if err != nil {
+		t.Fatalf("rightful data connection: %v", err)
+	}
+	if !dc.(*tls.Conn).ConnectionState().DidResume {
+		t.Error("rightful data connection did not resume")
+	}
+	got, err := io.ReadAll(dc)
+	if err != nil || testutil.Sum(got) != testutil.Sum(data) {
+		t.Errorf("RETR: %d bytes, %v; want the file", len(got), err)
+	}
+	dc.Close()
+	c.Expect(226)
+	if got := bystander.Xfer("RETR f.bin", nil); testutil.Sum(got) != testutil.Sum(data) {
+		t.Error("the bystander's RETR returned other content")
+	}
+
+	// Only the thief comes: it reads nothing, and the rightful client,
+	// which never came, gets a 425 once the accept timeout passes.
+	addr = c.Pasv()
+	c.Send("RETR f.bin")
+	thief, err := d.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from 127.0.0.2: %v", err)
+	}
+	defer thief.Close()
+	c.Expect(150)
+	thief.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := thief.Read(make([]byte, 1)); err == nil {
+		t.Errorf("thief read %d bytes", n)
+	}
+	c.Expect(425)
+	c.Cmd(200, "NOOP")
+}
+
+// TestAbortedOverwriteKeepsOldFile: an upload over an existing file that
+// does not complete leaves the old version, whether the client sends ABOR
+// in the middle, or dies so that its TCP connection ends without a TLS
+// close_notify (FIN, or RST). No temporary file is left behind, and the
+// session keeps working.
+func TestAbortedOverwriteKeepsOldFile(t *testing.T) {
+	t.Parallel()
+	type ending int
+	const (
+		abor ending = iota
+		finNoCloseNotify
+		rst
+	)
+	endings := []struct {
+		name string
+		how  ending
+	}{{"ABOR", abor}, {"FIN-without-close_notify", finNoCloseNotify}, {"RST", rst}}
+	for _, v := range versions {
+		for _, e := range endings {
+			t.Run(tls.VersionName(v)+"/"+e.name, func(t *testing.T) {
+				t.Parallel()
+				s := ftpstest.NewServer(t, ftpstest.Options{})
+				home := s.Home(user)
+				old := testutil.Payload(300000, 50)
+				path := testutil.WriteFile(t, home, "doc.bin", old)
+				cfg := s.ClientTLS()
+				cfg.MinVersion, cfg.MaxVersion = v, v
+				c := s.Login(t, cfg)
+
+				addr := c.Pasv()
+				c.Send("STOR doc.bin")
+				tc := c.OpenData(addr)
+				newData := testutil.Payload(8<<20, 51)
+				switch e.how {
+				case abor:
+					// Keep writing (bounded in time) until the server
+					// cuts the data connection; ABOR once some data
+					// is through.
+					done := make(chan error, 1)
+					go func() {
+						stop := time.Now().Add(15 * time.Second)
+						for off := 0; time.Now().Before(stop); off = (off + 64<<10) % len(newData) {
+							if _, err := tc.Write(newData[off : off+64<<10]); err != nil {
+								done <- nil
+								return
+							}
+						}
+						done <- errors.New("the server never cut the data connection after ABOR")
+					}()
+					s.Log.Wait(t, `msg=command .* cmd=STOR`, 1, 5*time.Second)
+					time.Sleep(50 * time.Millisecond)
+					c.Send("ABOR")
+					c.Expect(426)
+					c.Expect(226)
+					if err := <-done; err != nil {
+						t.Fatal(err)
+					}
+				case finNoCloseNotify, rst:
+					if _, err := tc.Write(newData[:100000]); err != nil {
+						t.Fatal(err)
+					}
+					raw := tc.NetConn().(*net.TCPConn)
+					if e.how == rst {
+						raw.SetLinger(0)
+					} else {
+						// Drain what the server sent (a TLS 1.3
+						// ticket): closing with unread data would
+						// send an RST instead of a FIN.
+						raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+						io.Copy(io.Discard, raw)
+					}
+					raw.Close() // no close_notify
+					code, msg := c.Read()
+					if code != 426 {
+						t.Errorf("upload cut without close_notify: %d %q, want 426", code, msg)
+					}
+				}
+				testutil.AssertContent(t, path, old)
+				assertNoTempFiles(t, home)
+
+				// The session goes on, and a complete upload replaces
+				// the file.
+				c.Cmd(200, "NOOP")
+				c.Xfer("STOR doc.bin", newData[:200000])
+				testutil.AssertContent(t, path, newData[:200000])
+				assertNoTempFiles(t, home)
+			})
+		}
+	}
+}
+
+func assertNoTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "doc.bin" {
+			t.Errorf("left in the home: %s", e.Name())
+		}
 	}
 }

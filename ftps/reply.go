@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/passive"
 )
 
 // reply is one FTP reply. Text may hold several lines (separated by "\n");
@@ -15,9 +18,6 @@ type reply struct {
 	code int
 	text string
 }
-
-// noReply is returned by handlers that already answered (or closed).
-var noReply = reply{}
 
 // format renders r as it goes on the wire:
 //
@@ -60,35 +60,70 @@ var (
 	replyTransferBusy   = reply{503, "A transfer is in progress; only ABOR, STAT, NOOP and QUIT are accepted."}
 )
 
-// fsReply maps a file-system error to a reply without leaking its text.
-func fsReply(err error) reply {
+// replyError is an error whose reply a helper has already decided (like
+// net/http's statusError). Its text is a reply's, never an internal error's.
+type replyError struct{ reply }
+
+func (e replyError) Error() string { return strconv.Itoa(e.code) + " " + e.text }
+
+// errReply is the one place that turns an error into a reply: decided
+// replies, bad paths, storage, passive and login errors. The reply never
+// holds the error's text (file names, internal detail): that goes to the
+// log.
+func errReply(err error) reply {
+	var re replyError
+	if errors.As(err, &re) {
+		return re.reply
+	}
 	// Errno first: ENOTEMPTY also matches fs.ErrExist.
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		switch errno {
-		case syscall.ENOTDIR:
-			return reply{550, "Not a directory."}
-		case syscall.EISDIR:
-			return reply{550, "Is a directory."}
-		case syscall.ENOTEMPTY:
-			return reply{550, "Directory not empty."}
-		case syscall.ENOSPC, syscall.EDQUOT:
-			return reply{452, "Insufficient storage space."}
-		case syscall.ENAMETOOLONG:
-			return reply{553, "File name too long."}
-		case syscall.ELOOP:
-			return replyNoPerm
+		if r, ok := errnoReplies[errno]; ok {
+			return r
 		}
 	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return reply{550, "No such file or directory."}
-	case errors.Is(err, fs.ErrExist):
-		return reply{550, "File exists."}
+	for _, m := range errorReplies {
+		if errors.Is(err, m.err) {
+			return m.reply
+		}
 	}
 	// Permission errors, escapes from the os.Root ("path escapes from
 	// parent") and anything unexpected: refuse without detail.
 	return replyNoPerm
+}
+
+var errnoReplies = map[syscall.Errno]reply{
+	syscall.ENOTDIR:      {550, "Not a directory."},
+	syscall.EISDIR:       {550, "Is a directory."},
+	syscall.ENOTEMPTY:    {550, "Directory not empty."},
+	syscall.ENOSPC:       {452, "Insufficient storage space."},
+	syscall.EDQUOT:       {452, "Insufficient storage space."},
+	syscall.ENAMETOOLONG: {553, "File name too long."},
+	syscall.ELOOP:        replyNoPerm,
+}
+
+// errorReplies are tried in order, with errors.Is.
+var errorReplies = []struct {
+	err error
+	reply
+}{
+	{errBadPath, reply{553, "File name not allowed."}},
+	{errNotRegular, reply{550, "Not a regular file."}},
+	{errBeyondEnd, reply{554, "Restart offset is beyond the end of the file."}},
+	// A storage backend that cannot do the operation (see storage).
+	{errors.ErrUnsupported, reply{502, "The server's storage cannot do this."}},
+	{fs.ErrNotExist, reply{550, "No such file or directory."}},
+	{fs.ErrExist, reply{550, "File exists."}},
+	{passive.ErrNoPorts, reply{425, "No free passive port; try again later."}},
+	{passive.ErrNotResumed, replyNotResumed},
+	{auth.ErrBlocked, reply{421, "Too many failed logins; try again later."}},
+	{auth.ErrInvalidCredentials, reply{530, "Login incorrect."}},
+}
+
+// noSpace reports a full storage: the one local failure whose own reply
+// (452) replaces the generic 451 of a transfer.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // printable replaces control characters (C0, DEL and the C1 range U+0080 to

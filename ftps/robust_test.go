@@ -12,7 +12,7 @@ import (
 // session (and server) keeps serving.
 func TestGarbageNeverKillsTheSession(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := login(t, s, s.ClientTLS())
+	c := s.Login(t, s.ClientTLS())
 	verbs := []string{"USER", "PASS", "ACCT", "FEAT", "OPTS", "SYST", "HELP", "STAT", "TYPE", "MODE",
 		"STRU", "ALLO", "PWD", "XPWD", "CWD", "XCWD", "CDUP", "XCUP", "MKD", "XMKD", "RMD", "XRMD", "DELE",
 		"RNFR", "RNTO", "SIZE", "MDTM", "MFMT", "MLST", "EPSV", "PORT", "EPRT", "REST", "PBSZ", "PROT",

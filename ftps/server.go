@@ -1,6 +1,6 @@
 // Package ftps is the FTPS control layer: the server, one session per
 // control connection, the command table, replies, the user's virtual paths
-// over os.Root, transfers and listings.
+// over a storage (an os.Root jail by default), transfers and listings.
 //
 // It receives its base *tls.Config, its users and its passive manager from
 // the caller and never builds any of them itself.
@@ -57,7 +57,6 @@ type Server struct {
 	sessions  map[*session]struct{}
 	prelogin  map[*session]struct{} // the sessions not logged in yet
 	perIP     map[netip.Prefix]int  // by auth.ClientKey
-	addr      net.Addr
 	wg        sync.WaitGroup
 }
 
@@ -132,40 +131,6 @@ func (s *Server) CloseUsers(gone func(name string) bool) int {
 	return len(victims)
 }
 
-// ListenAndServe listens on Config.Listen (and Config.ImplicitListen when
-// set) and serves until Shutdown.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	var lc net.ListenConfig
-	cfg := s.config()
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("server.listen: %w", err)
-	}
-	if cfg.ImplicitListen == "" {
-		return s.Serve(ctx, ln)
-	}
-	iln, err := lc.Listen(ctx, "tcp", cfg.ImplicitListen)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("server.implicit_listen: %w", err)
-	}
-	errs := make(chan error, 2)
-	go func() { errs <- s.Serve(ctx, ln) }()
-	go func() { errs <- s.ServeImplicit(ctx, iln) }()
-	err = <-errs
-	ln.Close()
-	iln.Close()
-	<-errs
-	return err
-}
-
-// Addr is the address of the most recent listener, or nil.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
-
 // Serve accepts explicit-FTPS connections on ln until Shutdown (then it
 // returns ErrServerClosed) or a permanent accept error. Cancelling ctx ends
 // the sessions' contexts but does not drain them: use Shutdown for that.
@@ -227,7 +192,6 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 			return false
 		}
 		s.listeners[ln] = struct{}{}
-		s.addr = ln.Addr()
 		return true
 	}
 	delete(s.listeners, ln)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -83,7 +82,7 @@ type session struct {
 	state        loginState
 	userName     string
 	user         *auth.User
-	root         *os.Root
+	st           storage // the user's files, from login on
 	failedLogins int
 
 	pbsz       bool
@@ -91,15 +90,13 @@ type session struct {
 	binary     bool
 	cwd        string // virtual, "/"-rooted
 	restOffset int64
-	renameFrom string // root-relative name after RNFR, "" otherwise
-	renameVirt string
+	renameFrom vpath // after RNFR, zero otherwise
 	epsvAll    bool
 	mlstFacts  factSet
 
-	pasv    *passive.Listener // open PASV/EPSV listener, not yet used
-	xfer    *transfer         // running transfer, if any
-	pending *transfer         // announced by a handler; started after its 150
-	quit    bool
+	pasv *passive.Listener // open PASV/EPSV listener, not yet used
+	xfer *transfer         // running transfer, if any
+	quit bool              // the session ends after this command
 
 	closing   atomic.Bool               // set by Server.Shutdown
 	stage     atomic.Int32              // how far a pre-login session got (stageConnected...), for eviction
@@ -162,15 +159,7 @@ func (s *session) serve() {
 			s.readFailed(err)
 			return
 		}
-		verb, arg := parseCommand(line)
-		r := s.dispatch(verb, arg)
-		if r != noReply {
-			s.reply(r)
-		}
-		if s.pending != nil {
-			s.launch(s.pending)
-			s.pending = nil
-		}
+		s.act(s.dispatch(parseCommand(line)))
 	}
 }
 
@@ -366,8 +355,8 @@ func (s *session) cleanup() {
 		s.pasv.Close()
 	}
 	s.binding.Close()
-	if s.root != nil {
-		s.root.Close()
+	if s.st != nil {
+		s.st.Close()
 	}
 	if s.tlsConn != nil && s.quit && !s.closing.Load() {
 		// A clean end gets close_notify (crypto/tls bounds it by 5 s);

@@ -5,9 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -19,14 +19,28 @@ import (
 // transfer is one data transfer: announced with 150 by its command, run in
 // its own goroutine, ended with exactly one final reply (226, 425, 426, 451
 // or 5xx) from that goroutine.
+//
+// Concurrency: the transfer goroutine runs while the control loop goes on
+// (ABOR, STAT, NOOP, and after it ends any command: TYPE, OPTS MLST...).
+// So everything it needs from the session is copied in here, as values,
+// when the command prepares it: the storage handle, the user's name and
+// rights, the MLST facts, the TYPE, the peer. It never reads the
+// session's mutable fields; besides what is fixed when the session starts
+// (srv, cfg, raw), it only writes its final reply through session.reply
+// (under the writer lock) and adds to the atomic counters.
 type transfer struct {
 	what     string // for logs and STAT, e.g. "RETR /a.txt"
 	file     fileOp // the file moved; zero for listings
 	listener *passive.Listener
 	secure   bool
+	log      *slog.Logger
+	user     string
+	remote   netip.Addr
+	binary   bool
+	timeout  time.Duration // data stall timeout
 	// run moves the data. It gets a connection that already passed the
 	// peer and TLS-resumption checks, and returns the final reply.
-	run func(ctx context.Context, dc *dataConn) reply
+	run func(x *transfer, dc *dataConn) reply
 	// abandon releases what the command prepared (an open file) when the
 	// data connection never came.
 	abandon func()
@@ -42,26 +56,32 @@ type transfer struct {
 }
 
 // prepareTransfer is called by a transfer command after its own checks. It
-// takes the session's passive listener and returns the 150 reply; the
-// transfer starts once that reply is written (see session.launch).
-func (s *session) prepareTransfer(what string, file fileOp, text string, run func(context.Context, *dataConn) reply, abandon func()) reply {
-	if s.pasv == nil {
-		if abandon != nil {
-			abandon()
-		}
-		return replyNeedPasv
+// takes the session's passive listener and returns the 150 reply with the
+// transfer, which the control loop starts once that reply is written.
+func (s *session) prepareTransfer(what string, file fileOp, text string, run func(*transfer, *dataConn) reply, abandon func()) result {
+	var refuse reply
+	switch {
+	case s.pasv == nil:
+		refuse = replyNeedPasv
+	case s.prot != protPrivate && !s.cfg.AllowPlaintextData:
+		refuse = replyDataProtection
 	}
-	if s.prot != protPrivate && !s.cfg.AllowPlaintextData {
+	if refuse != (reply{}) {
 		if abandon != nil {
 			abandon()
 		}
-		return replyDataProtection
+		return say(refuse)
 	}
 	x := &transfer{
 		what:     what,
 		file:     file,
 		listener: s.pasv,
 		secure:   s.prot == protPrivate,
+		log:      s.log,
+		user:     s.user.Name,
+		remote:   s.remote.Addr(),
+		binary:   s.binary,
+		timeout:  s.cfg.DataTimeout,
 		run:      run,
 		abandon:  abandon,
 		finished: make(chan struct{}),
@@ -69,8 +89,7 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 	}
 	x.ctx, x.cancel = context.WithCancel(s.ctx)
 	s.pasv = nil
-	s.pending = x
-	return reply{150, text}
+	return result{reply: reply{150, text}, xfer: x}
 }
 
 // fileOp names the file a transfer moves, for the transfer log.
@@ -100,19 +119,19 @@ func (s *session) launch(x *transfer) {
 		defer close(x.done)
 		defer x.cancel()
 		start := time.Now()
-		r := s.executeSafely(x)
+		r := executeSafely(x)
 		dur := time.Since(start)
 		if x.file.upload {
 			s.bytesIn.Add(x.bytes.Load())
 		} else {
 			s.bytesOut.Add(x.bytes.Load())
 		}
-		s.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
+		x.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
 			"dur", dur.Round(time.Millisecond))
 		if x.file.path != "" && s.srv.deps.OnTransfer != nil {
 			s.srv.deps.OnTransfer(TransferRecord{
-				End: start.Add(dur), Duration: dur, Remote: s.remote.Addr(), User: s.user.Name,
-				Path: x.file.path, Upload: x.file.upload, Binary: s.binary,
+				End: start.Add(dur), Duration: dur, Remote: x.remote, User: x.user,
+				Path: x.file.path, Upload: x.file.upload, Binary: x.binary,
 				Bytes: x.bytes.Load(), Complete: r.code == 226,
 			})
 		}
@@ -126,17 +145,17 @@ func (s *session) launch(x *transfer) {
 
 // executeSafely turns a panic in a transfer into a 451 for this session
 // only: a goroutine's panic would otherwise end the whole server.
-func (s *session) executeSafely(x *transfer) (r reply) {
+func executeSafely(x *transfer) (r reply) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.log.Error("transfer panic", "op", x.what, "panic", v, "stack", string(debug.Stack()))
+			x.log.Error("transfer panic", "op", x.what, "panic", v, "stack", string(debug.Stack()))
 			r = reply{451, "Internal error; transfer aborted."}
 		}
 	}()
-	return s.execute(x)
+	return execute(x)
 }
 
-func (s *session) execute(x *transfer) reply {
+func execute(x *transfer) reply {
 	dc, err := x.listener.Accept(x.ctx, x.secure)
 	x.listener.Close()
 	if err != nil {
@@ -145,19 +164,19 @@ func (s *session) execute(x *transfer) reply {
 		}
 		switch {
 		case errors.Is(err, passive.ErrNotResumed):
-			s.log.Warn("data connection refused: TLS session not resumed", "op", x.what)
-			return replyNotResumed
+			x.log.Warn("data connection refused: TLS session not resumed", "op", x.what)
+			return errReply(err)
 		case x.ctx.Err() != nil:
 			return reply{426, "Transfer aborted."}
 		default:
-			s.log.Info("data connection failed", "op", x.what, "err", err)
+			x.log.Info("data connection failed", "op", x.what, "err", err)
 			return replyDataFailed
 		}
 	}
 	// ABOR or shutdown: make any blocked read or write return at once.
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := x.run(x.ctx, &dataConn{Conn: dc, ctx: x.ctx, timeout: s.cfg.DataTimeout, n: &x.bytes})
+	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes})
 	if x.ctx.Err() != nil && r.code < 300 {
 		r = reply{426, "Transfer aborted."}
 	}
@@ -254,24 +273,24 @@ func copyData(dst io.Writer, src io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
 }
 
-// transferError maps a copy failure to the final reply: the client's side
-// (426) or ours (451). localErr is the error of the file side, if any.
-func (s *session) transferError(ctx context.Context, x string, err, localErr error) reply {
+// failed maps a copy failure to the final reply: the client's side (426)
+// or ours (451). localErr is the error of the file side, if any.
+func (x *transfer) failed(err, localErr error) reply {
 	var ne net.Error
 	switch {
-	case ctx.Err() != nil:
+	case x.ctx.Err() != nil:
 		return reply{426, "Transfer aborted."}
 	case errors.As(err, &ne) && ne.Timeout():
-		s.log.Info("data connection stalled", "op", x)
+		x.log.Info("data connection stalled", "op", x.what)
 		return reply{426, "Data connection timed out; transfer aborted."}
 	case localErr != nil:
-		s.log.Error("local I/O error during transfer", "op", x, "err", localErr)
-		if r := fsReply(err); r.code == 452 {
-			return r
+		x.log.Error("local I/O error during transfer", "op", x.what, "err", localErr)
+		if noSpace(err) {
+			return errReply(err)
 		}
 		return reply{451, "Local error; transfer aborted."}
 	default:
-		s.log.Info("data connection broken", "op", x, "err", err)
+		x.log.Info("data connection broken", "op", x.what, "err", err)
 		return reply{426, "Data connection closed; transfer aborted."}
 	}
 }
@@ -282,23 +301,28 @@ type fileSide struct {
 	err error
 }
 
-// trackedFile records errors from file I/O so a copy error can be
-// attributed to the file (local) or to the network.
-type trackedFile struct {
-	f    *os.File
+// trackedReader and trackedWriter record errors from file I/O so a copy
+// error can be attributed to the file (local) or to the network.
+type trackedReader struct {
+	r    io.Reader
 	side *fileSide
 }
 
-func (t trackedFile) Read(p []byte) (int, error) {
-	n, err := t.f.Read(p)
+func (t trackedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.side.err = err
 	}
 	return n, err
 }
 
-func (t trackedFile) Write(p []byte) (int, error) {
-	n, err := t.f.Write(p)
+type trackedWriter struct {
+	w    io.Writer
+	side *fileSide
+}
+
+func (t trackedWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
 	if err != nil {
 		t.side.err = err
 	}

@@ -4,19 +4,25 @@ import (
 	"errors"
 	"path"
 	"strings"
-	"syscall"
 )
-
-// noBlock is added to every open of an existing path: opening a FIFO (or
-// some device) a user placed in a home would otherwise block the session
-// until someone writes to it, beyond the reach of any timeout. Regular
-// files and directories ignore it; anything else is refused after Stat.
-const noBlock = syscall.O_NONBLOCK
 
 // maxPathLen bounds a client path; Linux's PATH_MAX is 4096.
 const maxPathLen = 4096
 
+// errBadPath is a path the client may not use (553 "File name not allowed.").
 var errBadPath = errors.New("invalid path")
+
+// vpath is a resolved client path.
+type vpath struct {
+	virt string // as the client sees it: "/"-rooted and clean
+	name string // relative to the home, for the storage ("." for the home)
+}
+
+// resolve resolves arg against the session's working directory.
+func (s *session) resolve(arg string) (vpath, error) {
+	virt, name, err := resolve(s.cwd, arg)
+	return vpath{virt, name}, err
+}
 
 // resolve turns a client path argument into the virtual path the client sees
 // (always "/"-rooted and clean) and the name relative to the user's os.Root

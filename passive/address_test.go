@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestPassiveAddr(t *testing.T) {
@@ -94,9 +96,9 @@ func (f *fakeLookup) count() int {
 
 // hostBinding builds a Manager whose public_address is a host name answered
 // by f, and a binding for a public peer.
-func hostBinding(t *testing.T, f *fakeLookup, interval time.Duration) (*Manager, *Binding, *syncBuffer) {
+func hostBinding(t *testing.T, f *fakeLookup, interval time.Duration) (*Manager, *Binding, *testutil.LogBuffer) {
 	t.Helper()
-	log, logs := testLogger()
+	log, logs := testutil.NewLogger()
 	m := newTestManager(t, Config{ResolveInterval: interval}, log)
 	set := *m.settings()
 	set.cfg.PublicAddress = "ftp.example.com"

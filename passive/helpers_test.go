@@ -1,16 +1,10 @@
 package passive
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -18,48 +12,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
-// testPKI is a self-signed certificate for "localhost" and 127.0.0.1 and a
-// pool that trusts exactly it (no InsecureSkipVerify).
-type testPKI struct {
-	cert tls.Certificate
-	pool *x509.CertPool
-}
+// testPKI is the shared test CA and its certificate for "localhost" and
+// 127.0.0.1, with the configs these tests build from it (no
+// InsecureSkipVerify).
+type testPKI struct{ *testutil.PKI }
 
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return testPKI{
-		cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		pool: pool,
-	}
-}
+func newTestPKI(t *testing.T) testPKI { return testPKI{testutil.NewPKI(t)} }
 
 // baseConfig is the server's base config as tlsctl builds it: TLS 1.2+,
 // ALPN "ftp" and explicit session ticket keys.
@@ -68,7 +30,7 @@ func (p testPKI) baseConfig(t *testing.T) *tls.Config {
 	var key [32]byte
 	rand.Read(key[:])
 	cfg := &tls.Config{
-		Certificates: []tls.Certificate{p.cert},
+		Certificates: []tls.Certificate{p.Cert},
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"ftp"},
 	}
@@ -87,7 +49,7 @@ func ticketsDisabled(c *tls.Config) { c.SessionTicketsDisabled = true }
 // data connections.
 func (p testPKI) clientConfig(vers uint16, opts ...clientOpt) *tls.Config {
 	c := &tls.Config{
-		RootCAs:    p.pool,
+		RootCAs:    p.CAPool,
 		ServerName: "localhost",
 		MinVersion: vers,
 		MaxVersion: vers,
@@ -97,29 +59,6 @@ func (p testPKI) clientConfig(vers uint16, opts ...clientOpt) *tls.Config {
 		o(c)
 	}
 	return c
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
 // newTestManager builds a Manager (on a free port range when cfg.Ports is

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestForeignPeerDropped dials the data port from 127.0.0.2 first: that
@@ -22,7 +24,7 @@ func TestForeignPeerDropped(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		t.Run("secure="+strconv.FormatBool(secure), func(t *testing.T) {
 			t.Parallel()
-			log, logs := testLogger()
+			log, logs := testutil.NewLogger()
 			m := newTestManager(t, Config{}, log)
 			ctl := pki.clientConfig(tls.VersionTLS13, withCache)
 			s := startSession(t, m, pki.baseConfig(t), ctl)

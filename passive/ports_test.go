@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func mustAddrPort(t *testing.T, s string) netip.AddrPort {
@@ -20,10 +22,10 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 
 // plainBinding binds a plain-FTP session from 127.0.0.1 on a manager over
 // n free ports.
-func plainBinding(t *testing.T, n int) (*Manager, *Binding, *syncBuffer) {
+func plainBinding(t *testing.T, n int) (*Manager, *Binding, *testutil.LogBuffer) {
 	t.Helper()
 	first, last := freeRange(t, n)
-	log, logs := testLogger()
+	log, logs := testutil.NewLogger()
 	m := newTestManager(t, Config{Ports: strconv.Itoa(int(first)) + "-" + strconv.Itoa(int(last))}, log)
 	b := m.Bind(nil, mustAddrPort(t, "127.0.0.1:21"), mustAddrPort(t, "127.0.0.1:40000"))
 	t.Cleanup(b.Close)

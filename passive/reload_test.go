@@ -3,6 +3,8 @@ package passive
 import (
 	"strings"
 	"testing"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestReload: a reload changes the advertised address and the local
@@ -10,7 +12,7 @@ import (
 // refused as a whole, keeping the settings in force.
 func TestReload(t *testing.T) {
 	t.Parallel()
-	log, _ := testLogger()
+	log, _ := testutil.NewLogger()
 	m := newTestManager(t, Config{PublicAddress: "198.51.100.7"}, log)
 	b := m.Bind(nil, mustAddrPort(t, "10.0.0.2:21"), mustAddrPort(t, "192.168.1.20:40000"))
 	t.Cleanup(b.Close)

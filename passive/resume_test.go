@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 var tlsVersions = []struct {
@@ -107,7 +109,7 @@ func TestDataResumption(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
-				log, logs := testLogger()
+				log, logs := testutil.NewLogger()
 				m := newTestManager(t, Config{TLSResumption: tt.mode}, log)
 				base := pki.baseConfig(t)
 				ctl := pki.clientConfig(v.vers, tt.control...)
@@ -184,7 +186,7 @@ func TestEndedWithoutCloseNotify(t *testing.T) {
 		notify bool
 	}{{"close_notify", true}, {"bare TCP close", false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			log, _ := testLogger()
+			log, _ := testutil.NewLogger()
 			m := newTestManager(t, Config{}, log)
 			cfg := pki.clientConfig(tls.VersionTLS13, withCache)
 			sess := startSession(t, m, pki.baseConfig(t), cfg)
@@ -226,7 +228,7 @@ func TestEndedWithoutCloseNotify(t *testing.T) {
 func TestCompatibleRefusesOtherVersion(t *testing.T) {
 	t.Parallel()
 	pki := newTestPKI(t)
-	log, logs := testLogger()
+	log, logs := testutil.NewLogger()
 	m := newTestManager(t, Config{TLSResumption: ResumptionCompatible}, log)
 	sess := startSession(t, m, pki.baseConfig(t), pki.clientConfig(tls.VersionTLS13, ticketsDisabled))
 	if _, err := transfer(t, sess.b, pki.clientConfig(tls.VersionTLS12, ticketsDisabled)); !errors.Is(err, ErrNotResumed) {

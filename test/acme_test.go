@@ -19,6 +19,7 @@ import (
 	"github.com/ftpsd/ftpsd/test/acmetest"
 	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 	"github.com/ftpsd/ftpsd/tlsctl"
 )
 
@@ -62,8 +63,7 @@ func leafSHA256(st tls.ConnectionState) string {
 func checkVerifiedSession(t *testing.T, s *ftpstest.Server, p *acmetest.Pebble, domain string) (*ftpstest.Conn, string) {
 	t.Helper()
 	cfg := acmeClient(p, domain)
-	c := s.Dial(t)
-	c.Login(cfg, user, pass)
+	c := s.Login(t, cfg)
 	st := c.ControlState()
 	if len(st.VerifiedChains) == 0 || st.VerifiedChains[0][0].VerifyHostname(domain) != nil {
 		t.Fatalf("control connection not verified for %s", domain)
@@ -71,7 +71,7 @@ func checkVerifiedSession(t *testing.T, s *ftpstest.Server, p *acmetest.Pebble, 
 	if st.NegotiatedProtocol != "ftp" {
 		t.Errorf("ALPN %q, want ftp", st.NegotiatedProtocol)
 	}
-	writeFile(t, s.Home(user), "hello.txt", []byte("hello over ACME"))
+	testutil.WriteFile(t, s.Home(user), "hello.txt", []byte("hello over ACME"))
 	retrieve(t, c, cfg, "hello.txt", "hello over ACME")
 
 	// The same through jlaffaye/ftp, a real client library: its control

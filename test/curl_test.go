@@ -10,6 +10,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // curlClient runs curl (OpenSSL) against one test server.
@@ -57,15 +58,15 @@ func (c *curlClient) ok(args ...string) string {
 // local writes a file into the client's working directory.
 func (c *curlClient) local(name string, data []byte) string {
 	c.t.Helper()
-	return writeFile(c.t, c.dir, name, data)
+	return testutil.WriteFile(c.t, c.dir, name, data)
 }
 
 // curlSession exercises every operation the issue lists with curl.
 func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 	home := s.Home(user)
-	dl := payload(2<<20+1, 20)
-	writeFile(t, home, "dl.bin", dl)
-	writeFile(t, home, "keep.txt", []byte("keep\n"))
+	dl := testutil.Payload(2<<20+1, 20)
+	testutil.WriteFile(t, home, "dl.bin", dl)
+	testutil.WriteFile(t, home, "keep.txt", []byte("keep\n"))
 
 	// Directory listing (LIST) and name list (NLST).
 	list := c.ok(c.url("/"))
@@ -85,34 +86,34 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 
 	// Download, with a sha256 check; then resume a partial download.
 	c.ok("-o", "dl.bin", c.url("dl.bin"))
-	assertContent(t, filepath.Join(c.dir, "dl.bin"), dl)
+	testutil.AssertContent(t, filepath.Join(c.dir, "dl.bin"), dl)
 	c.local("partial.bin", dl[:700000])
 	c.ok("-C", "-", "-o", "partial.bin", c.url("dl.bin"))
-	assertContent(t, filepath.Join(c.dir, "partial.bin"), dl)
+	testutil.AssertContent(t, filepath.Join(c.dir, "partial.bin"), dl)
 
 	// Upload a new file, then overwrite it.
-	up := payload(1<<20+7, 21)
+	up := testutil.Payload(1<<20+7, 21)
 	c.ok("-T", c.local("up.bin", up[:1000]), c.url("up.bin"))
-	assertContent(t, filepath.Join(home, "up.bin"), up[:1000])
+	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up[:1000])
 	c.ok("-T", c.local("up.bin", up), c.url("up.bin"))
-	assertContent(t, filepath.Join(home, "up.bin"), up)
+	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
 
 	// Resume an interrupted upload: curl asks SIZE and sends the rest.
-	writeFile(t, home, "resume.bin", up[:300000])
+	testutil.WriteFile(t, home, "resume.bin", up[:300000])
 	c.ok("-C", "-", "-T", c.local("resume.bin", up), c.url("resume.bin"))
-	assertContent(t, filepath.Join(home, "resume.bin"), up)
+	testutil.AssertContent(t, filepath.Join(home, "resume.bin"), up)
 
 	// Append (APPE).
 	tail := []byte("appended tail\n")
 	c.ok("--append", "-T", c.local("tail.txt", tail), c.url("resume.bin"))
-	assertContent(t, filepath.Join(home, "resume.bin"), append(append([]byte(nil), up...), tail...))
+	testutil.AssertContent(t, filepath.Join(home, "resume.bin"), append(append([]byte(nil), up...), tail...))
 
 	// Rename (RNFR/RNTO) and delete (DELE) through quote commands.
 	c.ok("-o", os.DevNull, "-Q", "RNFR up.bin", "-Q", "RNTO renamed.bin", c.url("/"))
-	assertMissing(t, filepath.Join(home, "up.bin"))
-	assertContent(t, filepath.Join(home, "renamed.bin"), up)
+	testutil.AssertMissing(t, filepath.Join(home, "up.bin"))
+	testutil.AssertContent(t, filepath.Join(home, "renamed.bin"), up)
 	c.ok("-o", os.DevNull, "-Q", "DELE renamed.bin", c.url("/"))
-	assertMissing(t, filepath.Join(home, "renamed.bin"))
+	testutil.AssertMissing(t, filepath.Join(home, "renamed.bin"))
 
 	// A failing quote command makes curl fail, and changes nothing.
 	if _, stderr, err := c.run("-o", os.DevNull, "-Q", "DELE nothing-here", c.url("/")); err == nil || !strings.Contains(stderr, "< 550") {
@@ -125,14 +126,14 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 		t.Fatalf("MKD made no directory: %v", err)
 	}
 	c.ok("-o", os.DevNull, "-Q", "RMD made", c.url("/"))
-	assertMissing(t, filepath.Join(home, "made"))
+	testutil.AssertMissing(t, filepath.Join(home, "made"))
 	c.ok("--ftp-create-dirs", "-T", c.local("deep.txt", []byte("deep\n")), c.url("a/b/deep.txt"))
-	assertContent(t, filepath.Join(home, "a", "b", "deep.txt"), []byte("deep\n"))
+	testutil.AssertContent(t, filepath.Join(home, "a", "b", "deep.txt"), []byte("deep\n"))
 	if sub := c.ok(c.url("a/b/")); !strings.Contains(sub, "deep.txt") {
 		t.Errorf("LIST a/b/ = %q", sub)
 	}
 	c.ok("-o", os.DevNull, "-Q", "DELE a/b/deep.txt", "-Q", "RMD a/b", "-Q", "RMD a", c.url("/"))
-	assertMissing(t, filepath.Join(home, "a"))
+	testutil.AssertMissing(t, filepath.Join(home, "a"))
 	assertCommands(t, s, "PASV", "LIST", "NLST", "SIZE", "RETR", "REST", "STOR", "APPE", "RNFR", "RNTO", "DELE", "MKD", "RMD")
 }
 
@@ -169,14 +170,14 @@ func TestCurlTLS12(t *testing.T) {
 	t.Run("required", func(t *testing.T) {
 		t.Parallel()
 		s := ftpstest.NewServer(t, ftpstest.Options{})
-		writeFile(t, s.Home(user), "dl.bin", []byte("secret data"))
+		testutil.WriteFile(t, s.Home(user), "dl.bin", []byte("secret data"))
 		c := newCurl(t, s, "--tlsv1.2", "--tls-max", "1.2")
 		for _, args := range [][]string{
 			{"-o", "dl.bin", c.url("dl.bin")},
 			{c.url("/")},
 			{"-T", c.local("up.txt", []byte("x")), c.url("up.txt")},
 		} {
-			before := logLines(s, logReply425)
+			before := s.Log.Count(logReply425)
 			stdout, _, err := c.run(args...)
 			if err == nil {
 				t.Errorf("curl %s at TLS 1.2 succeeded in required mode", strings.Join(args, " "))
@@ -191,16 +192,16 @@ func TestCurlTLS12(t *testing.T) {
 			// TestDataConnectionNotResumed.
 			// The server logs the 425 after curl has already gone:
 			// wait for it (bounded) before counting.
-			if after := waitLogLines(s, logReply425, before+1, 5*time.Second); after != before+1 {
+			if after := s.Log.WaitCount(logReply425, before+1, 5*time.Second); after != before+1 {
 				t.Errorf("curl %s: the server sent %d 425 replies, want 1", strings.Join(args, " "), after-before)
 			}
 		}
-		if n := logLines(s, logRefusedTLS+"required"); n != 3 {
+		if n := s.Log.Count(logRefusedTLS + "required"); n != 3 {
 			t.Errorf("server logged %d refusals for not resuming, want 3", n)
 		}
 		if b, err := os.ReadFile(filepath.Join(c.dir, "dl.bin")); err == nil && len(b) > 0 {
 			t.Errorf("refused download still delivered %q", b)
 		}
-		assertMissing(t, filepath.Join(s.Home(user), "up.txt"))
+		testutil.AssertMissing(t, filepath.Join(s.Home(user), "up.txt"))
 	})
 }

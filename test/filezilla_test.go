@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // fzModTime is the modification time of the files FileZilla lists; MDTM
@@ -21,9 +22,9 @@ var fzModTime = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
 // fzFiles are the files each FileZilla connection downloads.
 var fzFiles = map[string][]byte{
-	"one.bin":   payload(2<<20+17, 1),
-	"two.bin":   payload(1<<20+3, 2),
-	"three.bin": payload(1<<20+333, 3),
+	"one.bin":   testutil.Payload(2<<20+17, 1),
+	"two.bin":   testutil.Payload(1<<20+3, 2),
+	"three.bin": testutil.Payload(1<<20+333, 3),
 }
 
 // filezilla is one FileZilla control connection: FileZilla 3.x (GnuTLS)
@@ -124,7 +125,7 @@ func (c *filezilla) browse(t *testing.T) {
 		t.Errorf("PWD = %q, want \"/\"", pwd)
 	}
 	c.Cmd(200, "TYPE I")
-	entries := parseMLSD(t, string(xfer(t, c.Conn, c.data, "MLSD", nil)))
+	entries := parseMLSD(t, string(c.XferWith(c.data, "MLSD", nil)))
 
 	var names []string
 	for n := range entries {
@@ -171,9 +172,9 @@ func (c *filezilla) download(t *testing.T, name string) {
 	if got := c.Cmd(213, "MDTM "+name); got != fzModTime.Format("20060102150405") {
 		t.Errorf("MDTM %s = %s, want %s", name, got, fzModTime.Format("20060102150405"))
 	}
-	got := xfer(t, c.Conn, c.data, "RETR "+name, nil)
-	if sum(got) != sum(want) {
-		t.Errorf("RETR %s: %d bytes sha256 %s, want %d bytes sha256 %s", name, len(got), sum(got)[:16], len(want), sum(want)[:16])
+	got := c.XferWith(c.data, "RETR "+name, nil)
+	if testutil.Sum(got) != testutil.Sum(want) {
+		t.Errorf("RETR %s: %d bytes sha256 %s, want %d bytes sha256 %s", name, len(got), testutil.Sum(got)[:16], len(want), testutil.Sum(want)[:16])
 	}
 }
 
@@ -189,9 +190,9 @@ func TestFileZillaSequence(t *testing.T) {
 			s := ftpstest.NewServer(t, ftpstest.Options{})
 			home := s.Home(user)
 			for name, data := range fzFiles {
-				writeFile(t, home, name, data)
+				testutil.WriteFile(t, home, name, data)
 			}
-			writeFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
+			testutil.WriteFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
 			if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // dialGo connects github.com/jlaffaye/ftp in explicit FTPS mode and logs
@@ -75,28 +76,28 @@ func TestGoClient(t *testing.T) {
 				cfg.MinVersion, cfg.MaxVersion = v, v
 				c := dialGo(t, s, cfg, pm.opt)
 
-				big := payload(3<<20+5, 10)
-				small := payload(4096, 11)
+				big := testutil.Payload(3<<20+5, 10)
+				small := testutil.Payload(4096, 11)
 
 				// Upload a new file, then overwrite it.
 				if err := c.Stor("up.bin", bytes.NewReader(small)); err != nil {
 					t.Fatalf("STOR new: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "up.bin"), small)
+				testutil.AssertContent(t, filepath.Join(home, "up.bin"), small)
 				if err := c.Stor("up.bin", bytes.NewReader(big)); err != nil {
 					t.Fatalf("STOR overwrite: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "up.bin"), big)
+				testutil.AssertContent(t, filepath.Join(home, "up.bin"), big)
 				if err := c.Stor("empty.bin", bytes.NewReader(nil)); err != nil {
 					t.Fatalf("STOR empty: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "empty.bin"), nil)
+				testutil.AssertContent(t, filepath.Join(home, "empty.bin"), nil)
 
 				// Download, whole and from an offset.
-				if got := retrAll(t, c, "up.bin", 0); sum(got) != sum(big) {
-					t.Errorf("RETR: %d bytes sha256 %s, want %d bytes sha256 %s", len(got), sum(got)[:16], len(big), sum(big)[:16])
+				if got := retrAll(t, c, "up.bin", 0); testutil.Sum(got) != testutil.Sum(big) {
+					t.Errorf("RETR: %d bytes sha256 %s, want %d bytes sha256 %s", len(got), testutil.Sum(got)[:16], len(big), testutil.Sum(big)[:16])
 				}
-				if got := retrAll(t, c, "up.bin", 1<<20); sum(got) != sum(big[1<<20:]) {
+				if got := retrAll(t, c, "up.bin", 1<<20); testutil.Sum(got) != testutil.Sum(big[1<<20:]) {
 					t.Errorf("REST+RETR: %d bytes, want the last %d", len(got), len(big)-1<<20)
 				}
 
@@ -144,19 +145,19 @@ func TestGoClient(t *testing.T) {
 				}
 
 				// Resume an interrupted upload (REST+STOR), then APPE.
-				writeFile(t, home, "dir/part.bin", big[:1<<20])
+				testutil.WriteFile(t, home, "dir/part.bin", big[:1<<20])
 				if err := c.StorFrom("dir/part.bin", bytes.NewReader(big[1<<20:]), 1<<20); err != nil {
 					t.Fatalf("REST+STOR: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "dir", "part.bin"), big)
+				testutil.AssertContent(t, filepath.Join(home, "dir", "part.bin"), big)
 				if err := c.Append("dir/part.bin", bytes.NewReader(small)); err != nil {
 					t.Fatalf("APPE: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "dir", "part.bin"), append(slices.Clip(big), small...))
+				testutil.AssertContent(t, filepath.Join(home, "dir", "part.bin"), append(slices.Clip(big), small...))
 				if err := c.Append("dir/new-by-appe.bin", bytes.NewReader(small)); err != nil {
 					t.Fatalf("APPE new: %v", err)
 				}
-				assertContent(t, filepath.Join(home, "dir", "new-by-appe.bin"), small)
+				testutil.AssertContent(t, filepath.Join(home, "dir", "new-by-appe.bin"), small)
 
 				// Navigation, rename, delete, remove.
 				if err := c.ChangeDir("dir"); err != nil {
@@ -168,8 +169,8 @@ func TestGoClient(t *testing.T) {
 				if err := c.Rename("/up.bin", "moved.bin"); err != nil {
 					t.Fatalf("RNFR/RNTO: %v", err)
 				}
-				assertMissing(t, filepath.Join(home, "up.bin"))
-				assertContent(t, filepath.Join(home, "dir", "moved.bin"), big)
+				testutil.AssertMissing(t, filepath.Join(home, "up.bin"))
+				testutil.AssertContent(t, filepath.Join(home, "dir", "moved.bin"), big)
 				if err := c.ChangeDirToParent(); err != nil {
 					t.Fatalf("CDUP: %v", err)
 				}
@@ -212,7 +213,7 @@ func TestGoClientWithoutSessionCache(t *testing.T) {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
 			s := ftpstest.NewServer(t, ftpstest.Options{})
-			writeFile(t, s.Home(user), "f.txt", []byte("content"))
+			testutil.WriteFile(t, s.Home(user), "f.txt", []byte("content"))
 			cfg := &tls.Config{RootCAs: s.CAPool, ServerName: "localhost", MinVersion: v, MaxVersion: v}
 			c := dialGo(t, s, cfg)
 

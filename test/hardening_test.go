@@ -24,6 +24,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestTruncatedUploadNotReportedComplete: an in-place upload (STOR of a new
@@ -34,7 +35,7 @@ import (
 // file.
 func TestTruncatedUploadNotReportedComplete(t *testing.T) {
 	t.Parallel()
-	full := payload(600000, 60)
+	full := testutil.Payload(600000, 60)
 	const cut = 250000 // what arrives before the forged FIN
 	type variant struct {
 		name string
@@ -54,20 +55,20 @@ func TestTruncatedUploadNotReportedComplete(t *testing.T) {
 			name: "STOR-new-file", cmds: []string{"STOR f.bin"}, sent: full[:cut], kept: full[:cut],
 			resume: func(c *ftpstest.Conn) {
 				c.Cmd(350, fmt.Sprintf("REST %d", cut))
-				xfer(t, c, nil, "STOR f.bin", full[cut:])
+				c.Xfer("STOR f.bin", full[cut:])
 			},
 		},
 		{
 			name: "APPE", before: full[:100000], cmds: []string{"APPE f.bin"},
 			sent: full[100000:cut], kept: full[:cut],
-			resume: func(c *ftpstest.Conn) { xfer(t, c, nil, "APPE f.bin", full[cut:]) },
+			resume: func(c *ftpstest.Conn) { c.Xfer("APPE f.bin", full[cut:]) },
 		},
 		{
-			name: "REST+STOR", before: append(full[:100000:100000], payload(400000, 61)...),
+			name: "REST+STOR", before: append(full[:100000:100000], testutil.Payload(400000, 61)...),
 			cmds: []string{"REST 100000", "STOR f.bin"}, sent: full[100000:cut], kept: full[:cut],
 			resume: func(c *ftpstest.Conn) {
 				c.Cmd(350, fmt.Sprintf("REST %d", cut))
-				xfer(t, c, nil, "STOR f.bin", full[cut:])
+				c.Xfer("STOR f.bin", full[cut:])
 			},
 		},
 	}
@@ -78,26 +79,17 @@ func TestTruncatedUploadNotReportedComplete(t *testing.T) {
 				s := ftpstest.NewServer(t, ftpstest.Options{})
 				path := filepath.Join(s.Home(user), "f.bin")
 				if vt.before != nil {
-					writeFile(t, s.Home(user), "f.bin", vt.before)
+					testutil.WriteFile(t, s.Home(user), "f.bin", vt.before)
 				}
 				cfg := s.ClientTLS()
 				cfg.MinVersion, cfg.MaxVersion = v, v
-				c := s.Dial(t)
-				c.Login(cfg, user, pass)
+				c := s.Login(t, cfg)
 				addr := c.Pasv()
 				for _, cmd := range vt.cmds[:len(vt.cmds)-1] {
 					c.Cmd(350, cmd)
 				}
 				c.Send(vt.cmds[len(vt.cmds)-1])
-				dc, err := ftpstest.DialData(t, addr, c.TLS)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.Expect(150)
-				tc := dc.(*tls.Conn)
-				if !tc.ConnectionState().DidResume {
-					t.Fatal("data connection did not resume")
-				}
+				tc := c.OpenData(addr)
 				if _, err := tc.Write(vt.sent); err != nil {
 					t.Fatal(err)
 				}
@@ -115,15 +107,15 @@ func TestTruncatedUploadNotReportedComplete(t *testing.T) {
 						t.Errorf("426 %q does not say %q", msg, want)
 					}
 				}
-				if n := logLines(s, `level=WARN msg="upload ended without TLS close_notify: possibly truncated, bytes kept" .* bytes=`+strconv.Itoa(len(vt.sent))); n != 1 {
+				if n := s.Log.Count(`level=WARN msg="upload ended without TLS close_notify: possibly truncated, bytes kept" .* bytes=` + strconv.Itoa(len(vt.sent))); n != 1 {
 					t.Errorf("%d warnings logged for the truncated upload, want 1", n)
 				}
-				assertContent(t, path, vt.kept)
+				testutil.AssertContent(t, path, vt.kept)
 
 				// The client resumes from what was kept.
 				c.Cmd(213, "SIZE f.bin")
 				vt.resume(c)
-				assertContent(t, path, full)
+				testutil.AssertContent(t, path, full)
 			})
 		}
 	}
@@ -172,8 +164,7 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 	// Sessions logged in before the flood.
 	var before []*ftpstest.Conn
 	for range 3 {
-		c := s.Dial(t)
-		c.Login(s.ClientTLS(), user, pass)
+		c := s.Login(t, s.ClientTLS())
 		before = append(before, c)
 	}
 
@@ -208,7 +199,7 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 	if open > preCap {
 		t.Errorf("%d pre-login connections open, want at most max_prelogin_connections = %d", open, preCap)
 	}
-	if n := logLines(s, `msg="pre-login connection evicted`); n < defaults.MaxConnections-preCap {
+	if n := s.Log.Count(`msg="pre-login connection evicted`); n < defaults.MaxConnections-preCap {
 		t.Errorf("%d evictions logged, want at least %d", n, defaults.MaxConnections-preCap)
 	}
 
@@ -233,9 +224,8 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 		})
 	}
 	for range 3 {
-		c := s.Dial(t)
-		c.Login(s.ClientTLS(), user, pass)
-		if got := xfer(t, c, nil, "LIST", nil); got == nil {
+		c := s.Login(t, s.ClientTLS())
+		if got := c.Xfer("LIST", nil); got == nil {
 			t.Error("LIST returned nothing")
 		}
 		c.Cmd(221, "QUIT")
@@ -274,7 +264,7 @@ func TestAuthTLSTimeout(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	tlsd.Cmd(331, "USER "+user)
 	tlsd.Cmd(230, "PASS "+pass)
-	if n := logLines(s, `msg="session timed out before AUTH TLS"`); n != 1 {
+	if n := s.Log.Count(`msg="session timed out before AUTH TLS"`); n != 1 {
 		t.Errorf("%d time-outs logged, want 1", n)
 	}
 }
@@ -298,10 +288,9 @@ func TestListingNeverCarriesControlBytes(t *testing.T) {
 		".ftpsd-ABCDEFGHIJKL.part": "",
 	}
 	for name := range names {
-		writeFile(t, home, name, []byte("x"))
+		testutil.WriteFile(t, home, name, []byte("x"))
 	}
-	c := s.Dial(t)
-	c.Login(s.ClientTLS(), user, pass)
+	c := s.Login(t, s.ClientTLS())
 	want := 0
 	for _, shown := range names {
 		if shown != "" {
@@ -309,7 +298,7 @@ func TestListingNeverCarriesControlBytes(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"LIST", "NLST", "MLSD"} {
-		got := string(xfer(t, c, nil, cmd, nil))
+		got := string(c.Xfer(cmd, nil))
 		lines := strings.Split(strings.TrimSuffix(got, "\r\n"), "\r\n")
 		if len(lines) != want {
 			t.Errorf("%s: %d lines, want %d:\n%q", cmd, len(lines), want, got)
@@ -369,14 +358,13 @@ func TestTelnetIACIACIsOneByte(t *testing.T) {
 	t.Parallel()
 	s := ftpstest.NewServer(t, ftpstest.Options{})
 	home := s.Home(user)
-	writeFile(t, home, "a\xffb", []byte("with 0xFF"))
-	writeFile(t, home, "ab", []byte("without"))
-	c := s.Dial(t)
-	c.Login(s.ClientTLS(), user, pass)
+	testutil.WriteFile(t, home, "a\xffb", []byte("with 0xFF"))
+	testutil.WriteFile(t, home, "ab", []byte("without"))
+	c := s.Login(t, s.ClientTLS())
 	c.Cmd(213, "SIZE a\xff\xffb")
 	c.Cmd(250, "DELE a\xff\xffb")
-	assertMissing(t, filepath.Join(home, "a\xffb"))
-	assertContent(t, filepath.Join(home, "ab"), []byte("without"))
+	testutil.AssertMissing(t, filepath.Join(home, "a\xffb"))
+	testutil.AssertContent(t, filepath.Join(home, "ab"), []byte("without"))
 	// Telnet commands (IAC IP, IAC DM) around a command are still dropped.
 	c.Cmd(200, "\xff\xf4\xff\xf2NOOP")
 }
@@ -420,8 +408,8 @@ func TestSTOUNamesAreNeverShared(t *testing.T) {
 		dc.Close()
 		up.c.Expect(226)
 	}
-	assertContent(t, filepath.Join(home, nameA), []byte("from A"))
-	assertContent(t, filepath.Join(home, nameB), []byte("from B"))
+	testutil.AssertContent(t, filepath.Join(home, nameA), []byte("from A"))
+	testutil.AssertContent(t, filepath.Join(home, nameB), []byte("from B"))
 
 	// ABOR before the data connection: the announced file goes away.
 	a.Pasv()
@@ -432,7 +420,7 @@ func TestSTOUNamesAreNeverShared(t *testing.T) {
 	if !strings.Contains(msg, "gone.txt") {
 		t.Errorf("150 %q", msg)
 	}
-	assertMissing(t, filepath.Join(home, "gone.txt"))
+	testutil.AssertMissing(t, filepath.Join(home, "gone.txt"))
 }
 
 // TestOverwriteWithDirectorySwappedForSymlink: while an overwrite runs, the
@@ -448,18 +436,13 @@ func TestOverwriteWithDirectorySwappedForSymlink(t *testing.T) {
 			s := ftpstest.NewServer(t, ftpstest.Options{})
 			home := s.Home(user)
 			outside := t.TempDir()
-			old := payload(1000, 70)
-			writeFile(t, home, "dir/doc.bin", old)
-			c := s.Dial(t)
-			c.Login(s.ClientTLS(), user, pass)
+			old := testutil.Payload(1000, 70)
+			testutil.WriteFile(t, home, "dir/doc.bin", old)
+			c := s.Login(t, s.ClientTLS())
 			addr := c.Pasv()
 			c.Send("STOR dir/doc.bin")
-			dc, err := ftpstest.DialData(t, addr, c.TLS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Expect(150)
-			newData := payload(300000, 71)
+			dc := c.OpenData(addr)
+			newData := testutil.Payload(300000, 71)
 			if _, err := dc.Write(newData[:100000]); err != nil {
 				t.Fatal(err)
 			}
@@ -475,12 +458,12 @@ func TestOverwriteWithDirectorySwappedForSymlink(t *testing.T) {
 				dc.Close()
 				c.Expect(226)
 				// The upload lands in the directory it was started in.
-				assertContent(t, filepath.Join(home, "moved", "doc.bin"), newData)
+				testutil.AssertContent(t, filepath.Join(home, "moved", "doc.bin"), newData)
 			} else {
 				c.Send("ABOR")
 				c.Expect(426)
 				c.Expect(226)
-				assertContent(t, filepath.Join(home, "moved", "doc.bin"), old)
+				testutil.AssertContent(t, filepath.Join(home, "moved", "doc.bin"), old)
 			}
 			filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
 				if err == nil && strings.HasSuffix(d.Name(), ".part") {

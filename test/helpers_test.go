@@ -3,14 +3,9 @@ package test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
-	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,93 +22,6 @@ const (
 
 // versions are the TLS versions every client is run at.
 var versions = []uint16{tls.VersionTLS12, tls.VersionTLS13}
-
-// payload returns n bytes of deterministic pseudo-random data, different
-// for each seed, so a transfer that mixes up or truncates files shows.
-func payload(n int, seed byte) []byte {
-	var s [32]byte
-	s[0] = seed
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
-
-// sum is the hex SHA-256 of b.
-func sum(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
-// writeFile writes a file under dir, creating parent directories.
-func writeFile(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// assertContent fails unless the file at path holds exactly want,
-// comparing SHA-256 sums (a multi-megabyte diff helps nobody).
-func assertContent(t *testing.T, path string, want []byte) {
-	t.Helper()
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	if sum(got) != sum(want) {
-		t.Fatalf("%s: %d bytes sha256 %s, want %d bytes sha256 %s", path, len(got), sum(got)[:16], len(want), sum(want)[:16])
-	}
-}
-
-// assertMissing fails if path exists.
-func assertMissing(t *testing.T, path string) {
-	t.Helper()
-	if _, err := os.Lstat(path); err == nil {
-		t.Fatalf("%s exists, want it gone", path)
-	}
-}
-
-// xfer runs one data command over PASV on the logged-in connection c: it
-// sends line, dials the data connection with cfg (c.TLS when nil), uploads
-// send when it is non-nil or else reads everything, closes the data
-// connection with close_notify, and expects 150 then 226. It fails the test
-// unless the data connection resumed the control session, and returns what
-// the data connection carried.
-func xfer(t *testing.T, c *ftpstest.Conn, cfg *tls.Config, line string, send []byte) []byte {
-	t.Helper()
-	if cfg == nil {
-		cfg = c.TLS
-	}
-	addr := c.Pasv()
-	c.Send(line)
-	dc, err := ftpstest.DialData(t, addr, cfg)
-	if err != nil {
-		t.Fatalf("%s: data connection: %v", line, err)
-	}
-	c.Expect(150)
-	tc := dc.(*tls.Conn)
-	if !tc.ConnectionState().DidResume {
-		t.Errorf("%s: data connection did not resume the control TLS session", line)
-	}
-	var got []byte
-	if send != nil {
-		if _, err := dc.Write(send); err != nil {
-			t.Fatalf("%s: write data: %v", line, err)
-		}
-	} else if got, err = io.ReadAll(dc); err != nil {
-		t.Fatalf("%s: read data: %v", line, err)
-	}
-	if err := dc.Close(); err != nil {
-		t.Fatalf("%s: close data: %v", line, err)
-	}
-	c.Expect(226)
-	return got
-}
 
 // needTool returns the path of an external client. When it is missing the
 // test fails under CI=true (test/run.sh installs it, so absence there is a
@@ -158,31 +66,6 @@ func runTool(t *testing.T, dir string, env []string, name string, args ...string
 	return out.String(), errb.String(), err
 }
 
-// logLines counts the server log lines that match the regular expression.
-func logLines(s *ftpstest.Server, expr string) int {
-	re := regexp.MustCompile(expr)
-	n := 0
-	for _, line := range strings.Split(s.Log.String(), "\n") {
-		if re.MatchString(line) {
-			n++
-		}
-	}
-	return n
-}
-
-// waitLogLines polls until expr matches at least want log lines or timeout
-// passes, and returns the count then (lines logged after a client exits).
-func waitLogLines(s *ftpstest.Server, expr string, want int, timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	for {
-		n := logLines(s, expr)
-		if n >= want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Log patterns of the server (slog text handler).
 const (
 	logReply425   = `msg=reply .* code=425$`
@@ -194,8 +77,8 @@ const (
 // checks that an external client really ran at the version under test.
 func assertControlTLS(t *testing.T, s *ftpstest.Server, version string) {
 	t.Helper()
-	all := logLines(s, `msg="control TLS established"`)
-	want := logLines(s, `msg="control TLS established" .* version="`+regexp.QuoteMeta(version)+`"`)
+	all := s.Log.Count(`msg="control TLS established"`)
+	want := s.Log.Count(`msg="control TLS established" .* version="` + regexp.QuoteMeta(version) + `"`)
 	if all == 0 || want != all {
 		t.Errorf("%d of %d control TLS handshakes negotiated %s, want all", want, all, version)
 	}
@@ -207,7 +90,7 @@ func assertControlTLS(t *testing.T, s *ftpstest.Server, version string) {
 func assertCommands(t *testing.T, s *ftpstest.Server, verbs ...string) {
 	t.Helper()
 	for _, v := range verbs {
-		if logLines(s, `msg=command .* cmd=`+regexp.QuoteMeta(v)+`( |$)`) == 0 {
+		if s.Log.Count(`msg=command .* cmd=`+regexp.QuoteMeta(v)+`( |$)`) == 0 {
 			t.Errorf("the client never sent %s", v)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // lftpClient runs lftp (GnuTLS, like FileZilla) against one test server.
@@ -81,9 +82,9 @@ func TestLftp(t *testing.T) {
 			s := ftpstest.NewServer(t, ftpstest.Options{})
 			home := s.Home(user)
 			c := newLftp(t, s, tc.priority)
-			dl := payload(2<<20+99, 30)
-			writeFile(t, home, "dl.bin", dl)
-			writeFile(t, home, "keep.txt", []byte("keep\n"))
+			dl := testutil.Payload(2<<20+99, 30)
+			testutil.WriteFile(t, home, "dl.bin", dl)
+			testutil.WriteFile(t, home, "keep.txt", []byte("keep\n"))
 
 			// Listings: cls (MLSD when FEAT has MLST) and ls (LIST).
 			out, _, err := c.run("cls -1", "ls")
@@ -96,34 +97,34 @@ func TestLftp(t *testing.T) {
 
 			// Download, and resume a partial download (REST+RETR).
 			c.ok("get dl.bin -o got.bin")
-			assertContent(t, filepath.Join(c.dir, "got.bin"), dl)
-			writeFile(t, c.dir, "part.bin", dl[:1<<20])
+			testutil.AssertContent(t, filepath.Join(c.dir, "got.bin"), dl)
+			testutil.WriteFile(t, c.dir, "part.bin", dl[:1<<20])
 			c.ok("get -c dl.bin -o part.bin")
-			assertContent(t, filepath.Join(c.dir, "part.bin"), dl)
+			testutil.AssertContent(t, filepath.Join(c.dir, "part.bin"), dl)
 
 			// Upload a new file and overwrite it.
-			up := payload(1<<20+11, 31)
-			writeFile(t, c.dir, "up.bin", up[:5000])
+			up := testutil.Payload(1<<20+11, 31)
+			testutil.WriteFile(t, c.dir, "up.bin", up[:5000])
 			c.ok("put up.bin")
-			assertContent(t, filepath.Join(home, "up.bin"), up[:5000])
-			writeFile(t, c.dir, "up.bin", up)
+			testutil.AssertContent(t, filepath.Join(home, "up.bin"), up[:5000])
+			testutil.WriteFile(t, c.dir, "up.bin", up)
 			c.ok("put up.bin")
-			assertContent(t, filepath.Join(home, "up.bin"), up)
+			testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
 
 			// Resume an interrupted upload: put -c, and reput.
-			writeFile(t, home, "resume.bin", up[:400000])
-			writeFile(t, c.dir, "resume.bin", up)
+			testutil.WriteFile(t, home, "resume.bin", up[:400000])
+			testutil.WriteFile(t, c.dir, "resume.bin", up)
 			c.ok("put -c resume.bin")
-			assertContent(t, filepath.Join(home, "resume.bin"), up)
-			writeFile(t, home, "reput.bin", up[:12345])
+			testutil.AssertContent(t, filepath.Join(home, "resume.bin"), up)
+			testutil.WriteFile(t, home, "reput.bin", up[:12345])
 			c.ok("reput resume.bin -o reput.bin")
-			assertContent(t, filepath.Join(home, "reput.bin"), up)
+			testutil.AssertContent(t, filepath.Join(home, "reput.bin"), up)
 
 			// Rename, delete, make and remove a directory, upload into it.
-			writeFile(t, c.dir, "keep.txt", []byte("keep\n"))
+			testutil.WriteFile(t, c.dir, "keep.txt", []byte("keep\n"))
 			c.ok("mv up.bin renamed.bin", "mkdir newdir", "put keep.txt -o newdir/k.txt")
-			assertMissing(t, filepath.Join(home, "up.bin"))
-			assertContent(t, filepath.Join(home, "renamed.bin"), up)
+			testutil.AssertMissing(t, filepath.Join(home, "up.bin"))
+			testutil.AssertContent(t, filepath.Join(home, "renamed.bin"), up)
 			if fi, err := os.Stat(filepath.Join(home, "newdir")); err != nil || !fi.IsDir() {
 				t.Fatalf("mkdir made no directory: %v", err)
 			}
@@ -131,18 +132,18 @@ func TestLftp(t *testing.T) {
 				t.Error("rmdir of a non-empty directory succeeded")
 			}
 			c.ok("rm renamed.bin newdir/k.txt", "rmdir newdir")
-			assertMissing(t, filepath.Join(home, "renamed.bin"))
-			assertMissing(t, filepath.Join(home, "newdir"))
+			testutil.AssertMissing(t, filepath.Join(home, "renamed.bin"))
+			testutil.AssertMissing(t, filepath.Join(home, "newdir"))
 			if _, _, err := c.run("rm renamed.bin"); err == nil {
 				t.Error("rm of a missing file succeeded")
 			}
 
 			assertControlTLS(t, s, tc.version)
 			assertCommands(t, s, "MLSD", "LIST", "RETR", "REST", "STOR", "RNFR", "RNTO", "DELE", "MKD", "RMD")
-			if n := logLines(s, logRefusedTLS); n != 0 {
+			if n := s.Log.Count(logRefusedTLS); n != 0 {
 				t.Errorf("the server refused %d lftp data connections for not resuming", n)
 			}
-			if n := logLines(s, `msg="upload ended without TLS close_notify`); n != 0 {
+			if n := s.Log.Count(`msg="upload ended without TLS close_notify`); n != 0 {
 				t.Errorf("%d lftp uploads ended without close_notify", n)
 			}
 		})
@@ -156,14 +157,14 @@ func TestLftpImplicit(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{Implicit: true})
 	c := newLftp(t, s, "")
 	c.implicit = true
-	data := payload(200<<10, 9)
-	writeFile(t, c.dir, "up.bin", data)
+	data := testutil.Payload(200<<10, 9)
+	testutil.WriteFile(t, c.dir, "up.bin", data)
 	out := c.ok("put up.bin", "cls -1", "get up.bin -o down.bin")
 	if !strings.Contains(out, "up.bin") {
 		t.Errorf("listing lacks up.bin: %q", out)
 	}
-	assertContent(t, filepath.Join(s.Home(user), "up.bin"), data)
-	assertContent(t, filepath.Join(c.dir, "down.bin"), data)
+	testutil.AssertContent(t, filepath.Join(s.Home(user), "up.bin"), data)
+	testutil.AssertContent(t, filepath.Join(c.dir, "down.bin"), data)
 	if !s.Log.Contains("implicit_tls=true") || s.Log.Contains("not resumed") {
 		t.Errorf("expected an implicit session with resumed data connections:\n%s", s.Log.String())
 	}

@@ -3,7 +3,6 @@ package test
 import (
 	"bytes"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestLoginBeforeTLSRefused: a client that sends its password before AUTH
@@ -35,7 +35,7 @@ func TestLoginBeforeTLSRefused(t *testing.T) {
 				t.Errorf("%s before AUTH TLS: %d %q, want 530", strings.Fields(line)[0], code, msg)
 			}
 		}
-		if n := logLines(s, `msg=login `); n != 0 {
+		if n := s.Log.Count(`msg=login `); n != 0 {
 			t.Errorf("%d logins before TLS", n)
 		}
 		// Three "wrong" passwords in clear were not checked, so they
@@ -43,7 +43,7 @@ func TestLoginBeforeTLSRefused(t *testing.T) {
 		c.AuthTLS(s.ClientTLS())
 		c.Cmd(331, "USER "+user)
 		c.Cmd(230, "PASS "+pass)
-		if n := logLines(s, `msg=login .* tls=true`); n != 1 {
+		if n := s.Log.Count(`msg=login .* tls=true`); n != 1 {
 			t.Errorf("%d TLS logins logged, want 1", n)
 		}
 	})
@@ -78,112 +78,6 @@ func TestLoginBeforeTLSRefused(t *testing.T) {
 	})
 }
 
-// TestDataConnectionNotResumed: data connections that do not resume their
-// own control session are refused with the 425 FileZilla users know, for
-// listings, downloads and uploads; a refused STOR does not create or
-// truncate its target; and the control connection goes on working.
-func TestDataConnectionNotResumed(t *testing.T) {
-	t.Parallel()
-	type variant struct {
-		name    string
-		version uint16
-		// ticketless: the control client, like curl on OpenSSL, offers
-		// no session tickets at all.
-		ticketless bool
-		// data returns the TLS config of the misbehaving data client.
-		data func(t *testing.T, s *ftpstest.Server) *tls.Config
-	}
-	noCache := func(v uint16) func(*testing.T, *ftpstest.Server) *tls.Config {
-		return func(_ *testing.T, s *ftpstest.Server) *tls.Config {
-			cfg := s.ClientTLS()
-			cfg.ClientSessionCache = nil
-			cfg.MinVersion, cfg.MaxVersion = v, v
-			return cfg
-		}
-	}
-	otherSession := func(v uint16) func(*testing.T, *ftpstest.Server) *tls.Config {
-		return func(t *testing.T, s *ftpstest.Server) *tls.Config {
-			cfg := s.ClientTLS()
-			cfg.MinVersion, cfg.MaxVersion = v, v
-			other := s.Dial(t)
-			other.Login(cfg, user, pass)
-			other.Cmd(200, "NOOP") // the TLS 1.3 ticket has arrived
-			return cfg
-		}
-	}
-	ticketless := func(_ *testing.T, s *ftpstest.Server) *tls.Config {
-		cfg := s.ClientTLS()
-		cfg.SessionTicketsDisabled = true
-		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-		return cfg
-	}
-	variants := []variant{
-		{"no-session-cache/TLS1.2", tls.VersionTLS12, false, noCache(tls.VersionTLS12)},
-		{"no-session-cache/TLS1.3", tls.VersionTLS13, false, noCache(tls.VersionTLS13)},
-		{"ticketless-like-curl/TLS1.2", tls.VersionTLS12, true, ticketless},
-		{"other-sessions-ticket/TLS1.2", tls.VersionTLS12, false, otherSession(tls.VersionTLS12)},
-		{"other-sessions-ticket/TLS1.3", tls.VersionTLS13, false, otherSession(tls.VersionTLS13)},
-	}
-	for _, vt := range variants {
-		t.Run(vt.name, func(t *testing.T) {
-			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{})
-			home := s.Home(user)
-			secret := payload(100000, 40)
-			writeFile(t, home, "secret.bin", secret)
-			writeFile(t, home, "old.txt", []byte("old content"))
-			own := s.ClientTLS()
-			own.MinVersion, own.MaxVersion = vt.version, vt.version
-			own.SessionTicketsDisabled = vt.ticketless
-			c := s.Dial(t)
-			c.Login(own, user, pass)
-			for _, cmd := range []string{"MLSD", "LIST", "RETR secret.bin", "STOR old.txt", "STOR new.txt", "APPE old.txt"} {
-				// A fresh bad client each time: one that was refused
-				// before may hold a ticket from this session's data
-				// port, which TestRefusedDataClientCannotComeBack covers.
-				bad := vt.data(t, s)
-				addr := c.Pasv()
-				c.Send(cmd)
-				dc, err := ftpstest.DialData(t, addr, bad)
-				c.Expect(150)
-				if err == nil {
-					if tc := dc.(*tls.Conn); tc.ConnectionState().DidResume {
-						t.Errorf("%s: a data client without this session's ticket resumed it", cmd)
-					}
-					if strings.HasPrefix(cmd, "STOR") || strings.HasPrefix(cmd, "APPE") {
-						dc.Write([]byte("overwritten!"))
-					}
-					got, _ := io.ReadAll(dc)
-					if len(got) != 0 {
-						t.Errorf("%s: %d bytes leaked over a refused data connection", cmd, len(got))
-					}
-				}
-				msg := c.Expect(425)
-				if want := "Unable to build data connection: TLS session of data connection not resumed"; !strings.Contains(msg, want) {
-					t.Errorf("%s: 425 %q, want %q", cmd, msg, want)
-				}
-			}
-			assertContent(t, filepath.Join(home, "old.txt"), []byte("old content"))
-			assertMissing(t, filepath.Join(home, "new.txt"))
-			if n := logLines(s, logRefusedTLS+"required"); n != 6 {
-				t.Errorf("%d refusals logged, want 6", n)
-			}
-			if vt.ticketless {
-				// Such a client can never transfer in required mode.
-				c.Cmd(221, "QUIT")
-				return
-			}
-			// The session's own, resuming data connection still works.
-			c.Cmd(200, "NOOP")
-			if got := xfer(t, c, nil, "RETR secret.bin", nil); sum(got) != sum(secret) {
-				t.Error("RETR after the refusals returned other content")
-			}
-			xfer(t, c, nil, "STOR old.txt", []byte("new content"))
-			assertContent(t, filepath.Join(home, "old.txt"), []byte("new content"))
-		})
-	}
-}
-
 // TestRefusedDataClientCannotComeBack: a client on the same IP that races
 // a session's legitimate client to its passive port is refused (it has no
 // ticket of that session), and it must stay refused on the session's next
@@ -197,12 +91,11 @@ func TestRefusedDataClientCannotComeBack(t *testing.T) {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
 			s := ftpstest.NewServer(t, ftpstest.Options{})
-			secret := payload(50000, 42)
-			writeFile(t, s.Home(user), "secret.bin", secret)
+			secret := testutil.Payload(50000, 42)
+			testutil.WriteFile(t, s.Home(user), "secret.bin", secret)
 			own := s.ClientTLS()
 			own.MinVersion, own.MaxVersion = v, v
-			c := s.Dial(t)
-			c.Login(own, user, pass)
+			c := s.Login(t, own)
 
 			thief := s.ClientTLS() // same IP, its own session cache, no session
 			thief.MinVersion, thief.MaxVersion = v, v
@@ -230,74 +123,6 @@ func TestRefusedDataClientCannotComeBack(t *testing.T) {
 	}
 }
 
-// TestDataConnectionFromAnotherIP: a connection to a session's passive
-// port from another address (127.0.0.2) is dropped without a byte or a
-// TLS handshake, the rightful client connecting afterwards still gets its
-// transfer, and other sessions are served meanwhile.
-func TestDataConnectionFromAnotherIP(t *testing.T) {
-	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	data := payload(1<<20, 41)
-	writeFile(t, s.Home(user), "f.bin", data)
-	c := s.Dial(t)
-	c.Login(s.ClientTLS(), user, pass)
-	bystander := s.Dial(t)
-	bystander.Login(s.ClientTLS(), user, pass)
-
-	addr := c.Pasv()
-	c.Send("RETR f.bin")
-	c.Expect(150)
-
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	for i := range 3 {
-		thief, err := d.DialContext(t.Context(), "tcp", addr)
-		if err != nil {
-			t.Fatalf("dial from 127.0.0.2: %v", err)
-		}
-		thief.SetDeadline(time.Now().Add(5 * time.Second))
-		tc := tls.Client(thief, s.ClientTLS())
-		if err := tc.Handshake(); err == nil {
-			t.Errorf("thief %d completed a TLS handshake", i)
-			if n, _ := io.Copy(io.Discard, tc); n > 0 {
-				t.Errorf("thief %d read %d bytes", i, n)
-			}
-		}
-		thief.Close()
-		bystander.Cmd(200, "NOOP")
-	}
-	waitLog(t, s, `msg="data connection from a foreign address dropped" .*peer=127\.0\.0\.2:`, 3)
-
-	dc, err := ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatalf("rightful data connection: %v", err)
-	}
-	if !dc.(*tls.Conn).ConnectionState().DidResume {
-		t.Error("rightful data connection did not resume")
-	}
-	got, err := io.ReadAll(dc)
-	if err != nil || sum(got) != sum(data) {
-		t.Errorf("RETR: %d bytes, %v; want the file", len(got), err)
-	}
-	dc.Close()
-	c.Expect(226)
-	if got := xfer(t, bystander, nil, "RETR f.bin", nil); sum(got) != sum(data) {
-		t.Error("the bystander's RETR returned other content")
-	}
-}
-
-// waitLog waits (bounded) until the server log has at least n lines
-// matching expr.
-func waitLog(t *testing.T, s *ftpstest.Server, expr string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for logLines(s, expr) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("server log has %d lines matching %q after 5s, want %d", logLines(s, expr), expr, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestPathsCannotLeaveHome drives a real client (jlaffaye/ftp) at files
 // outside the home: parent paths, absolute paths, and symlinks leading out
 // are refused with 550, nothing outside changes, and no reply names a
@@ -308,8 +133,8 @@ func TestPathsCannotLeaveHome(t *testing.T) {
 	home := s.Home(user)
 	outsideDir := filepath.Dir(s.Root) // the server's temp dir, beside the homes
 	secret := []byte("TOP-SECRET-OUTSIDE-HOME\n")
-	outside := writeFile(t, outsideDir, "outside.txt", secret)
-	writeFile(t, home, "inside.txt", []byte("inside\n"))
+	outside := testutil.WriteFile(t, outsideDir, "outside.txt", secret)
+	testutil.WriteFile(t, home, "inside.txt", []byte("inside\n"))
 	for link, target := range map[string]string{
 		"abs-link":     outside,
 		"rel-link":     "../../outside.txt",
@@ -317,6 +142,7 @@ func TestPathsCannotLeaveHome(t *testing.T) {
 		"passwd-link":  "/etc/passwd",
 		"nested/up":    "../../../outside.txt",
 		"nested/.keep": "",
+		"good-link":    "nested/.keep", // stays inside: allowed
 	} {
 		p := filepath.Join(home, filepath.FromSlash(link))
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -377,144 +203,48 @@ func TestPathsCannotLeaveHome(t *testing.T) {
 	want550("MKD dir-link/new", c.MakeDir("dir-link/new"))
 	want550("RMD dir-link/..", c.RemoveDir("dir-link/.."))
 
+	// A link that stays inside the home works.
+	if n, err := c.FileSize("good-link"); err != nil || n != 0 {
+		t.Errorf("SIZE good-link: %d, %v; want 0", n, err)
+	}
+	// ".." above the home stops at its root.
+	if err := c.ChangeDir("../.."); err != nil {
+		t.Errorf("CWD ../..: %v", err)
+	}
+	if wd, err := c.CurrentDir(); err != nil || wd != "/" {
+		t.Errorf("PWD after CWD ../.. = %q, %v; want \"/\"", wd, err)
+	}
+
 	// "/../x" is "/x" inside the home: allowed, and it stays inside.
 	if err := c.Stor("/../../clamped.txt", strings.NewReader("clamped")); err != nil {
 		t.Errorf("STOR /../../clamped.txt: %v", err)
 	}
-	assertContent(t, filepath.Join(home, "clamped.txt"), []byte("clamped"))
+	testutil.AssertContent(t, filepath.Join(home, "clamped.txt"), []byte("clamped"))
 	if err := c.Rename("inside.txt", "../../escaped.txt"); err != nil {
 		t.Errorf("RNTO ../../escaped.txt: %v", err)
 	}
-	assertContent(t, filepath.Join(home, "escaped.txt"), []byte("inside\n"))
+	testutil.AssertContent(t, filepath.Join(home, "escaped.txt"), []byte("inside\n"))
 	if entries, err := c.List("/"); err != nil {
 		t.Errorf("MLSD /: %v", err)
 	} else {
+		listed := false
 		for _, e := range entries {
 			if e.Name == "abs-link" || e.Name == "rel-link" || e.Name == "dir-link" || e.Name == "passwd-link" {
 				t.Errorf("listing shows %q, a link out of the home", e.Name)
 			}
+			listed = listed || e.Name == "good-link"
+		}
+		if !listed {
+			t.Error("listing hides good-link, a link inside the home")
 		}
 	}
 
-	assertContent(t, outside, secret)
+	testutil.AssertContent(t, outside, secret)
 	for _, name := range []string{"escaped.txt", "x", "new", "clamped.txt"} {
-		assertMissing(t, filepath.Join(outsideDir, name))
+		testutil.AssertMissing(t, filepath.Join(outsideDir, name))
 	}
 	if strings.Contains(s.Log.String(), string(secret[:10])) {
 		t.Error("the server log holds the outside file's content")
-	}
-}
-
-// TestAbortedOverwriteKeepsOldFile: an upload over an existing file that
-// does not complete leaves the old version, whether the client sends ABOR
-// in the middle, or dies so that its TCP connection ends without a TLS
-// close_notify (FIN, or RST). No temporary file is left behind, and the
-// session keeps working.
-func TestAbortedOverwriteKeepsOldFile(t *testing.T) {
-	t.Parallel()
-	type ending int
-	const (
-		abor ending = iota
-		finNoCloseNotify
-		rst
-	)
-	endings := []struct {
-		name string
-		how  ending
-	}{{"ABOR", abor}, {"FIN-without-close_notify", finNoCloseNotify}, {"RST", rst}}
-	for _, v := range versions {
-		for _, e := range endings {
-			t.Run(tls.VersionName(v)+"/"+e.name, func(t *testing.T) {
-				t.Parallel()
-				s := ftpstest.NewServer(t, ftpstest.Options{})
-				home := s.Home(user)
-				old := payload(300000, 50)
-				path := writeFile(t, home, "doc.bin", old)
-				cfg := s.ClientTLS()
-				cfg.MinVersion, cfg.MaxVersion = v, v
-				c := s.Dial(t)
-				c.Login(cfg, user, pass)
-
-				addr := c.Pasv()
-				c.Send("STOR doc.bin")
-				dc, err := ftpstest.DialData(t, addr, c.TLS)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.Expect(150)
-				tc := dc.(*tls.Conn)
-				if !tc.ConnectionState().DidResume {
-					t.Fatal("data connection did not resume")
-				}
-				newData := payload(8<<20, 51)
-				switch e.how {
-				case abor:
-					// Keep writing (bounded in time) until the server
-					// cuts the data connection; ABOR once some data
-					// is through.
-					done := make(chan error, 1)
-					go func() {
-						stop := time.Now().Add(15 * time.Second)
-						for off := 0; time.Now().Before(stop); off = (off + 64<<10) % len(newData) {
-							if _, err := tc.Write(newData[off : off+64<<10]); err != nil {
-								done <- nil
-								return
-							}
-						}
-						done <- errors.New("the server never cut the data connection after ABOR")
-					}()
-					waitLog(t, s, `msg=command .* cmd=STOR`, 1)
-					time.Sleep(50 * time.Millisecond)
-					c.Send("ABOR")
-					c.Expect(426)
-					c.Expect(226)
-					if err := <-done; err != nil {
-						t.Fatal(err)
-					}
-				case finNoCloseNotify, rst:
-					if _, err := tc.Write(newData[:100000]); err != nil {
-						t.Fatal(err)
-					}
-					raw := tc.NetConn().(*net.TCPConn)
-					if e.how == rst {
-						raw.SetLinger(0)
-					} else {
-						// Drain what the server sent (a TLS 1.3
-						// ticket): closing with unread data would
-						// send an RST instead of a FIN.
-						raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-						io.Copy(io.Discard, raw)
-					}
-					raw.Close() // no close_notify
-					code, msg := c.Read()
-					if code != 426 {
-						t.Errorf("upload cut without close_notify: %d %q, want 426", code, msg)
-					}
-				}
-				assertContent(t, path, old)
-				assertNoTempFiles(t, home)
-
-				// The session goes on, and a complete upload replaces
-				// the file.
-				c.Cmd(200, "NOOP")
-				xfer(t, c, nil, "STOR doc.bin", newData[:200000])
-				assertContent(t, path, newData[:200000])
-				assertNoTempFiles(t, home)
-			})
-		}
-	}
-}
-
-func assertNoTempFiles(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "doc.bin" {
-			t.Errorf("left in the home: %s", e.Name())
-		}
 	}
 }
 
@@ -531,11 +261,10 @@ func TestPassivePortExhaustion(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) { c.Ports = fmt.Sprint(port) }})
-	data := payload(1<<20, 60)
-	writeFile(t, s.Home(user), "f.bin", data)
+	data := testutil.Payload(1<<20, 60)
+	testutil.WriteFile(t, s.Home(user), "f.bin", data)
 
-	holder := s.Dial(t)
-	holder.Login(s.ClientTLS(), user, pass)
+	holder := s.Login(t, s.ClientTLS())
 	addr := holder.Pasv() // takes the only port
 	if !strings.HasSuffix(addr, fmt.Sprintf(":%d", port)) {
 		t.Fatalf("PASV gave %s, want port %d", addr, port)
@@ -557,21 +286,22 @@ func TestPassivePortExhaustion(t *testing.T) {
 			t.Fatalf("NOOP while exhausted: %v", err)
 		}
 	}
-	if logLines(s, `msg="passive ports exhausted"`) == 0 {
+	if s.Log.Count(`msg="passive ports exhausted"`) == 0 {
 		t.Error("exhaustion is not logged")
+	}
+	// Both ways of asking were answered 425, and the session went on.
+	assertCommands(t, s, "EPSV", "PASV", "NOOP")
+	if n := s.Log.Count(logReply425); n < 6 {
+		t.Errorf("%d replies 425 logged, want at least 6 (List and Retr, three times)", n)
 	}
 
 	// The holder's transfer goes through on the port it holds.
 	holder.Send("RETR f.bin")
-	dc, err := ftpstest.DialData(t, addr, holder.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder.Expect(150)
+	dc := holder.OpenData(addr)
 	got, _ := io.ReadAll(dc)
 	dc.Close()
 	holder.Expect(226)
-	if sum(got) != sum(data) {
+	if testutil.Sum(got) != testutil.Sum(data) {
 		t.Error("holder's RETR returned other content")
 	}
 
@@ -594,11 +324,10 @@ func TestPassivePortExhaustion(t *testing.T) {
 func TestRemoveNonEmptyDirectory(t *testing.T) {
 	t.Parallel()
 	s := ftpstest.NewServer(t, ftpstest.Options{})
-	writeFile(t, s.Home(user), "full/f.txt", []byte("x"))
-	c := s.Dial(t)
-	c.Login(s.ClientTLS(), user, pass)
+	testutil.WriteFile(t, s.Home(user), "full/f.txt", []byte("x"))
+	c := s.Login(t, s.ClientTLS())
 	msg := c.Cmd(550, "RMD full")
-	assertContent(t, filepath.Join(s.Home(user), "full", "f.txt"), []byte("x"))
+	testutil.AssertContent(t, filepath.Join(s.Home(user), "full", "f.txt"), []byte("x"))
 	t.Run("reply-text", func(t *testing.T) {
 		if !strings.Contains(strings.ToLower(msg), "not empty") {
 			t.Errorf("RMD of a non-empty directory: 550 %q, want it to say the directory is not empty", msg)

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -35,6 +34,7 @@ import (
 	"github.com/ftpsd/ftpsd/test/acmetest"
 	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // Messages of the daemon that the tests wait for.
@@ -182,20 +182,9 @@ func (s *service) home(name string) string { return filepath.Join(s.dir, "home",
 // put writes a file into a user's home, owned by the server's user.
 func (s *service) put(t *testing.T, name, file string, data []byte) {
 	t.Helper()
-	p := writeFile(t, s.home(name), file, data)
+	p := testutil.WriteFile(t, s.home(name), file, data)
 	if err := ftpsdproc.Own(p); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// clientTLS trusts the server's certificate, with a session cache so that
-// data connections resume the control session.
-func (s *service) clientTLS() *tls.Config {
-	return &tls.Config{
-		RootCAs:            s.pool,
-		ServerName:         "localhost",
-		ClientSessionCache: tls.NewLRUClientSessionCache(8),
-		MinVersion:         tls.VersionTLS12,
 	}
 }
 
@@ -209,7 +198,7 @@ func (s *service) dial(t *testing.T) *ftpstest.Conn {
 func (s *service) login(t *testing.T, name, pass string) *ftpstest.Conn {
 	t.Helper()
 	c := s.dial(t)
-	c.Login(s.clientTLS(), name, pass)
+	c.Login(ftpstest.ClientTLS(s.pool), name, pass)
 	return c
 }
 
@@ -218,7 +207,7 @@ func (s *service) tryLogin(t *testing.T, name, pass string) (int, string) {
 	t.Helper()
 	c := s.dial(t)
 	defer c.Close()
-	c.AuthTLS(s.clientTLS())
+	c.AuthTLS(ftpstest.ClientTLS(s.pool))
 	c.Cmd(331, "USER "+name)
 	c.Send("PASS " + pass)
 	return c.Read()
@@ -398,16 +387,6 @@ func startCurl(t *testing.T, s *service, pipe bool, args ...string) *curlRun {
 	return r
 }
 
-// waitFor polls until cond holds, for at most 30s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-	}
-}
-
 // TestServiceReloadDuringDownload: a SIGHUP in the middle of throttled
 // curl transfers neither cuts nor corrupts them. The kernel buffers a
 // whole 1.5 MiB download on loopback, so the server may be done with the
@@ -418,9 +397,9 @@ func TestServiceReloadDuringDownload(t *testing.T) {
 	needTool(t, "curl")
 	c := newSvcConfig(newAccount(user, pass))
 	s := startService(t, c)
-	down, up := payload(1536<<10, 31), payload(1536<<10, 32)
+	down, up := testutil.Payload(1536<<10, 31), testutil.Payload(1536<<10, 32)
 	s.put(t, user, "down.bin", down)
-	src := writeFile(t, t.TempDir(), "up.bin", up)
+	src := testutil.WriteFile(t, t.TempDir(), "up.bin", up)
 	stored := filepath.Join(s.home(user), "up.bin")
 
 	// 1.5 MiB at 256 KiB/s each: six seconds.
@@ -428,8 +407,8 @@ func TestServiceReloadDuringDownload(t *testing.T) {
 	ul := startCurl(t, s, false, "--upload-file", src, "ftp://"+s.Addr+"/up.bin")
 	// Reload once a sixth has moved both ways: the rest needs five more
 	// seconds.
-	waitFor(t, "256 KiB downloaded", func() bool { return dl.received.Load() >= 256<<10 })
-	waitFor(t, "256 KiB uploaded", func() bool { fi, err := os.Stat(stored); return err == nil && fi.Size() >= 256<<10 })
+	testutil.WaitFor(t, 30*time.Second, "256 KiB downloaded", func() bool { return dl.received.Load() >= 256<<10 })
+	testutil.WaitFor(t, 30*time.Second, "256 KiB uploaded", func() bool { fi, err := os.Stat(stored); return err == nil && fi.Size() >= 256<<10 })
 	// A real change, in a section the running sessions use.
 	s.write(t, c.withUsers(newAccount(user, pass), newAccount("bob", "bob-secret")).withServer(`idle_timeout = "4m"`))
 	reloaded := s.reload(t)
@@ -449,10 +428,10 @@ func TestServiceReloadDuringDownload(t *testing.T) {
 			t.Fatalf("curl %s: %v\n%s", name, err, r.stderr.String())
 		}
 	}
-	if got := dl.out.Bytes(); sum(got) != sum(down) {
-		t.Errorf("download: %d bytes sha256 %s, want %d bytes sha256 %s", len(got), sum(got)[:16], len(down), sum(down)[:16])
+	if got := dl.out.Bytes(); testutil.Sum(got) != testutil.Sum(down) {
+		t.Errorf("download: %d bytes sha256 %s, want %d bytes sha256 %s", len(got), testutil.Sum(got)[:16], len(down), testutil.Sum(down)[:16])
 	}
-	assertContent(t, stored, up)
+	testutil.AssertContent(t, stored, up)
 	for _, op := range []string{"RETR /down.bin", "STOR /up.bin"} {
 		x := s.await(t, 0, func(r logRec) bool { return r.str("msg") == "transfer" && r.str("op") == op })
 		if code, _ := x.num("code"); code != 226 {
@@ -783,7 +762,7 @@ func TestServiceRunsUnprivileged(t *testing.T) {
 
 	conn := s.login(t, user, pass)
 	conn.Cmd(200, "TYPE I")
-	xfer(t, conn, nil, "STOR up.bin", payload(1000, 7))
+	conn.Xfer("STOR up.bin", testutil.Payload(1000, 7))
 	for _, p := range []string{filepath.Join(s.home(user), "up.bin"), filepath.Join(s.dir, "state", "ftpsd.pid")} {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -843,13 +822,13 @@ func TestServiceXferlog(t *testing.T) {
 	c.log = []string{`xferlog = "xferlog"`}
 	s := startService(t, c)
 	start := time.Now()
-	dl := payload(100_000, 8)
+	dl := testutil.Payload(100_000, 8)
 	s.put(t, user, "dl file.bin", dl)
 
 	conn := s.login(t, user, pass)
 	conn.Cmd(200, "TYPE I")
-	xfer(t, conn, nil, "MLSD", nil)
-	if got := xfer(t, conn, nil, "RETR dl file.bin", nil); sum(got) != sum(dl) {
+	conn.Xfer("MLSD", nil)
+	if got := conn.Xfer("RETR dl file.bin", nil); testutil.Sum(got) != testutil.Sum(dl) {
 		t.Fatalf("RETR: %d bytes, want %d", len(got), len(dl))
 	}
 
@@ -857,12 +836,8 @@ func TestServiceXferlog(t *testing.T) {
 	const sent = 256 << 10
 	addr := conn.Pasv()
 	conn.Send("STOR up load.bin")
-	dc, err := ftpstest.DialData(t, addr, conn.TLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.Expect(150)
-	if _, err := dc.Write(payload(sent, 9)); err != nil {
+	dc := conn.OpenData(addr)
+	if _, err := dc.Write(testutil.Payload(sent, 9)); err != nil {
 		t.Fatal(err)
 	}
 	target := filepath.Join(s.home(user), "up load.bin")
@@ -992,13 +967,13 @@ func TestServiceJSONLog(t *testing.T) {
 	c.auth = []string{`ban_duration = "10m"`}
 	c.log = []string{`level = "debug"`}
 	s := startService(t, c)
-	up, dl := payload(300_001, 10), payload(200_003, 11)
+	up, dl := testutil.Payload(300_001, 10), testutil.Payload(200_003, 11)
 	s.put(t, user, "dl.bin", dl)
 
 	conn := s.login(t, user, pass)
 	conn.Cmd(200, "TYPE I")
-	xfer(t, conn, nil, "STOR up.bin", up)
-	if got := xfer(t, conn, nil, "RETR dl.bin", nil); sum(got) != sum(dl) {
+	conn.Xfer("STOR up.bin", up)
+	if got := conn.Xfer("RETR dl.bin", nil); testutil.Sum(got) != testutil.Sum(dl) {
 		t.Fatalf("RETR: %d bytes, want %d", len(got), len(dl))
 	}
 	conn.Cmd(221, "QUIT")

@@ -24,8 +24,8 @@ type CertInfo struct {
 	File string
 }
 
-// source supplies the serving certificate. Each mode (self-signed, files,
-// and later ACME) is one implementation; the Manager only sees this.
+// source supplies the serving certificate. Each mode (ACME, files,
+// self-signed) is one implementation; the Manager only sees this.
 type source interface {
 	// GetCertificate is installed as tls.Config.GetCertificate. It must
 	// return a certificate also when the hello carries no SNI (clients that

@@ -13,11 +13,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // result is what one run() call produced.
@@ -320,25 +320,6 @@ func TestRunCheckConfigErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's log goroutines and the
-// test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // logLine returns the first JSON log record with message msg, or nil.
 func logLine(log, msg string) map[string]any {
 	for _, line := range strings.Split(log, "\n") {
@@ -358,7 +339,7 @@ func TestRunServe(t *testing.T) {
 	)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 

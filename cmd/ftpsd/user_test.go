@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // userConfig is the example configuration with users_file = "users.toml",
@@ -454,7 +455,7 @@ func TestUserAgainstServer(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var log syncBuffer
+	var log testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- serveCommand(ctx, []string{"-config", config}, &log, unprivileged) }()
 	defer func() {
@@ -566,7 +567,7 @@ func TestUserAgainstServer(t *testing.T) {
 
 // waitFor polls cond every 20ms until it holds, failing the test after
 // timeout or when serve exits.
-func waitFor(t *testing.T, timeout time.Duration, what string, log *syncBuffer, done <-chan int, cond func() bool) {
+func waitFor(t *testing.T, timeout time.Duration, what string, log *testutil.LogBuffer, done <-chan int, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(timeout); !cond(); {
 		select {
@@ -681,7 +682,7 @@ func TestPasswordNoEcho(t *testing.T) {
 			config := userConfig(t)
 			dir := filepath.Dir(config)
 			master, slave := openPty(t)
-			var out syncBuffer
+			var out testutil.LogBuffer
 			go func() {
 				buf := make([]byte, 4096)
 				for {

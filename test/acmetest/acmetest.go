@@ -270,6 +270,32 @@ func (p *proc) cleanup(t testing.TB) {
 	})
 }
 
+// startReady starts a process up to startAttempts times. Each attempt
+// picks its ports, starts the process (a setup error fails the test) and
+// returns it with its readiness check. A process that does not get ready
+// is stopped, and tried again only when it lost a port to someone else
+// (address in use). The ready process is stopped when the test ends; the
+// error is the last attempt's.
+func startReady(t testing.TB, attempt func() (*proc, func() error, error)) (*proc, error) {
+	t.Helper()
+	var lastErr error
+	for range startAttempts {
+		p, ready, err := attempt()
+		if err != nil {
+			t.Fatalf("acmetest: %v", err)
+		}
+		if lastErr = p.waitReady(ready); lastErr == nil {
+			p.cleanup(t)
+			return p, nil
+		}
+		p.Stop()
+		if !addrInUse(lastErr) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
 // waitReady polls ready every 50ms until it returns nil, the process
 // exits, or readyTimeout passes.
 func (p *proc) waitReady(ready func() error) error {

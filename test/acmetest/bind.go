@@ -176,38 +176,30 @@ func StartBIND(t testing.TB) *BIND {
 	}
 
 	start := time.Now()
-	var lastErr error
-	for range startAttempts {
+	_, err := startReady(t, func() (*proc, func() error, error) {
 		port := freeDNSPort(t)
 		b.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf := filepath.Join(dir, "named.conf")
 		if err := os.WriteFile(conf, []byte(b.namedConf(port, zoneFile)), 0o644); err != nil {
-			t.Fatalf("acmetest: %v", err)
+			return nil, nil, err
 		}
 		// -g: foreground, log to stderr; -4: IPv4 only; -n 1: one worker.
 		// As root named keeps running as root without -u.
 		p, err := startProc("named", bin, []string{"-g", "-4", "-n", "1", "-c", conf}, environ(nil), dir)
 		if err != nil {
-			t.Fatalf("acmetest: %v", err)
+			return nil, nil, err
 		}
 		b.p = p
-		err = p.waitReady(b.ready)
-		if err == nil {
-			p.cleanup(t)
-			t.Logf("acmetest: named for %s on %s ready in %v", b.Zone, b.Addr, time.Since(start).Round(time.Millisecond))
-			return b
-		}
-		p.Stop()
-		lastErr = err
-		if strings.Contains(err.Error(), "ermission denied") {
-			lastErr = fmt.Errorf("%v\n(named was refused access to %s: AppArmor or SELinux confining named?)", err, dir)
-		}
-		if !addrInUse(err) {
-			break
-		}
+		return p, b.ready, nil
+	})
+	if err != nil && strings.Contains(err.Error(), "ermission denied") {
+		err = fmt.Errorf("%v\n(named was refused access to %s: AppArmor or SELinux confining named?)", err, dir)
 	}
-	t.Fatalf("acmetest: %v", lastErr)
-	return nil
+	if err != nil {
+		t.Fatalf("acmetest: %v", err)
+	}
+	t.Logf("acmetest: named for %s on %s ready in %v", b.Zone, b.Addr, time.Since(start).Round(time.Millisecond))
+	return b
 }
 
 const zoneText = `$TTL 60

@@ -37,10 +37,10 @@ func StartChallTestSrv(t testing.TB) *ChallTestSrv {
 	t.Helper()
 	bin := ensureTool(t, "pebble-challtestsrv")
 	start := time.Now()
-	var lastErr error
-	for range startAttempts {
+	var s *ChallTestSrv
+	p, err := startReady(t, func() (*proc, func() error, error) {
 		dnsPort, mgmtPort := freeDNSPort(t), FreePort(t)
-		s := &ChallTestSrv{
+		s = &ChallTestSrv{
 			DNSAddr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(dnsPort)),
 			ManagementURL: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(mgmtPort)),
 		}
@@ -52,24 +52,14 @@ func StartChallTestSrv(t testing.TB) *ChallTestSrv {
 			"-defaultIPv6", "",
 		}
 		p, err := startProc("pebble-challtestsrv", bin, args, environ(nil), t.TempDir())
-		if err != nil {
-			t.Fatalf("acmetest: %v", err)
-		}
-		s.p = p
-		err = p.waitReady(s.ready)
-		if err == nil {
-			p.cleanup(t)
-			t.Logf("acmetest: pebble-challtestsrv DNS on %s ready in %v", s.DNSAddr, time.Since(start).Round(time.Millisecond))
-			return s
-		}
-		p.Stop()
-		lastErr = err
-		if !addrInUse(err) {
-			break
-		}
+		return p, s.ready, err
+	})
+	if err != nil {
+		t.Fatalf("acmetest: %v", err)
 	}
-	t.Fatalf("acmetest: %v", lastErr)
-	return nil
+	s.p = p
+	t.Logf("acmetest: pebble-challtestsrv DNS on %s ready in %v", s.DNSAddr, time.Since(start).Round(time.Millisecond))
+	return s
 }
 
 // ready checks that the DNS server answers A 127.0.0.1 over UDP and TCP and

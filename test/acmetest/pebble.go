@@ -2,18 +2,11 @@ package acmetest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // PebbleOptions tune StartPebble. The zero value is usable: free ports
@@ -114,17 +109,12 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		tlsPort = FreePort(t)
 	}
 
+	// Pebble's HTTPS certificate, from a test CA; Pebble wants absolute
+	// paths, which TempDir gives.
 	dir := t.TempDir()
-	caPEM, certFile, keyFile, err := writeServerCert(dir)
-	if err != nil {
-		t.Fatalf("acmetest: pebble server certificate: %v", err)
-	}
-	caFile := filepath.Join(dir, "server-ca.pem")
-	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
-		t.Fatalf("acmetest: %v", err)
-	}
-	caPool := x509.NewCertPool()
-	caPool.AppendCertsFromPEM(caPEM)
+	pki := testutil.NewPKI(t)
+	caFile, certFile, keyFile := pki.WriteFiles(t, dir)
+	caPEM, caPool := pki.CAPEM, pki.CAPool
 
 	authzReuse := "0"
 	if opts.AuthzReuse {
@@ -138,11 +128,11 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 	env = append(env, opts.Env...)
 
 	start := time.Now()
-	var lastErr error
-	for range startAttempts {
+	var pb *Pebble
+	_, err := startReady(t, func() (*proc, func() error, error) {
 		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 		mgmt := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
-		pb := &Pebble{
+		pb = &Pebble{
 			DirectoryURL:   "https://" + listen + "/dir",
 			ServerCAFile:   caFile,
 			ServerCAPEM:    caPEM,
@@ -157,29 +147,22 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		cfg := pebbleConfig(listen, mgmt, certFile, keyFile, httpPort, tlsPort, validity)
 		cfgFile := filepath.Join(dir, "pebble-config.json")
 		if err := os.WriteFile(cfgFile, cfg, 0o644); err != nil {
-			t.Fatalf("acmetest: %v", err)
+			return nil, nil, err
 		}
 		p, err := startProc("pebble", bin, []string{"-config", cfgFile, "-dnsserver", dnsServer}, env, dir)
 		if err != nil {
-			t.Fatalf("acmetest: %v", err)
+			return nil, nil, err
 		}
 		pb.p = p
 		client := pb.HTTPClient()
-		err = p.waitReady(func() error { return pb.fetchRoot(client, dir) })
-		if err == nil {
-			p.cleanup(t)
-			t.Logf("acmetest: pebble at %s (HTTP-01 port %d, TLS-ALPN-01 port %d, DNS %s, validity %v) ready in %v",
-				pb.DirectoryURL, httpPort, tlsPort, dnsServer, pb.ValidityPeriod, time.Since(start).Round(time.Millisecond))
-			return pb
-		}
-		p.Stop()
-		lastErr = err
-		if !addrInUse(err) {
-			break
-		}
+		return p, func() error { return pb.fetchRoot(client, dir) }, nil
+	})
+	if err != nil {
+		t.Fatalf("acmetest: %v", err)
 	}
-	t.Fatalf("acmetest: %v", lastErr)
-	return nil
+	t.Logf("acmetest: pebble at %s (HTTP-01 port %d, TLS-ALPN-01 port %d, DNS %s, validity %v) ready in %v",
+		pb.DirectoryURL, httpPort, tlsPort, dnsServer, pb.ValidityPeriod, time.Since(start).Round(time.Millisecond))
+	return pb
 }
 
 func pebbleConfig(listen, mgmt, certFile, keyFile string, httpPort, tlsPort int, validity uint64) []byte {
@@ -296,74 +279,3 @@ func (p *Pebble) Output() string { return p.p.output() }
 // also stopped when the test ends). A stopped Pebble cannot be restarted;
 // a new one has a new root.
 func (p *Pebble) Stop() { p.p.Stop() }
-
-// writeServerCert makes a CA and a certificate it signs for 127.0.0.1, ::1
-// and localhost, for Pebble's HTTPS. Pebble wants absolute paths.
-func writeServerCert(dir string) (caPEM []byte, certFile, keyFile string, err error) {
-	dir, err = filepath.Abs(dir)
-	if err != nil {
-		return nil, "", "", err
-	}
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", "", err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "acmetest Pebble server CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, "", "", err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, "", "", err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, "", "", err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, "", "", err
-	}
-	certFile = filepath.Join(dir, "pebble-server-cert.pem")
-	keyFile = filepath.Join(dir, "pebble-server-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, "", "", err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, "", "", err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(errors.New("acmetest: crypto/rand failed"))
-	}
-	return n
-}

@@ -17,7 +17,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // The default test account of ftpstest.
@@ -67,8 +67,7 @@ func newServer(tb testing.TB) *ftpstest.Server {
 // PROT P and TYPE I with cfg.
 func login(tb testing.TB, s *ftpstest.Server, cfg *tls.Config) *ftpstest.Conn {
 	tb.Helper()
-	c := s.Dial(tb)
-	c.Login(cfg, user, pass)
+	c := s.Login(tb, cfg)
 	c.Cmd(200, "TYPE I")
 	return c
 }
@@ -112,26 +111,6 @@ func dataCmd(tb testing.TB, c *ftpstest.Conn, line string, send []byte, w io.Wri
 	return n
 }
 
-// payload returns n bytes of deterministic pseudo-random data (random, so
-// that nothing along the way can shortcut it).
-func payload(n int) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{'f', 't', 'p', 's', 'd'}).Read(b)
-	return b
-}
-
-// writeHome writes a file into user's home on the server.
-func writeHome(tb testing.TB, s *ftpstest.Server, name string, data []byte) {
-	tb.Helper()
-	p := filepath.Join(s.Home(user), filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // TestHelpers checks the benchmark helpers end to end, at both TLS
 // versions: a STOR and a RETR whose SHA-256 sums match, data connections
 // that resume the control session, and an MLSD that lists every entry.
@@ -146,7 +125,7 @@ func TestHelpers(t *testing.T) {
 				t.Fatalf("control connection negotiated %s, want %s", tls.VersionName(got), tls.VersionName(v))
 			}
 
-			data := payload(1<<20 + 7) // not a multiple of any buffer size
+			data := testutil.Payload(1<<20+7, 0) // not a multiple of any buffer size
 			if n := dataCmd(t, c, "STOR up.bin", data, nil); n != int64(len(data)) {
 				t.Fatalf("STOR sent %d bytes, want %d", n, len(data))
 			}
@@ -167,7 +146,7 @@ func TestHelpers(t *testing.T) {
 			}
 
 			for i := range 3 {
-				writeHome(t, s, fmt.Sprintf("dir/f%d", i), nil)
+				testutil.WriteFile(t, s.Home(user), fmt.Sprintf("dir/f%d", i), nil)
 			}
 			if n := mlsd(t, c, "dir"); n != 3 {
 				t.Fatalf("MLSD listed %d entries, want 3", n)
@@ -183,17 +162,10 @@ func TestHelpers(t *testing.T) {
 func TestResumption(t *testing.T) {
 	s := newServer(t)
 	c := login(t, s, s.ClientTLS())
-	writeHome(t, s, "f", []byte("x"))
+	testutil.WriteFile(t, s.Home(user), "f", []byte("x"))
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Epsv()))
 	c.Send("RETR f")
-	dc, err := ftpstest.DialData(t, addr, c.TLS)
-	if err != nil {
-		t.Fatalf("data connection: %v", err)
-	}
-	c.Expect(150)
-	if !dc.(*tls.Conn).ConnectionState().DidResume {
-		t.Error("data connection did not resume the control TLS session")
-	}
+	dc := c.OpenData(addr) // fails unless it resumed
 	io.Copy(io.Discard, dc)
 	dc.Close()
 	c.Expect(226)
@@ -241,7 +213,7 @@ func BenchmarkRETR(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(size.name, func(b *testing.B) {
 			s := newServer(b)
-			writeHome(b, s, "file.bin", payload(size.n))
+			testutil.WriteFile(b, s.Home(user), "file.bin", testutil.Payload(size.n, 0))
 			c := login(b, s, s.ClientTLS())
 			b.SetBytes(int64(size.n))
 			for b.Loop() {
@@ -260,8 +232,8 @@ func BenchmarkSTOR(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(size.name, func(b *testing.B) {
 			s := newServer(b)
-			data := payload(size.n)
-			writeHome(b, s, "file.bin", data)
+			data := testutil.Payload(size.n, 0)
+			testutil.WriteFile(b, s.Home(user), "file.bin", data)
 			c := login(b, s, s.ClientTLS())
 			b.SetBytes(int64(size.n))
 			for b.Loop() {

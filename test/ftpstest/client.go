@@ -2,13 +2,9 @@ package ftpstest
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/textproto"
-	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -32,6 +28,16 @@ func (s *Server) Dial(t testing.TB) *Conn {
 	c := &Conn{t: t, raw: raw, c: raw, tp: textproto.NewConn(raw)}
 	t.Cleanup(func() { raw.Close() })
 	c.Expect(220)
+	return c
+}
+
+// Login dials and logs in as the server's first user (DefaultUser unless
+// Options.Users says otherwise) with cfg: AUTH TLS, USER, PASS, PBSZ 0,
+// PROT P.
+func (s *Server) Login(t testing.TB, cfg *tls.Config) *Conn {
+	t.Helper()
+	c := s.Dial(t)
+	c.Login(cfg, s.user.Name, s.user.Password)
 	return c
 }
 
@@ -133,51 +139,3 @@ func (c *Conn) ControlState() tls.ConnectionState {
 
 // Close closes the connection.
 func (c *Conn) Close() { c.raw.Close() }
-
-var pasvRE = regexp.MustCompile(`\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)`)
-
-// Pasv sends PASV and returns the advertised address.
-func (c *Conn) Pasv() string {
-	c.t.Helper()
-	msg := c.Cmd(227, "PASV")
-	m := pasvRE.FindStringSubmatch(msg)
-	if m == nil {
-		c.t.Fatalf("bad PASV reply %q", msg)
-	}
-	p1, _ := strconv.Atoi(m[5])
-	p2, _ := strconv.Atoi(m[6])
-	return fmt.Sprintf("%s.%s.%s.%s:%d", m[1], m[2], m[3], m[4], p1*256+p2)
-}
-
-// Epsv sends EPSV and returns the port.
-func (c *Conn) Epsv() int {
-	c.t.Helper()
-	msg := c.Cmd(229, "EPSV")
-	i, j := strings.Index(msg, "(|||"), strings.LastIndex(msg, "|)")
-	if i < 0 || j < i {
-		c.t.Fatalf("bad EPSV reply %q", msg)
-	}
-	p, err := strconv.Atoi(msg[i+4 : j])
-	must(c.t, err)
-	return p
-}
-
-// DialData opens a data connection to addr; with cfg non-nil it runs a
-// TLS client handshake (which resumes if cfg's session cache allows).
-func DialData(t testing.TB, addr string, cfg *tls.Config) (net.Conn, error) {
-	t.Helper()
-	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { raw.Close() })
-	raw.SetDeadline(time.Now().Add(20 * time.Second))
-	if cfg == nil {
-		return raw, nil
-	}
-	tc := tls.Client(raw, cfg)
-	if err := tc.Handshake(); err != nil {
-		return nil, err
-	}
-	return tc, nil
-}

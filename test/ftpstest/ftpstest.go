@@ -5,26 +5,17 @@
 package ftpstest
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +24,7 @@ import (
 	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/passive"
+	"github.com/ftpsd/ftpsd/test/testutil"
 	"github.com/ftpsd/ftpsd/tlsctl"
 )
 
@@ -67,10 +59,11 @@ type Server struct {
 	CAFile       string // PEM of the CA, for curl --cacert and lftp ssl:ca-file
 	Root         string // directory holding every user's home
 	Passive      *passive.Manager
-	Log          *LogBuffer
+	Log          *testutil.LogBuffer
 
 	srv   *ftps.Server
 	store *auth.Store
+	user  User // the first user, for Login
 	done  chan error
 }
 
@@ -81,14 +74,9 @@ var DefaultUser = User{Name: "alice", Password: "alice-secret"}
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	caPEM, certFile, keyFile := writeTestPKI(t, dir)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	caFile := filepath.Join(dir, "ca.pem")
-	must(t, os.WriteFile(caFile, caPEM, 0o644))
-
-	logs := &LogBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	pki := testutil.NewPKI(t)
+	caFile, certFile, keyFile := pki.WriteFiles(t, dir)
+	log, logs := testutil.NewLogger()
 
 	tcfg := tlsctl.Config{Mode: "files", CertFile: certFile, KeyFile: keyFile, StateDir: filepath.Join(dir, "state")}
 	if opts.TLS != nil {
@@ -146,8 +134,8 @@ func NewServer(t testing.TB, opts Options) *Server {
 	must(t, err)
 
 	s := &Server{
-		Addr: ln.Addr().String(), CAPool: pool, CAFile: caFile, Root: homes,
-		Passive: pm, Log: logs, srv: srv, store: store, done: make(chan error, 1),
+		Addr: ln.Addr().String(), CAPool: pki.CAPool, CAFile: caFile, Root: homes,
+		Passive: pm, Log: logs, srv: srv, store: store, user: users[0], done: make(chan error, 1),
 	}
 	go func() { s.done <- srv.Serve(ctx, ln) }()
 	implicitDone := make(chan error, 1)
@@ -199,9 +187,14 @@ func (s *Server) Port() int {
 // ClientTLS is what a well-behaved client uses: it trusts the test CA,
 // names the server, and keeps a session cache keyed by that name so data
 // connections (to other ports) resume the control session.
-func (s *Server) ClientTLS() *tls.Config {
+func (s *Server) ClientTLS() *tls.Config { return ClientTLS(s.CAPool) }
+
+// ClientTLS is such a client config for a server whose certificate pool
+// trusts (a test server's CA, or a self-signed certificate of a real
+// process).
+func ClientTLS(pool *x509.CertPool) *tls.Config {
 	return &tls.Config{
-		RootCAs:            s.CAPool,
+		RootCAs:            pool,
 		ServerName:         "localhost",
 		ClientSessionCache: tls.NewLRUClientSessionCache(16),
 		MinVersion:         tls.VersionTLS12,
@@ -217,70 +210,6 @@ func CheapHash(password string) string {
 	key := argon2.IDKey([]byte(password), salt, 1, 1024, 1, 32)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=1024,t=1,p=1$%s$%s", argon2.Version, b64.EncodeToString(salt), b64.EncodeToString(key))
-}
-
-// LogBuffer collects the server's log for assertions and failure output.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything logged so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Contains reports whether the log holds s.
-func (l *LogBuffer) Contains(s string) bool {
-	return bytes.Contains([]byte(l.String()), []byte(s))
-}
-
-// writeTestPKI makes a CA and a leaf for localhost/127.0.0.1/::1 and
-// writes the leaf's files; it returns the CA PEM.
-func writeTestPKI(t testing.TB, dir string) (caPEM []byte, certFile, keyFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(t, err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ftpstest CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	must(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	must(t, err)
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(t, err)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	must(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	must(t, err)
-
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})...)
-	must(t, os.WriteFile(certFile, chain, 0o644))
-	must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile
 }
 
 func must(t testing.TB, err error) {

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"flag"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // args are the flags that point the tool at s as alice, plus more.
@@ -30,7 +30,7 @@ func args(s *ftpstest.Server, more ...string) []string {
 func TestRun(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{})
 	for _, name := range []string{"a", "b", "c"} {
-		writeFile(t, filepath.Join(s.Home("alice"), "d", name))
+		testutil.WriteFile(t, s.Home("alice"), "d/"+name, nil)
 	}
 	for _, op := range opKinds {
 		t.Run(string(op), func(t *testing.T) {
@@ -60,16 +60,6 @@ func TestRun(t *testing.T) {
 				t.Errorf("files left behind: %q", left)
 			}
 		})
-	}
-}
-
-func writeFile(t *testing.T, p string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
