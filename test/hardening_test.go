@@ -7,6 +7,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -223,10 +224,11 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 			}
 		})
 	}
+	testutil.WriteFile(t, s.Home(user), "present.txt", []byte("x"))
 	for range 3 {
 		c := s.Login(t, s.ClientTLS())
-		if got := c.Xfer("LIST", nil); got == nil {
-			t.Error("LIST returned nothing")
+		if got := c.Xfer("LIST", nil); !bytes.Contains(got, []byte("present.txt")) {
+			t.Errorf("LIST during the flood: %q, want present.txt", got)
 		}
 		c.Cmd(221, "QUIT")
 	}

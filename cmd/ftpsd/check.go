@@ -30,14 +30,11 @@ It writes nothing: no state directory, no certificate, no home directory
 (so running it as root leaves nothing that the service user cannot read).
 Exits 1 with the offending key or line:column if the file is not valid.`,
 		`  ftpsd check-config -config /etc/ftpsd/config.toml`, stderr)
-	path := configFlag(fs)
-	if code, ok := parseFlags(fs, args); !ok {
+	path, code, ok := parseConfigFlags(fs, args)
+	if !ok {
 		return code
 	}
-	if code, ok := requireConfig(fs, *path); !ok {
-		return code
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -57,7 +54,7 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	}
 	defer pm.Close()
 
-	if err := writeReport(stdout, *path, cfg, cert,
+	if err := writeReport(stdout, path, cfg, cert,
 		pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)); err != nil {
 		return fail(stderr, err)
 	}

@@ -129,6 +129,20 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "path of the TOML configuration `FILE` (required); relative paths in it are relative to its directory")
 }
 
+// parseConfigFlags registers -config, parses args and requires -config:
+// the start of every subcommand that reads the configuration. ok is false
+// when the command must stop, with code as its exit code.
+func parseConfigFlags(fs *flag.FlagSet, args []string) (path string, code int, ok bool) {
+	p := configFlag(fs)
+	if code, ok := parseFlags(fs, args); !ok {
+		return "", code, false
+	}
+	if code, ok := requireConfig(fs, *p); !ok {
+		return "", code, false
+	}
+	return *p, exitOK, true
+}
+
 // requireConfig reports a missing -config flag; ok is false when it is.
 func requireConfig(fs *flag.FlagSet, path string) (code int, ok bool) {
 	if path != "" {

@@ -47,11 +47,8 @@ ftpsd refuses to run as root. Run it as an unprivileged user: the systemd
 unit docs/deploy/ftpsd.service does so with the one capability that port 21
 needs (CAP_NET_BIND_SERVICE).`,
 		`  ftpsd serve -config /etc/ftpsd/config.toml`, stderr)
-	path := configFlag(fs)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if code, ok := requireConfig(fs, *path); !ok {
+	path, code, ok := parseConfigFlags(fs, args)
+	if !ok {
 		return code
 	}
 	if euid == 0 {
@@ -66,7 +63,7 @@ needs (CAP_NET_BIND_SERVICE).`,
 	defer signal.Stop(sigs.hup)
 	defer signal.Stop(sigs.usr1)
 
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -76,7 +73,7 @@ needs (CAP_NET_BIND_SERVICE).`,
 	}
 	defer out.Close()
 	log, level := newLogger(cfg.Log, out.Writer())
-	d := &daemon{path: *path, log: log, level: level, out: out, cfg: cfg}
+	d := &daemon{path: path, log: log, level: level, out: out, cfg: cfg}
 	if err := d.serve(ctx, sigs); err != nil {
 		log.Error("stopped", "err", err)
 		return fail(stderr, err)
@@ -179,7 +176,7 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	log.Info("listening", "addr", ln.Addr().String(), "tls_source", cert.Source,
 		"cert_names", cert.Names, "cert_expires", cert.NotAfter, "passive_ports", cfg.Passive.Ports)
 	pidFile := filepath.Join(cfg.Server.StateDir, pidFileName)
-	if err := writeFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644, nil); err != nil {
 		log.Warn("could not write the pid file; \"ftpsd reload\" will not find this process", "file", pidFile, "err", err)
 	} else {
 		defer os.Remove(pidFile)
@@ -422,31 +419,4 @@ func tcpAddrPort(a net.Addr) netip.AddrPort {
 		return ta.AddrPort()
 	}
 	return netip.AddrPort{}
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, so that a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

@@ -461,18 +461,18 @@ func editUsers(config string, stdout, stderr io.Writer, change func(*usersEditor
 // reloadServer tells the server that runs with cfg to reload, as "ftpsd
 // reload" does, or says when the change applies if none runs.
 func reloadServer(cfg *fileConfig, config string, stdout io.Writer) error {
-	pidFile := filepath.Join(cfg.Server.StateDir, pidFileName)
-	pid, err := readPID(pidFile)
-	if err != nil {
+	pid, err := signalReload(cfg)
+	var notRunning errNotRunning
+	switch {
+	case errors.As(err, &notRunning):
 		why := err.Error()
 		if errors.Is(err, fs.ErrNotExist) {
-			why = "no " + pidFile
+			why = "no " + filepath.Join(cfg.Server.StateDir, pidFileName)
 		}
 		fmt.Fprintf(stdout, "no running server found (%s): the change applies when ftpsd starts, or with \"ftpsd reload -config %s\"\n", why, config)
 		return nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("the change is saved, but signalling ftpsd (pid %d) to reload failed: %w; it applies with \"ftpsd reload -config %s\" (as root or the server's user) or at the next start", pid, err, config)
+	case err != nil:
+		return fmt.Errorf("the change is saved, but %w; it applies with \"ftpsd reload -config %s\" (as root or the server's user) or at the next start", err, config)
 	}
 	fmt.Fprintf(stdout, "sent SIGHUP to ftpsd (pid %d) to reload; its log says whether the reload was applied\n", pid)
 	return nil
@@ -513,7 +513,7 @@ const newUsersFileMode fs.FileMode = 0o640
 // keeps its mode and owner (old is its FileInfo). A new file is created
 // 0640 and, when running as root, owned like the main configuration file
 // config: the server, which never runs as root, must read both.
-func writeUsersFile(path string, data []byte, old fs.FileInfo, config string) (err error) {
+func writeUsersFile(path string, data []byte, old fs.FileInfo, config string) error {
 	mode, owner := newUsersFileMode, old
 	if old != nil {
 		mode = old.Mode().Perm()
@@ -524,43 +524,14 @@ func writeUsersFile(path string, data []byte, old fs.FileInfo, config string) (e
 	} else if os.Geteuid() == 0 {
 		owner, _ = os.Stat(config) // if that fails, the file stays root's
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+	return writeFileAtomic(path, data, mode, func(f *os.File) error {
+		if st, ok := fileOwner(owner); ok && (st[0] != os.Geteuid() || st[1] != os.Getegid()) {
+			if err := f.Chown(st[0], st[1]); err != nil {
+				return fmt.Errorf("%s: keeping its owner %d:%d: %w (run as root)", path, st[0], st[1], err)
+			}
 		}
-	}()
-	if st, ok := fileOwner(owner); ok && (st[0] != os.Geteuid() || st[1] != os.Getegid()) {
-		if err := f.Chown(st[0], st[1]); err != nil {
-			return fmt.Errorf("%s: keeping its owner %d:%d: %w (run as root)", path, st[0], st[1], err)
-		}
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable. Some file systems cannot sync a
-	// directory; the file is in place either way.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+		return nil
+	})
 }
 
 // fileOwner returns the uid and gid of fi.
