@@ -176,6 +176,10 @@ func (s *session) cmdPASS(r request) result {
 		s.log.Info("login refused: user removed or disabled meanwhile")
 		return result{reply: reply{421, "Your account was changed; log in again."}, quit: true}
 	}
+	// Other sessions of this user from this address may now resume this
+	// session's tickets on their data connections, and it theirs, when
+	// passive.tls_resumption is "user".
+	s.binding.SetUser(u.Name)
 	s.log.Info("login", "tls", s.tlsConn != nil)
 	return say(reply{230, "Login successful."})
 }

@@ -38,8 +38,8 @@ type Binding struct {
 	local  netip.AddrPort // control connection's local address, unmapped
 	remote netip.AddrPort // control connection's peer, unmapped
 	tag    []byte
+	base   *tls.Config // the server's config; data connections clone it
 	tls    *tls.Config // control side: every ticket carries the tag
-	data   *tls.Config // data side: only tickets of resumed connections do
 	log    *slog.Logger
 
 	// offered records which ticket extensions the latest control
@@ -50,6 +50,7 @@ type Binding struct {
 
 	mu        sync.Mutex
 	closed    bool
+	user      string // set by SetUser; "" before login
 	listeners map[*Listener]struct{}
 }
 
@@ -59,7 +60,7 @@ type Binding struct {
 // the control connection's local and peer addresses. Bind does not modify
 // base; its GetConfigForClient, WrapSession and UnwrapSession are replaced
 // in the session's clone. A nil base (plain FTP) gives a nil ControlTLS,
-// and secure Accepts fail.
+// and secure Accepts fail. Close must be called when the session ends.
 func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
@@ -74,28 +75,21 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 		listeners: make(map[*Listener]struct{}),
 	}
 	if base != nil {
-		b.tls = b.newTLSConfig(base, controlSide)
-		b.data = b.newTLSConfig(base, dataSide)
+		b.base = base
+		b.tls = b.controlConfig(base)
 	}
+	m.sessions.add(b)
 	return b
 }
 
-// newTLSConfig clones base and installs the ticket hooks. The clone encrypts
-// and decrypts tickets itself: it shares base's explicit ticket keys.
-//
-// On the data side a ticket is tagged only when the connection itself
-// resumed a tagged session. A data connection that did a full handshake
-// is refused (in "required" mode), but it has already been sent a ticket
-// by then; were that ticket tagged, its client could come back with it and
-// take over the session's next data connection.
-func (b *Binding) newTLSConfig(base *tls.Config, side connSide) *tls.Config {
-	data := side == dataSide
+// controlConfig clones base and installs the ticket hooks of the control
+// connection: every ticket it issues carries the tag, and it resumes only
+// tickets that carry it. The clone encrypts and decrypts tickets itself: it
+// shares base's explicit ticket keys. The data side is dataConfig.
+func (b *Binding) controlConfig(base *tls.Config) *tls.Config {
 	cfg := base.Clone()
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		switch {
-		case data && !cs.DidResume:
-			ss.Extra = slices.DeleteFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
-		case !b.hasTag(ss):
+		if !b.hasTag(ss) {
 			ss.Extra = append(ss.Extra, b.tag)
 		}
 		return cfg.EncryptTicket(cs, ss)
@@ -109,29 +103,19 @@ func (b *Binding) newTLSConfig(base *tls.Config, side connSide) *tls.Config {
 		}
 		return ss, nil
 	}
-	if !data {
-		// Only observes the control hello; returning another config
-		// would silently drop the hooks above.
-		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			b.observeHello(hello)
-			return nil, nil
-		}
-		// Only records the negotiated version (for "compatible").
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			b.controlVersion.Store(uint32(cs.Version))
-			return nil
-		}
+	// Only observes the control hello; returning another config would
+	// silently drop the hooks above.
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		b.observeHello(hello)
+		return nil, nil
+	}
+	// Only records the negotiated version (for "compatible").
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		b.controlVersion.Store(uint32(cs.Version))
+		return nil
 	}
 	return cfg
 }
-
-// connSide tells the two TLS configs of a Binding apart.
-type connSide int
-
-const (
-	controlSide connSide = iota
-	dataSide
-)
 
 func (b *Binding) hasTag(ss *tls.SessionState) bool {
 	return slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
@@ -163,10 +147,10 @@ func (b *Binding) offeredTickets(vers uint16) bool {
 }
 
 // ControlTLS returns the session's tagged TLS config: use it for the control
-// handshake (AUTH TLS, or implicit FTPS). The data listeners of this
-// Binding use a sibling config with the same keys and tag, which tags only
-// tickets of data connections that resumed. Do not modify it; Clone it if
-// you must.
+// handshake (AUTH TLS, or implicit FTPS). Each data connection of this
+// Binding gets its own config with the same keys (dataConfig), which tags
+// only tickets of data connections that resumed. Do not modify it; Clone it
+// if you must.
 func (b *Binding) ControlTLS() *tls.Config { return b.tls }
 
 // Listen binds a random free port of the range on the control connection's
@@ -216,6 +200,7 @@ func (b *Binding) forget(l *Listener) {
 // with ErrClosed); Listen fails with ErrClosed afterwards. Data connections
 // already returned by Accept belong to the caller and stay open.
 func (b *Binding) Close() {
+	b.m.sessions.remove(b)
 	b.mu.Lock()
 	b.closed = true
 	ls := make([]*Listener, 0, len(b.listeners))

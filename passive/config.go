@@ -23,6 +23,13 @@ const (
 	// resume the TLS session of its own control connection (vsftpd's
 	// require_ssl_reuse). It is the default.
 	ResumptionRequired = "required"
+	// ResumptionUser also accepts a data connection that resumes a ticket
+	// issued to another open, logged-in control session of the same user
+	// from the same client IP: for clients that share one ticket cache
+	// across their connections, such as rclone before 1.64 and some Java
+	// clients. Never a ticket of another user, of another address, or of
+	// a session that has ended.
+	ResumptionUser = "user"
 	// ResumptionCompatible is strict for clients whose control ClientHello
 	// offered session tickets for the negotiated version, and falls back to
 	// the peer-IP check (with a log line) for clients that cannot resume
@@ -54,8 +61,9 @@ type Config struct {
 	// HandshakeTimeout bounds the TLS handshake on a data connection.
 	// Default 10s.
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
-	// TLSResumption is "required" (default), "compatible" or "off"; see
-	// ResumptionRequired, ResumptionCompatible and ResumptionOff.
+	// TLSResumption is "required" (default), "user", "compatible" or
+	// "off"; see ResumptionRequired, ResumptionUser, ResumptionCompatible
+	// and ResumptionOff.
 	TLSResumption string `toml:"tls_resumption"`
 }
 
@@ -105,9 +113,9 @@ func (c *Config) Validate() error {
 	switch mode {
 	case "":
 		mode = DefaultTLSResumption
-	case ResumptionRequired, ResumptionCompatible, ResumptionOff:
+	case ResumptionRequired, ResumptionUser, ResumptionCompatible, ResumptionOff:
 	default:
-		return fmt.Errorf("passive.tls_resumption: %q (want required, compatible or off)", c.TLSResumption)
+		return fmt.Errorf("passive.tls_resumption: %q (want required, user, compatible or off)", c.TLSResumption)
 	}
 	c.TLSResumption = mode
 	return nil

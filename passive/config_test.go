@@ -85,8 +85,13 @@ func TestValidate(t *testing.T) {
 		{name: "negative resolve interval", cfg: Config{ResolveInterval: -time.Minute},
 			wantErr: `passive.resolve_interval: -1m0s is negative`},
 		{name: "resumption off", cfg: Config{TLSResumption: "off"}},
+		{name: "resumption user", cfg: Config{TLSResumption: " User "}, check: func(t *testing.T, c Config) {
+			if c.TLSResumption != ResumptionUser {
+				t.Errorf("TLSResumption = %q, want %q", c.TLSResumption, ResumptionUser)
+			}
+		}},
 		{name: "resumption bad", cfg: Config{TLSResumption: "x"},
-			wantErr: `passive.tls_resumption: "x" (want required, compatible or off)`},
+			wantErr: `passive.tls_resumption: "x" (want required, user, compatible or off)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

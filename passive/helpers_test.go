@@ -129,12 +129,20 @@ type session struct {
 // that the client reads, so TLS 1.3 tickets reach the client's cache.
 func startSession(t *testing.T, m *Manager, base, client *tls.Config) *session {
 	t.Helper()
+	return startSessionFrom(t, m, base, client, "127.0.0.1")
+}
+
+// startSessionFrom is startSession with the control connection coming from
+// source (another loopback address such as 127.0.0.2).
+func startSessionFrom(t *testing.T, m *Manager, base, client *tls.Config, source string) *session {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cc, err := net.Dial("tcp4", ln.Addr().String())
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	cc, err := d.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,18 +17,25 @@ type resumptionMode uint8
 
 const (
 	modeRequired resumptionMode = iota
+	modeUser
 	modeCompatible
 	modeOff
 )
 
 func parseMode(s string) resumptionMode {
 	switch s {
+	case ResumptionUser:
+		return modeUser
 	case ResumptionCompatible:
 		return modeCompatible
 	case ResumptionOff:
 		return modeOff
 	}
 	return modeRequired
+}
+
+func (m resumptionMode) String() string {
+	return [...]string{ResumptionRequired, ResumptionUser, ResumptionCompatible, ResumptionOff}[m]
 }
 
 // Listener is one passive data port (one PASV/EPSV). It accepts exactly one
@@ -57,10 +64,11 @@ func (l *Listener) Port() uint16 { return l.port }
 // the only one: the listening socket is closed and the port released before
 // Accept returns, whatever the outcome.
 //
-// With secure set, Accept runs the TLS server handshake with the session's
-// ControlTLS config under Config.HandshakeTimeout and applies the resumption
-// policy; it returns a *tls.Conn, or ErrNotResumed after closing the
-// connection. Otherwise it returns the raw connection.
+// With secure set, Accept runs the TLS server handshake with a data config
+// of the session (its ticket keys and tag) under Config.HandshakeTimeout
+// and applies the resumption policy; it returns a *tls.Conn, or
+// ErrNotResumed after closing the connection. Otherwise it returns the raw
+// connection.
 //
 // Errors: ErrAcceptTimeout, ErrClosed, ctx.Err(), ErrNotResumed, or a wrapped
 // handshake or network error. A second call returns ErrClosed.
@@ -139,8 +147,9 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		conn.Close()
 		return nil, ErrClosed
 	}
-	tc := tls.Server(conn, b.data)
 	set := b.m.settings()
+	cfg, chk := b.dataConfig(set.mode)
+	tc := tls.Server(conn, cfg)
 	hctx, cancel := context.WithTimeout(ctx, set.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -160,8 +169,8 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 	st := tc.ConnectionState()
 	if !st.DidResume {
 		switch set.mode {
-		case modeRequired:
-			return l.refuse(tc, st, "required")
+		case modeRequired, modeUser:
+			return l.refuse(tc, st, set.mode, chk.ticket)
 		case modeCompatible:
 			// The data connection must use the control connection's
 			// version: otherwise a client on the same IP could pick the
@@ -175,7 +184,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 				return nil, ErrNotResumed
 			}
 			if b.offeredTickets(st.Version) {
-				return l.refuse(tc, st, "compatible")
+				return l.refuse(tc, st, set.mode, chk.ticket)
 			}
 			b.log.Info("data connection not resumed; resumption not checked: the control hello offered no session tickets",
 				"port", l.port, "version", tls.VersionName(st.Version))
@@ -183,14 +192,27 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 			b.log.Debug("data connection not resumed; resumption check off",
 				"port", l.port, "version", tls.VersionName(st.Version))
 		}
+	} else if chk.ticket == ticketSibling {
+		b.log.Debug("data connection resumed a sibling session's ticket (same user and address)",
+			"port", l.port, "version", tls.VersionName(st.Version))
 	}
 	return l.handOver(tc, conn)
 }
 
-// refuse closes tc (with close_notify) and returns ErrNotResumed.
-func (l *Listener) refuse(tc *tls.Conn, st tls.ConnectionState, mode string) (net.Conn, error) {
-	l.b.log.Warn("data connection refused: TLS session not resumed",
-		"port", l.port, "version", tls.VersionName(st.Version), "tls_resumption", mode)
+// hintUser ends the refusal log line in "required" mode, where a client
+// with one ticket cache for all its connections fails.
+const hintUser = `a client that shares one ticket cache across connections, such as rclone < 1.64, needs tls_resumption = "user"`
+
+// refuse logs the refusal with the scope in force and what the client
+// presented (ticket=sibling: another open session's of the same user and
+// address), closes tc (with close_notify) and returns ErrNotResumed.
+func (l *Listener) refuse(tc *tls.Conn, st tls.ConnectionState, mode resumptionMode, ticket ticketKind) (net.Conn, error) {
+	args := []any{"port", l.port, "version", tls.VersionName(st.Version),
+		"tls_resumption", mode.String(), "ticket", ticket.String()}
+	if mode == modeRequired {
+		args = append(args, "hint", hintUser)
+	}
+	l.b.log.Warn("data connection refused: TLS session not resumed", args...)
 	tc.Close()
 	l.setPending(nil)
 	return nil, ErrNotResumed

@@ -43,6 +43,7 @@ type Manager struct {
 	log  *slog.Logger
 
 	exhausted atomic.Uint64 // Listen calls that found no free port
+	sessions  sessionSet    // open Bindings by ticket tag
 
 	mu     sync.Mutex
 	closed bool

@@ -1,0 +1,157 @@
+package passive
+
+import (
+	"bytes"
+	"crypto/tls"
+	"slices"
+	"sync"
+)
+
+// sessionSet holds every open Binding by its ticket tag, so that a data
+// connection can tell whose ticket it was given: its own session's, a
+// sibling's of the same user and address ("user" mode accepts those), or
+// someone else's (named in the refusal log).
+type sessionSet struct {
+	mu    sync.Mutex
+	byTag map[string]*Binding
+}
+
+func (s *sessionSet) add(b *Binding) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byTag == nil {
+		s.byTag = make(map[string]*Binding)
+	}
+	s.byTag[string(b.tag)] = b
+}
+
+func (s *sessionSet) remove(b *Binding) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byTag, string(b.tag))
+}
+
+func (s *sessionSet) lookup(tag []byte) *Binding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byTag[string(tag)]
+}
+
+// SetUser records the user the control session is logged in as: call it
+// after a successful login, and with "" when the session logs out. In
+// "user" mode (Config.TLSResumption) a data connection may resume a ticket
+// issued to another open session of the same user from the same client
+// IP; the user is read when the data connection arrives, so a ticket
+// minted before login (AUTH TLS comes before USER) counts only once its
+// session has logged in, and only as long as it stays logged in and open.
+func (b *Binding) SetUser(name string) {
+	b.mu.Lock()
+	b.user = name
+	b.mu.Unlock()
+}
+
+// loggedIn returns the session's user, or "" before login and after Close.
+func (b *Binding) loggedIn() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ""
+	}
+	return b.user
+}
+
+// ticketKind is what a data connection presented as its session ticket.
+type ticketKind uint8
+
+const (
+	ticketNone         ticketKind = iota // no ticket
+	ticketUnreadable                     // not ours, expired, or under a retired key
+	ticketUntagged                       // issued without a session tag (a refused data connection's)
+	ticketOwn                            // this session's
+	ticketSibling                        // an open session's of the same user from the same address
+	ticketNotLoggedIn                    // an open session's from the same address, but one of the two has not logged in
+	ticketOtherUser                      // an open session's of another user
+	ticketOtherAddress                   // an open session's from another client address
+	ticketClosed                         // a session that has ended
+)
+
+func (k ticketKind) String() string {
+	return [...]string{"none", "unreadable", "untagged", "own", "sibling", "not_logged_in",
+		"other_user", "other_address", "closed_session"}[k]
+}
+
+func isTag(e []byte) bool { return bytes.HasPrefix(e, []byte(tagPrefix)) }
+
+// classify says whose ticket ss is, from b's point of view, and returns the
+// tag it carries.
+func (b *Binding) classify(ss *tls.SessionState) (ticketKind, []byte) {
+	i := slices.IndexFunc(ss.Extra, isTag)
+	if i < 0 {
+		return ticketUntagged, nil
+	}
+	tag := ss.Extra[i]
+	if bytes.Equal(tag, b.tag) {
+		return ticketOwn, tag
+	}
+	o := b.m.sessions.lookup(tag)
+	if o == nil {
+		return ticketClosed, tag
+	}
+	if o.remote.Addr() != b.remote.Addr() {
+		return ticketOtherAddress, tag
+	}
+	mine, theirs := b.loggedIn(), o.loggedIn()
+	switch {
+	case mine == "" || theirs == "":
+		return ticketNotLoggedIn, tag
+	case mine != theirs:
+		return ticketOtherUser, tag
+	}
+	return ticketSibling, tag
+}
+
+// dataCheck is what the ticket hooks of one data connection learnt during
+// its handshake (which runs in one goroutine; read it after the handshake).
+type dataCheck struct {
+	ticket  ticketKind // the (last) ticket the client presented
+	resumed []byte     // the tag of the session it resumed, if any
+}
+
+// dataConfig returns the TLS config of one data connection: a clone of the
+// server's config (its current ticket keys, so that a sibling's newer
+// tickets are readable too) that resumes this session's tickets and, in
+// "user" mode, those of open sibling sessions.
+//
+// A ticket the data connection issues is tagged only when the connection
+// resumed a tagged session, and with that session's tag. A data connection
+// that did a full handshake is refused (in "required" and "user" mode),
+// but it has already been sent a ticket by then; were that ticket tagged,
+// its client could come back with it and take over the session's next data
+// connection.
+func (b *Binding) dataConfig(mode resumptionMode) (*tls.Config, *dataCheck) {
+	chk := &dataCheck{}
+	cfg := b.base.Clone()
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = slices.DeleteFunc(ss.Extra, isTag)
+		if cs.DidResume && chk.resumed != nil {
+			ss.Extra = append(ss.Extra, chk.resumed)
+		}
+		return cfg.EncryptTicket(cs, ss)
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			chk.ticket = ticketUnreadable
+			return nil, nil
+		}
+		kind, tag := b.classify(ss)
+		chk.ticket = kind
+		if kind == ticketOwn || kind == ticketSibling && mode == modeUser {
+			chk.resumed = tag
+			return ss, nil
+		}
+		// No resumption: a full handshake, DidResume == false.
+		return nil, nil
+	}
+	return cfg, chk
+}
