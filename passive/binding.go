@@ -50,7 +50,8 @@ type Binding struct {
 
 	mu        sync.Mutex
 	closed    bool
-	user      string // set by SetUser; "" before login
+	user      string        // set by SetUser; "" before login
+	changed   chan struct{} // closed when user or closed changes; see state
 	listeners map[*Listener]struct{}
 }
 
@@ -203,6 +204,7 @@ func (b *Binding) Close() {
 	b.m.sessions.remove(b)
 	b.mu.Lock()
 	b.closed = true
+	b.notifyLocked()
 	ls := make([]*Listener, 0, len(b.listeners))
 	for l := range b.listeners {
 		ls = append(ls, l)

@@ -148,12 +148,19 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		return nil, ErrClosed
 	}
 	set := b.m.settings()
-	cfg, chk := b.dataConfig(set.mode)
-	tc := tls.Server(conn, cfg)
 	hctx, cancel := context.WithTimeout(ctx, set.cfg.HandshakeTimeout)
+	defer cancel()
+	// Half the handshake time at most goes to waiting for a sibling's
+	// login ("user" mode), so that a refusal is still a clean one.
+	wctx, wcancel := context.WithTimeout(hctx, set.cfg.HandshakeTimeout/2)
+	defer wcancel()
+	cfg, chk := b.dataConfig(wctx, set.mode)
+	tc := tls.Server(conn, cfg)
 	err := tc.HandshakeContext(hctx)
-	cancel()
 	if err != nil {
+		if chk.noTicket {
+			return l.refuse(tc, tc.ConnectionState(), set.mode, chk)
+		}
 		tc.Close()
 		l.setPending(nil)
 		switch {
@@ -170,7 +177,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 	if !st.DidResume {
 		switch set.mode {
 		case modeRequired, modeUser:
-			return l.refuse(tc, st, set.mode, chk.ticket)
+			return l.refuse(tc, st, set.mode, chk)
 		case modeCompatible:
 			// The data connection must use the control connection's
 			// version: otherwise a client on the same IP could pick the
@@ -184,7 +191,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 				return nil, ErrNotResumed
 			}
 			if b.offeredTickets(st.Version) {
-				return l.refuse(tc, st, set.mode, chk.ticket)
+				return l.refuse(tc, st, set.mode, chk)
 			}
 			b.log.Info("data connection not resumed; resumption not checked: the control hello offered no session tickets",
 				"port", l.port, "version", tls.VersionName(st.Version))
@@ -194,7 +201,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 		}
 	} else if chk.ticket == ticketSibling {
 		b.log.Debug("data connection resumed a sibling session's ticket (same user and address)",
-			"port", l.port, "version", tls.VersionName(st.Version))
+			"port", l.port, "version", tls.VersionName(st.Version), "waited_for_login", chk.waited)
 	}
 	return l.handOver(tc, conn)
 }
@@ -206,9 +213,12 @@ const hintUser = `a client that shares one ticket cache across connections, such
 // refuse logs the refusal with the scope in force and what the client
 // presented (ticket=sibling: another open session's of the same user and
 // address), closes tc (with close_notify) and returns ErrNotResumed.
-func (l *Listener) refuse(tc *tls.Conn, st tls.ConnectionState, mode resumptionMode, ticket ticketKind) (net.Conn, error) {
+func (l *Listener) refuse(tc *tls.Conn, st tls.ConnectionState, mode resumptionMode, chk *dataCheck) (net.Conn, error) {
 	args := []any{"port", l.port, "version", tls.VersionName(st.Version),
-		"tls_resumption", mode.String(), "ticket", ticket.String()}
+		"tls_resumption", mode.String(), "ticket", chk.ticket.String()}
+	if chk.waited > 0 {
+		args = append(args, "waited_for_login", chk.waited)
+	}
 	if mode == modeRequired {
 		args = append(args, "hint", hintUser)
 	}

@@ -2,9 +2,12 @@ package passive
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"errors"
 	"slices"
 	"sync"
+	"time"
 )
 
 // sessionSet holds every open Binding by its ticket tag, so that a data
@@ -47,17 +50,56 @@ func (s *sessionSet) lookup(tag []byte) *Binding {
 func (b *Binding) SetUser(name string) {
 	b.mu.Lock()
 	b.user = name
+	b.notifyLocked()
 	b.mu.Unlock()
+}
+
+// notifyLocked wakes the data connections waiting for this session to log
+// in (or end). b.mu is held.
+func (b *Binding) notifyLocked() {
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 }
 
 // loggedIn returns the session's user, or "" before login and after Close.
 func (b *Binding) loggedIn() string {
+	u, _, _ := b.state()
+	return u
+}
+
+// state returns the session's user ("" before login), whether it has
+// ended, and a channel closed at its next change of either.
+func (b *Binding) state() (user string, closed bool, changed <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return ""
+	if b.changed == nil {
+		b.changed = make(chan struct{})
 	}
-	return b.user
+	if b.closed {
+		return "", true, b.changed
+	}
+	return b.user, false, b.changed
+}
+
+// waitLogin waits until o, an open session from b's address, has logged in
+// or ended, or ctx is done. A client with one ticket cache for all its
+// connections gets a new control session's ticket at AUTH TLS and may
+// present it on a data connection of an older session before the new
+// one's USER and PASS are through.
+func (b *Binding) waitLogin(ctx context.Context, o *Binding) {
+	for {
+		user, closed, changed := o.state()
+		if user != "" || closed {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // ticketKind is what a data connection presented as its session ticket.
@@ -113,9 +155,15 @@ func (b *Binding) classify(ss *tls.SessionState) (ticketKind, []byte) {
 // dataCheck is what the ticket hooks of one data connection learnt during
 // its handshake (which runs in one goroutine; read it after the handshake).
 type dataCheck struct {
-	ticket  ticketKind // the (last) ticket the client presented
-	resumed []byte     // the tag of the session it resumed, if any
+	ticket   ticketKind    // the (last) ticket the client presented
+	resumed  []byte        // the tag of the session it resumed, if any
+	noTicket bool          // a full handshake was failed rather than sent a ticket
+	waited   time.Duration // for a sibling's login
 }
+
+// errNoTicket fails the handshake of a data connection that is about to be
+// refused, before it is sent a ticket.
+var errNoTicket = errors.New("passive: data connection did not resume; no ticket issued")
 
 // dataConfig returns the TLS config of one data connection: a clone of the
 // server's config (its current ticket keys, so that a sibling's newer
@@ -123,15 +171,23 @@ type dataCheck struct {
 // "user" mode, those of open sibling sessions.
 //
 // A ticket the data connection issues is tagged only when the connection
-// resumed a tagged session, and with that session's tag. A data connection
-// that did a full handshake is refused (in "required" and "user" mode),
-// but it has already been sent a ticket by then; were that ticket tagged,
-// its client could come back with it and take over the session's next data
-// connection.
-func (b *Binding) dataConfig(mode resumptionMode) (*tls.Config, *dataCheck) {
+// resumed a tagged session, and with that session's tag: were the ticket of
+// a refused full handshake tagged, its client could come back with it and
+// take over the session's next data connection. In "required" and "user"
+// mode, which refuse every full handshake, such a connection is sent no
+// ticket at all (its handshake fails instead): an untagged ticket would
+// displace the good one in a cache that the client shares across its
+// connections, and refuse them all from then on.
+//
+// wait bounds the wait for a sibling that is still logging in (waitLogin).
+func (b *Binding) dataConfig(wait context.Context, mode resumptionMode) (*tls.Config, *dataCheck) {
 	chk := &dataCheck{}
 	cfg := b.base.Clone()
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if !cs.DidResume && (mode == modeRequired || mode == modeUser) {
+			chk.noTicket = true
+			return nil, errNoTicket
+		}
 		ss.Extra = slices.DeleteFunc(ss.Extra, isTag)
 		if cs.DidResume && chk.resumed != nil {
 			ss.Extra = append(ss.Extra, chk.resumed)
@@ -139,12 +195,23 @@ func (b *Binding) dataConfig(mode resumptionMode) (*tls.Config, *dataCheck) {
 		return cfg.EncryptTicket(cs, ss)
 	}
 	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		if len(identity) == 0 { // TLS 1.2: tickets supported, none held
+			return nil, nil
+		}
 		ss, err := cfg.DecryptTicket(identity, cs)
 		if err != nil || ss == nil {
 			chk.ticket = ticketUnreadable
 			return nil, nil
 		}
 		kind, tag := b.classify(ss)
+		if kind == ticketNotLoggedIn && mode == modeUser && b.loggedIn() != "" {
+			if o := b.m.sessions.lookup(tag); o != nil {
+				start := time.Now()
+				b.waitLogin(wait, o)
+				chk.waited += time.Since(start)
+				kind, tag = b.classify(ss)
+			}
+		}
 		chk.ticket = kind
 		if kind == ticketOwn || kind == ticketSibling && mode == modeUser {
 			chk.resumed = tag

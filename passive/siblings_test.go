@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftpsd/ftpsd/test/testutil"
 )
@@ -67,7 +68,9 @@ func TestUserScope(t *testing.T) {
 			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
 				log, logs := testutil.NewLogger()
-				m := newTestManager(t, Config{TLSResumption: tt.mode}, log)
+				// A short handshake timeout bounds the wait for a
+				// sibling that never logs in (half of it).
+				m := newTestManager(t, Config{TLSResumption: tt.mode, HandshakeTimeout: time.Second}, log)
 				base := pki.baseConfig(t)
 				a := startSession(t, m, base, pki.clientConfig(v.vers, withCache))
 				a.b.SetUser(tt.aUser)
@@ -75,10 +78,20 @@ func TestUserScope(t *testing.T) {
 				data := pki.clientConfig(v.vers, withCache)
 				var b *session
 				if tt.untagged {
-					// A refused full handshake leaves an untagged
-					// ticket in the client's cache.
-					if _, err := transfer(t, a.b, data); !errors.Is(err, ErrNotResumed) {
-						t.Fatalf("priming round: %v, want ErrNotResumed", err)
+					// A full handshake accepted under "off" leaves an
+					// untagged ticket in the client's cache; then the
+					// administrator switches to "user".
+					cfg := m.settings().cfg
+					for i, mode := range []string{ResumptionOff, tt.mode} {
+						cfg.TLSResumption = mode
+						if err := m.Reload(cfg); err != nil {
+							t.Fatal(err)
+						}
+						if i == 0 {
+							if _, err := transfer(t, a.b, data); err != nil {
+								t.Fatalf("priming round under off: %v", err)
+							}
+						}
 					}
 				} else {
 					b = startSessionFrom(t, m, base, data, tt.b.source)
@@ -152,5 +165,51 @@ func TestTicketKindNames(t *testing.T) {
 			t.Fatalf("ticketKind %d: name %q empty or repeated", k, s)
 		}
 		seen[s] = true
+	}
+}
+
+// TestUserScopeWaitsForLogin: a client with one shared cache gets a new
+// control session's ticket at AUTH TLS and may present it on an older
+// session's data connection while the new session is still logging in.
+// "user" waits for that login (half the handshake timeout at most) and then
+// decides on the sibling's user.
+func TestUserScopeWaitsForLogin(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	tests := []struct {
+		name       string
+		then       func(b *Binding)
+		wantErr    error
+		wantTicket string
+	}{
+		{"logs in as the same user", func(b *Binding) { b.SetUser("alice") }, nil, ""},
+		{"logs in as another user", func(b *Binding) { b.SetUser("bob") }, ErrNotResumed, "other_user"},
+		{"closes", func(b *Binding) { b.Close() }, ErrNotResumed, "closed_session"},
+	}
+	for _, v := range tlsVersions {
+		for _, tt := range tests {
+			t.Run(v.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				log, logs := testutil.NewLogger()
+				m := newTestManager(t, Config{TLSResumption: ResumptionUser, HandshakeTimeout: 20 * time.Second}, log)
+				base := pki.baseConfig(t)
+				a := startSession(t, m, base, pki.clientConfig(v.vers, withCache))
+				a.b.SetUser("alice")
+				data := pki.clientConfig(v.vers, withCache)
+				b := startSessionFrom(t, m, base, data, "127.0.0.1")
+				timer := time.AfterFunc(200*time.Millisecond, func() { tt.then(b.b) })
+				t.Cleanup(func() { timer.Stop() })
+				resumed, err := transfer(t, a.b, data)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Accept error %v, want %v\n%s", err, tt.wantErr, logs)
+				}
+				if err == nil && !resumed {
+					t.Fatal("accepted without resumption")
+				}
+				if tt.wantTicket != "" && !strings.Contains(logs.String(), "ticket="+tt.wantTicket) {
+					t.Errorf("log lacks ticket=%s:\n%s", tt.wantTicket, logs)
+				}
+			})
+		}
 	}
 }

@@ -1,0 +1,244 @@
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpsd/ftpsd/passive"
+	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
+)
+
+// Log patterns of the "user" scope (passive/listener.go).
+const (
+	logSiblingResumed = `msg="data connection resumed a sibling session's ticket`
+	logRefusedSibling = `msg="data connection refused: TLS session not resumed" .* tls_resumption=required ticket=sibling hint=`
+)
+
+// oldRcloneBin is Debian's rclone (1.60 in Debian 12): before 1.64 rclone
+// keeps one TLS session cache for all its FTP connections. A newer rclone
+// may be first on PATH (go install puts one in GOPATH/bin), so the test
+// calls this path explicitly.
+const oldRcloneBin = "/usr/bin/rclone"
+
+// needOldRclone returns oldRcloneBin when it is an rclone before 1.64.
+// Otherwise the test is skipped, or fails under CI=true (test/run.sh
+// installs Debian's rclone).
+func needOldRclone(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, oldRcloneBin, "version").Output()
+	why := ""
+	if err != nil {
+		why = fmt.Sprintf("%s version: %v", oldRcloneBin, err)
+	} else if m := regexp.MustCompile(`^rclone v1\.(\d+)\.`).FindSubmatch(out); m == nil {
+		why = fmt.Sprintf("%s version says %q, not rclone v1.x", oldRcloneBin, firstLine(out))
+	} else if minor, _ := strconv.Atoi(string(m[1])); minor >= 64 {
+		why = fmt.Sprintf("%s is %s; the shared ticket cache is rclone before 1.64 (Debian 12 ships 1.60)", oldRcloneBin, firstLine(out))
+	}
+	if why == "" {
+		t.Logf("%s", firstLine(out))
+		return oldRcloneBin
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s and CI=true (bash test/run.sh installs Debian's rclone)", why)
+	}
+	t.Skipf("%s: skipping (bash test/run.sh installs Debian's rclone; with CI=true this fails)", why)
+	return ""
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\n")
+	return s
+}
+
+// TestRcloneSharedTicketCache: rclone 1.60 copies 50 files with four
+// parallel transfers. Its connections share one ticket cache, so data
+// connections present a sibling session's ticket: "required" refuses
+// them (and says in the log which setting helps), "user" lets the copy
+// through with every file intact.
+func TestRcloneSharedTicketCache(t *testing.T) {
+	t.Parallel()
+	bin := needOldRclone(t)
+	const files = 50
+	src := t.TempDir()
+	want := map[string][]byte{}
+	for i := range files {
+		name := fmt.Sprintf("f%02d.bin", i)
+		want[name] = testutil.Payload(1000+i*97, byte(i))
+		testutil.WriteFile(t, src, name, want[name])
+	}
+	for _, tc := range []struct {
+		mode   string
+		wantOK bool
+	}{
+		{passive.ResumptionRequired, false},
+		{passive.ResumptionUser, true},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) { c.TLSResumption = tc.mode }})
+			start := time.Now()
+			err := rcloneCopy(t, bin, s, src, "up")
+			t.Logf("rclone copy under %q: err %v after %s", tc.mode, err, time.Since(start).Round(time.Millisecond))
+			assertControlTLS(t, s, "TLS 1.3")
+			if !tc.wantOK {
+				if err == nil {
+					t.Fatal("rclone copy succeeded under required, want a failure")
+				}
+				n := s.Log.Count(logRefusedSibling)
+				if n == 0 {
+					t.Errorf("no refusal of a sibling's ticket logged (with the hint):\n%s", s.Log)
+				}
+				t.Logf("%d data connections refused, %d of them with a sibling's ticket; %d 425 replies",
+					s.Log.Count(logRefusedTLS), n, s.Log.Count(logReply425))
+				return
+			}
+			if err != nil {
+				t.Fatalf("rclone copy under user: %v", err)
+			}
+			for name, data := range want {
+				testutil.AssertContent(t, filepath.Join(s.Home(user), "up", name), data)
+			}
+			got, _ := os.ReadDir(filepath.Join(s.Home(user), "up"))
+			if len(got) != files {
+				t.Errorf("%d entries uploaded, want %d", len(got), files)
+			}
+			n := s.Log.Count(logSiblingResumed)
+			if n == 0 {
+				t.Errorf("no data connection resumed a sibling's ticket: rclone did not share its cache, the test proves nothing")
+			}
+			if r := s.Log.Count(logRefusedTLS); r != 0 {
+				t.Errorf("%d data connections refused under user", r)
+			}
+			t.Logf("%d files; %d data connections, %d of them resumed a sibling's ticket (%d after waiting for its login); %d control sessions",
+				files, s.Log.Count(`msg=reply .* code=150`), n, s.Log.Count(logSiblingResumed+`.* waited_for_login=(0\.|[1-9])`),
+				s.Log.Count(`msg="control TLS established"`))
+		})
+	}
+}
+
+// rcloneCopy copies the directory src to dest on s as alice with four
+// parallel transfers, through an FTP remote defined in the environment,
+// bounded by toolTimeout. One try only: a refusal must show as a failure.
+func rcloneCopy(t *testing.T, bin string, s *ftpstest.Server, src, dest string) error {
+	t.Helper()
+	dir := t.TempDir()
+	obscured, _, err := runTool(t, dir, nil, bin, "obscure", pass)
+	if err != nil {
+		t.Fatalf("rclone obscure: %v", err)
+	}
+	conf := filepath.Join(dir, "rclone.conf")
+	if err := os.WriteFile(conf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"RCLONE_CONFIG_FZ_TYPE=ftp",
+		"RCLONE_CONFIG_FZ_HOST=127.0.0.1",
+		"RCLONE_CONFIG_FZ_PORT=" + strconv.Itoa(s.Port()),
+		"RCLONE_CONFIG_FZ_USER=" + user,
+		"RCLONE_CONFIG_FZ_PASS=" + strings.TrimSpace(obscured),
+		"RCLONE_CONFIG_FZ_EXPLICIT_TLS=true",
+		// Verify the server's certificate against the test CA (Go reads
+		// SSL_CERT_FILE for its system roots).
+		"SSL_CERT_FILE=" + s.CAFile,
+	}
+	_, _, err = runTool(t, dir, env, bin, "copy", src, "fz:"+dest,
+		"--config", conf, "--transfers", "4", "--retries", "1", "--low-level-retries", "1",
+		"--contimeout", "10s", "--timeout", "20s", "-v")
+	return err
+}
+
+// TestSharedTicketCache: the server side of "user" with a Go client whose
+// control and data connections all share one session cache, as rclone
+// before 1.64 does. Session A logs in, then session B logs in with the same
+// cache (its control handshake puts B's ticket in the cache), then A's data
+// connection presents B's ticket: accepted under "user" when B is the same
+// user, refused when B is another user, and refused under "required".
+func TestSharedTicketCache(t *testing.T) {
+	t.Parallel()
+	bob := ftpstest.User{Name: "bob", Password: "bob-secret"}
+	tests := []struct {
+		name       string
+		mode       string
+		second     ftpstest.User
+		wantOK     bool
+		wantTicket string
+	}{
+		{"user/same user", passive.ResumptionUser, ftpstest.DefaultUser, true, ""},
+		{"user/other user", passive.ResumptionUser, bob, false, "other_user"},
+		{"required/same user", passive.ResumptionRequired, ftpstest.DefaultUser, false, "sibling"},
+	}
+	for _, v := range versions {
+		for _, tt := range tests {
+			t.Run(tls.VersionName(v)+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				s := ftpstest.NewServer(t, ftpstest.Options{
+					Users:   []ftpstest.User{ftpstest.DefaultUser, bob},
+					Passive: func(c *passive.Config) { c.TLSResumption = tt.mode },
+				})
+				shared := s.ClientTLS()
+				shared.MinVersion, shared.MaxVersion = v, v
+				a := s.Login(t, shared)
+				b := s.Dial(t)
+				b.Login(shared, tt.second.Name, tt.second.Password)
+				if b.ControlState().DidResume {
+					t.Fatal("B's control connection resumed A's session")
+				}
+
+				payload := testutil.Payload(50000, 9)
+				addr := a.Pasv()
+				a.Send("STOR shared.bin")
+				dc, err := ftpstest.DialData(t, addr, shared)
+				a.Expect(150)
+				if tt.wantOK {
+					if err != nil {
+						t.Fatalf("data connection: %v", err)
+					}
+					if !dc.(*tls.Conn).ConnectionState().DidResume {
+						t.Fatal("the data connection did not resume")
+					}
+					if _, err := dc.Write(payload); err != nil {
+						t.Fatal(err)
+					}
+					if err := dc.Close(); err != nil {
+						t.Fatal(err)
+					}
+					a.Expect(226)
+					testutil.AssertContent(t, filepath.Join(s.Home(user), "shared.bin"), payload)
+					if s.Log.Count(logSiblingResumed) != 1 {
+						t.Errorf("sibling resumption not logged:\n%s", s.Log)
+					}
+					// B's own transfer works from the same cache.
+					if got := b.Xfer("RETR shared.bin", nil); len(got) != len(payload) {
+						t.Errorf("B read %d bytes, want %d", len(got), len(payload))
+					}
+					return
+				}
+				if err == nil {
+					dc.Write(payload)
+					io.ReadAll(dc)
+				}
+				if msg := a.Expect(425); !strings.Contains(msg, "TLS session of data connection not resumed") {
+					t.Errorf("425 %q", msg)
+				}
+				testutil.AssertMissing(t, filepath.Join(s.Home(user), "shared.bin"))
+				line := `tls_resumption=` + tt.mode + ` ticket=` + tt.wantTicket
+				if s.Log.Count(regexp.QuoteMeta(line)) != 1 {
+					t.Errorf("log lacks one %q:\n%s", line, s.Log)
+				}
+			})
+		}
+	}
+}
