@@ -34,11 +34,14 @@ as_root() {
 # --- external clients and servers ------------------------------------------
 # curl and lftp are the FTPS clients of the interop tests; named (BIND9) is
 # the DNS server of the ACME dns-01 tests; systemd-analyze and logrotate
-# check the files in docs/deploy.
+# check the files in docs/deploy; Debian's rclone (1.60, at /usr/bin: a
+# newer one may come first on PATH) shares one ticket cache across its
+# connections (tls_resumption = "user").
 missing=()
 for tool in curl lftp named systemd-analyze logrotate; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
+[ -x /usr/bin/rclone ] || missing+=(rclone)
 if [ "${#missing[@]}" -gt 0 ]; then
 	pkgs=()
 	for tool in "${missing[@]}"; do
