@@ -28,10 +28,7 @@ func TestForeignPeerDropped(t *testing.T) {
 			m := newTestManager(t, Config{}, log)
 			ctl := pki.clientConfig(tls.VersionTLS13, withCache)
 			s := startSession(t, m, pki.baseConfig(t), ctl)
-			l, err := s.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, s.b)
 			ch := acceptAsync(t, l, secure)
 			addr := "127.0.0.1:" + strconv.Itoa(int(l.Port()))
 
@@ -140,10 +137,7 @@ func TestAcceptEnds(t *testing.T) {
 			t.Parallel()
 			m := newTestManager(t, tt.cfg, nil)
 			s := startSession(t, m, pki.baseConfig(t), pki.clientConfig(tls.VersionTLS13, withCache))
-			l, err := s.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, s.b)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			ch := make(chan acceptResult, 1)
@@ -180,10 +174,7 @@ func TestAcceptOnlyOne(t *testing.T) {
 	m := newTestManager(t, Config{}, nil)
 	b := m.Bind(nil, mustAddrPort(t, "127.0.0.1:21"), mustAddrPort(t, "127.0.0.1:40000"))
 	defer b.Close()
-	l, err := b.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t, b)
 	ch := acceptAsync(t, l, false)
 	addr := "127.0.0.1:" + strconv.Itoa(int(l.Port()))
 	c, err := net.Dial("tcp4", addr)

@@ -33,10 +33,7 @@ const (
 // TLS 1.3 tickets issued on the data connection to the client's cache).
 func transfer(t *testing.T, b *Binding, cfg *tls.Config) (serverResumed bool, err error) {
 	t.Helper()
-	l, err := b.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t, b)
 	ch := acceptAsync(t, l, true)
 	client, herr := dialData(t, l.Port(), cfg)
 	r := waitAccept(t, ch)
@@ -186,14 +183,10 @@ func TestEndedWithoutCloseNotify(t *testing.T) {
 		notify bool
 	}{{"close_notify", true}, {"bare TCP close", false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			log, _ := testutil.NewLogger()
-			m := newTestManager(t, Config{}, log)
+			m := newTestManager(t, Config{}, nil)
 			cfg := pki.clientConfig(tls.VersionTLS13, withCache)
 			sess := startSession(t, m, pki.baseConfig(t), cfg)
-			l, err := sess.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, sess.b)
 			ch := acceptAsync(t, l, true)
 			dc, err := dialData(t, l.Port(), cfg)
 			if err != nil {

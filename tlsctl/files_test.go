@@ -66,10 +66,7 @@ func TestFilesServeAndInfo(t *testing.T) {
 	addr := serveTLS(t, m.ServerConfig)
 	// By name and by IP (no SNI): the only certificate is served either way.
 	for _, name := range []string{"localhost", "127.0.0.1"} {
-		state, err := dialTLS(t, addr, &tls.Config{RootCAs: poolOf(t, p.certPEM), ServerName: name})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		state := mustHandshake(t, addr, &tls.Config{RootCAs: poolOf(t, p.certPEM), ServerName: name})
 		if got := fingerprint(t, state); got != p.sha256 {
 			t.Errorf("%s: served %s, want %s", name, got, p.sha256)
 		}
@@ -88,11 +85,7 @@ func TestFilesReload(t *testing.T) {
 	addr := serveTLS(t, m.ServerConfig)
 	client := &tls.Config{RootCAs: poolOf(t, a.certPEM, b.certPEM, c.certPEM), ServerName: "localhost"}
 	served := func() string {
-		state, err := dialTLS(t, addr, client)
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		return fingerprint(t, state)
+		return fingerprint(t, mustHandshake(t, addr, client))
 	}
 	if got := served(); got != a.sha256 {
 		t.Fatalf("served %s, want A %s", got, a.sha256)
