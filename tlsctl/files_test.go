@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestFilesLoadErrors(t *testing.T) {
@@ -93,7 +95,7 @@ func TestFilesReload(t *testing.T) {
 
 	// A good replacement (both files renamed into place) is picked up.
 	writePairFiles(t, dir, b)
-	eventually(t, "certificate B served", func() bool { return served() == b.sha256 })
+	testutil.WaitFor(t, 5*time.Second, "certificate B served", func() bool { return served() == b.sha256 })
 	if got := m.Certificate().SHA256; got != b.sha256 {
 		t.Errorf("Certificate().SHA256 = %s, want B %s", got, b.sha256)
 	}
@@ -119,7 +121,7 @@ func TestFilesReload(t *testing.T) {
 	}
 	for i, br := range broken {
 		br.do()
-		eventually(t, "error logged for "+br.name, func() bool { return countErrors(rec) == base+i+1 })
+		testutil.WaitFor(t, 5*time.Second, "error logged for "+br.name, func() bool { return countErrors(rec) == base+i+1 })
 		if got := served(); got != b.sha256 {
 			t.Fatalf("after %s: served %s, want B %s", br.name, got, b.sha256)
 		}
@@ -135,7 +137,7 @@ func TestFilesReload(t *testing.T) {
 
 	// Repaired: C is picked up.
 	writeFile(t, keyFile, c.keyPEM)
-	eventually(t, "certificate C served", func() bool { return served() == c.sha256 })
+	testutil.WaitFor(t, 5*time.Second, "certificate C served", func() bool { return served() == c.sha256 })
 }
 
 func countErrors(rec *logRecorder) int {

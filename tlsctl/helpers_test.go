@@ -277,15 +277,3 @@ func (r *logRecorder) maxLevel() slog.Level {
 	}
 	return max
 }
-
-// eventually polls cond every 10ms until it holds or 5s passed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // selfSignedClient starts a self-signed Manager with cfg (StateDir filled
@@ -327,7 +329,7 @@ func TestTicketKeyRotationRuns(t *testing.T) {
 	if n := m.tickets.count(); n < 1 {
 		t.Fatalf("%d ticket keys after New, want 1", n)
 	}
-	eventually(t, "3 ticket keys", func() bool { return m.tickets.count() == maxTicketKeys })
+	testutil.WaitFor(t, 5*time.Second, "3 ticket keys", func() bool { return m.tickets.count() == maxTicketKeys })
 	time.Sleep(30 * time.Millisecond)
 	if n := m.tickets.count(); n != maxTicketKeys {
 		t.Fatalf("%d ticket keys, want at most %d", n, maxTicketKeys)
