@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -36,19 +38,9 @@ func TestConfigValidate(t *testing.T) {
 			t.Parallel()
 			c := tc.in
 			err := c.Validate()
-			if len(tc.wantErr) == 0 {
-				if err != nil || c != tc.want {
-					t.Errorf("Validate() = %v, config %+v; want nil, %+v", err, c, tc.want)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil; want an error")
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %q; want it to contain %q", err, w)
-				}
+			testutil.AssertErrContains(t, "Validate()", err, tc.wantErr...)
+			if err == nil && c != tc.want {
+				t.Errorf("Validate() filled %+v; want %+v", c, tc.want)
 			}
 		})
 	}
@@ -89,21 +81,8 @@ func TestValidateUsers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			err := ValidateUsers(tc.users)
-			if len(tc.wantErr) == 0 {
-				if err != nil {
-					t.Errorf("ValidateUsers = %v; want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("ValidateUsers = nil; want an error")
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ValidateUsers = %q; want it to contain %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), argon) || strings.Contains(err.Error(), bc) {
+			testutil.AssertErrContains(t, "ValidateUsers", err, tc.wantErr...)
+			if err != nil && (strings.Contains(err.Error(), argon) || strings.Contains(err.Error(), bc)) {
 				t.Errorf("error %q contains a password hash", err)
 			}
 		})

@@ -128,6 +128,8 @@ func TestMalformedHashes(t *testing.T) {
 	salt := b64([]byte("0123456789abcdef"))
 	key := b64([]byte("0123456789abcdef0123456789abcdef"))
 	argon := func(mid string) string { return "$argon2id$v=19$" + mid }
+	// params is a valid argon2id hash but for its parameters.
+	params := func(p string) string { return argon(p + "$" + salt + "$" + key) }
 	ok := "m=1024,t=1,p=1$" + salt + "$" + key
 	bc := mustBcrypt(t, "secret")
 
@@ -146,19 +148,19 @@ func TestMalformedHashes(t *testing.T) {
 		{"version 16", "$argon2id$v=16$" + ok, `"v=16" not supported`},
 		{"too few fields", argon("m=1024,t=1,p=1$" + salt), "want $argon2id$v=19$"},
 		{"too many fields", argon(ok + "$x"), "want $argon2id$v=19$"},
-		{"params order", argon("t=1,m=1024,p=1$" + salt + "$" + key), "want parameters"},
-		{"params missing", argon("m=1024,t=1$" + salt + "$" + key), "want parameters"},
-		{"params extra", argon("m=1024,t=1,p=1,k=2$" + salt + "$" + key), "want parameters"},
-		{"m not a number", argon("m=lots,t=1,p=1$" + salt + "$" + key), "m is not a number"},
-		{"m negative", argon("m=-1,t=1,p=1$" + salt + "$" + key), "m is not a number"},
-		{"m overflow", argon("m=99999999999,t=1,p=1$" + salt + "$" + key), "m is not a number"},
-		{"m zero", argon("m=0,t=1,p=1$" + salt + "$" + key), "m=0 out of range"},
-		{"m below 8p", argon("m=15,t=1,p=2$" + salt + "$" + key), "m=15 out of range"},
-		{"m above 4 GiB", argon("m=4194305,t=1,p=1$" + salt + "$" + key), "m=4194305 out of range"},
-		{"t zero", argon("m=1024,t=0,p=1$" + salt + "$" + key), "t=0 out of range"},
-		{"t 101", argon("m=1024,t=101,p=1$" + salt + "$" + key), "t=101 out of range"},
-		{"p zero", argon("m=1024,t=1,p=0$" + salt + "$" + key), "p=0 out of range"},
-		{"p 256", argon("m=4096,t=1,p=256$" + salt + "$" + key), "p=256 out of range"},
+		{"params order", params("t=1,m=1024,p=1"), "want parameters"},
+		{"params missing", params("m=1024,t=1"), "want parameters"},
+		{"params extra", params("m=1024,t=1,p=1,k=2"), "want parameters"},
+		{"m not a number", params("m=lots,t=1,p=1"), "m is not a number"},
+		{"m negative", params("m=-1,t=1,p=1"), "m is not a number"},
+		{"m overflow", params("m=99999999999,t=1,p=1"), "m is not a number"},
+		{"m zero", params("m=0,t=1,p=1"), "m=0 out of range"},
+		{"m below 8p", params("m=15,t=1,p=2"), "m=15 out of range"},
+		{"m above 4 GiB", params("m=4194305,t=1,p=1"), "m=4194305 out of range"},
+		{"t zero", params("m=1024,t=0,p=1"), "t=0 out of range"},
+		{"t 101", params("m=1024,t=101,p=1"), "t=101 out of range"},
+		{"p zero", params("m=1024,t=1,p=0"), "p=0 out of range"},
+		{"p 256", params("m=4096,t=1,p=256"), "p=256 out of range"},
 		{"salt not base64", argon("m=1024,t=1,p=1$" + salt[:10] + "*" + salt[11:] + "$" + key), "salt is not unpadded"},
 		{"salt padded", argon("m=1024,t=1,p=1$" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef")) + "$" + key), "salt is not unpadded"},
 		{"salt short", argon("m=1024,t=1,p=1$" + b64([]byte("1234567")) + "$" + key), "salt of 7 bytes"},

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestHashLimiterGrant(t *testing.T) {
@@ -164,10 +166,10 @@ func TestHashLimiterFreesMemoryOncePerBurst(t *testing.T) {
 		t.Fatalf("memory freed %d times while hashing", n)
 	}
 	l.release(g)
-	waitFor(t, "memory freed after the burst", func() bool { return freed.Load() == 1 })
+	testutil.WaitFor(t, 10*time.Second, "memory freed after the burst", func() bool { return freed.Load() == 1 })
 
 	burst()
-	waitFor(t, "memory freed after the second burst", func() bool { return freed.Load() == 2 })
+	testutil.WaitFor(t, 10*time.Second, "memory freed after the second burst", func() bool { return freed.Load() == 2 })
 	time.Sleep(5 * l.idle)
 	if n := freed.Load(); n != 2 {
 		t.Errorf("memory freed %d times after two bursts; want 2", n)

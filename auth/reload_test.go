@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestStoreReload: a reload adds, removes, disables and changes users for
@@ -170,7 +172,7 @@ func TestParallelRightPasswords(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, "all attempts arrived", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all attempts arrived", func() bool {
 		return s.throttle.inFlight(ClientKey(ip))+int(s.waiting.Load()) == 8
 	})
 	release()

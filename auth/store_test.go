@@ -347,12 +347,18 @@ type step struct {
 	want string        // reserve: "reserved", "refused"; fail/ok: "banned", "" (not banned)
 }
 
-func TestThrottleReserve(t *testing.T) {
-	t.Parallel()
-	cfg := Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: 10 * time.Minute}
+// newTestThrottle is the throttle of cfg, with the defaults Validate fills.
+func newTestThrottle(t *testing.T, cfg Config) *throttle {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return newThrottle(cfg)
+}
+
+func TestThrottleReserve(t *testing.T) {
+	t.Parallel()
+	cfg := Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: 10 * time.Minute}
 	r := func(want string) step { return step{op: "reserve", want: want} }
 	fail := func(want string) step { return step{op: "fail", want: want} }
 	ok := func(want string) step { return step{op: "ok", want: want} }
@@ -408,7 +414,7 @@ func TestThrottleReserve(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			th := newThrottle(cfg)
+			th := newTestThrottle(t, cfg)
 			k, now := ClientKey(ip1), time.Now()
 			for i, st := range tc.steps {
 				var got string
@@ -438,11 +444,7 @@ func TestThrottleReserve(t *testing.T) {
 
 func TestThrottleBanStartedOnce(t *testing.T) {
 	t.Parallel()
-	cfg := Config{MaxFailures: 2}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	th := newThrottle(cfg)
+	th := newTestThrottle(t, Config{MaxFailures: 2})
 	k, now := ClientKey(ip1), time.Now()
 	th.reserve(k, now)
 	th.reserve(k, now)
@@ -467,11 +469,7 @@ func TestThrottleBanStartedOnce(t *testing.T) {
 
 func TestThrottleBounded(t *testing.T) {
 	t.Parallel()
-	cfg := Config{MaxFailures: 2, FailureWindow: time.Minute, BanDuration: time.Hour}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	th := newThrottle(cfg)
+	th := newTestThrottle(t, Config{MaxFailures: 2, FailureWindow: time.Minute, BanDuration: time.Hour})
 	th.limit = 10
 	now := time.Now()
 	addr := func(i int) netip.Prefix { return ClientKey(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})) }
@@ -514,11 +512,7 @@ func TestThrottleBounded(t *testing.T) {
 
 func TestThrottleKeepsInFlight(t *testing.T) {
 	t.Parallel()
-	cfg := Config{MaxFailures: 2, FailureWindow: time.Minute, BanDuration: time.Hour}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	th := newThrottle(cfg)
+	th := newTestThrottle(t, Config{MaxFailures: 2, FailureWindow: time.Minute, BanDuration: time.Hour})
 	th.limit = 4
 	now := time.Now()
 	addr := func(i int) netip.Prefix { return ClientKey(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})) }
@@ -556,54 +550,50 @@ func TestThrottleKeepsInFlight(t *testing.T) {
 	}
 }
 
+// TestAuthenticateContext: a login whose context ends returns the
+// context's error; only a judged failure counts against the address.
 func TestAuthenticateContext(t *testing.T) {
 	t.Parallel()
-
-	t.Run("canceled before", func(t *testing.T) {
-		t.Parallel()
-		s, _, _ := newTestStore(t, Config{}, testUsers(t))
-		ctx, cancel := context.WithCancel(t.Context())
-		cancel()
-		if u, err := s.Authenticate(ctx, "alice", "alice-pw", ip1); u != nil || !errors.Is(err, context.Canceled) {
-			t.Errorf("Authenticate = %v, %v; want context.Canceled", u, err)
-		}
-		if n := s.throttle.size(); n != 0 {
-			t.Errorf("a canceled login was counted (%d entries)", n)
-		}
-	})
-
-	t.Run("during the failure delay", func(t *testing.T) {
-		t.Parallel()
-		s, _, _ := newTestStore(t, Config{FailureDelay: time.Hour}, testUsers(t))
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-		defer cancel()
-		if _, err := s.Authenticate(ctx, "alice", "wrong", ip1); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Authenticate = %v; want context.DeadlineExceeded", err)
-		}
-		if n := s.throttle.size(); n != 1 {
-			t.Errorf("the failure was not counted (%d entries)", n)
-		}
-	})
-
-	t.Run("waiting for a hashing slot", func(t *testing.T) {
-		t.Parallel()
-		s, _, _ := newTestStore(t, Config{MaxFailures: 1}, testUsers(t))
-		release := holdAllHashing(t, s)
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-		defer cancel()
-		if _, err := s.Authenticate(ctx, "alice", "alice-pw", ip1); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Authenticate = %v; want context.DeadlineExceeded", err)
-		}
-		if n := s.throttle.size(); n != 0 {
-			t.Errorf("an unverified login was counted (%d entries)", n)
-		}
-		// Its reservation was given back: with max_failures 1, the next
-		// login is judged.
-		release()
-		if _, err := s.Authenticate(t.Context(), "alice", "alice-pw", ip1); err != nil {
-			t.Errorf("after a canceled login: %v; want success", err)
-		}
-	})
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		password string
+		canceled bool // canceled before the call; else a 20ms deadline
+		hold     bool // every hashing slot is taken
+		wantErr  error
+		counted  int // throttle entries afterwards
+	}{
+		{"canceled before", Config{}, "alice-pw", true, false, context.Canceled, 0},
+		{"during the failure delay", Config{FailureDelay: time.Hour}, "wrong", false, false, context.DeadlineExceeded, 1},
+		{"waiting for a hashing slot", Config{MaxFailures: 1}, "alice-pw", false, true, context.DeadlineExceeded, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, _, _ := newTestStore(t, tc.cfg, testUsers(t))
+			release := func() {}
+			if tc.hold {
+				release = holdAllHashing(t, s)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+			defer cancel()
+			if tc.canceled {
+				cancel()
+			}
+			if u, err := s.Authenticate(ctx, "alice", tc.password, ip1); u != nil || !errors.Is(err, tc.wantErr) {
+				t.Errorf("Authenticate = %v, %v; want %v", u, err, tc.wantErr)
+			}
+			if n := s.throttle.size(); n != tc.counted {
+				t.Errorf("%d throttle entries; want %d", n, tc.counted)
+			}
+			// The address is not locked out: the right password logs in
+			// (with max_failures 1, proof that the held reservation was
+			// given back).
+			release()
+			if _, err := s.Authenticate(t.Context(), "alice", "alice-pw", ip1); err != nil {
+				t.Errorf("after a canceled login: %v; want success", err)
+			}
+		})
+	}
 }
 
 func TestAuthenticateConcurrent(t *testing.T) {
@@ -640,16 +630,6 @@ func TestAuthenticateConcurrent(t *testing.T) {
 				})
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
 	}
 }
 
@@ -693,7 +673,7 @@ func TestAuthenticateSimultaneous(t *testing.T) {
 					returned.Add(1)
 				})
 				// Let attempt i reserve (or be refused) before the next.
-				waitFor(t, fmt.Sprintf("attempt %d arrived", i), func() bool {
+				testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("attempt %d arrived", i), func() bool {
 					return s.throttle.inFlight(key)+int(returned.Load())+int(s.waiting.Load()) == i+1
 				})
 			}

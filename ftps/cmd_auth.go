@@ -114,12 +114,22 @@ func (s *session) cmdCCC(request) result {
 	return say(reply{534, "CCC refused: the control connection stays encrypted."})
 }
 
-func (s *session) cmdUSER(r request) result {
+// loginGate is the check USER and PASS share: TLS first where it is
+// required, and nothing to do once logged in (USER answers that with 530,
+// PASS with 230).
+func (s *session) loginGate(loggedIn int) error {
 	if s.tlsRequiredForLogin() {
-		return say(reply{530, "Login requires TLS: send AUTH TLS first."})
+		return replyError{reply{530, "Login requires TLS: send AUTH TLS first."}}
 	}
 	if s.state == stateReady {
-		return say(reply{530, "Already logged in."})
+		return replyError{reply{loggedIn, "Already logged in."}}
+	}
+	return nil
+}
+
+func (s *session) cmdUSER(r request) result {
+	if err := s.loginGate(530); err != nil {
+		return fail(err)
 	}
 	s.userName = r.arg
 	s.state = stateNeedPass
@@ -128,11 +138,8 @@ func (s *session) cmdUSER(r request) result {
 }
 
 func (s *session) cmdPASS(r request) result {
-	if s.tlsRequiredForLogin() {
-		return say(reply{530, "Login requires TLS: send AUTH TLS first."})
-	}
-	if s.state == stateReady {
-		return say(reply{230, "Already logged in."})
+	if err := s.loginGate(230); err != nil {
+		return fail(err)
 	}
 	if s.state != stateNeedPass {
 		return say(reply{503, "Login with USER first."})

@@ -3,7 +3,6 @@ package ftps_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -44,88 +43,94 @@ func run(t *testing.T, c *ftpstest.Conn, steps []step) {
 	}
 }
 
-func TestBeforeTLS(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := s.Dial(t)
-	run(t, c, []step{
-		{"USER alice", 530},
-		{"PASS alice-secret", 530},
-		{"PBSZ 0", 503},
-		{"PROT P", 503},
-		{"FEAT", 211},
-		{"NOOP", 200},
-		{"LIST", 530},
-		{"RETR x", 530},
-		{"PASV", 530},
-		{"XYZZY", 500},
-		{"AUTH KERBEROS", 504},
-		{"AUTH", 501},
-		{"HELP", 214},
-		{"QUIT", 221},
-	})
-}
-
-func TestAfterTLSBeforeLogin(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := s.Dial(t)
-	c.AuthTLS(s.ClientTLS())
-	if got := c.ControlState().NegotiatedProtocol; got != "" && got != "ftp" {
-		t.Errorf("ALPN = %q", got)
+// TestCommandSequences sends command sequences on a fresh connection and
+// checks every reply code: before TLS, after AUTH TLS before login, the
+// limit on login attempts, and a plaintext login where the config allows
+// it.
+func TestCommandSequences(t *testing.T) {
+	plaintextLogin := ftpstest.Options{Server: func(c *ftps.Config) { c.AllowPlaintextLogin = true }}
+	for _, tc := range []struct {
+		name  string
+		opts  ftpstest.Options
+		tls   bool // AUTH TLS first
+		steps []step
+	}{
+		{name: "before TLS", steps: []step{
+			{"USER alice", 530},
+			{"PASS alice-secret", 530},
+			{"PBSZ 0", 503},
+			{"PROT P", 503},
+			{"FEAT", 211},
+			{"NOOP", 200},
+			{"LIST", 530},
+			{"RETR x", 530},
+			{"PASV", 530},
+			{"XYZZY", 500},
+			{"AUTH KERBEROS", 504},
+			{"AUTH", 501},
+			{"HELP", 214},
+			{"QUIT", 221},
+		}},
+		{name: "after TLS before login", tls: true, steps: []step{
+			{"AUTH TLS", 503},
+			{"PROT P", 503}, // PBSZ first
+			{"PBSZ x", 501},
+			{"PBSZ 0", 200},
+			{"PROT X", 504},
+			{"PROT C", 534},
+			{"PROT S", 536},
+			{"PROT P", 200},
+			{"CCC", 534},
+			{"PASV", 530},
+			{"CWD /", 530},
+			{"PASS x", 503},
+			{"USER alice", 331},
+			{"PASS wrong", 530},
+			{"USER alice", 331},
+			{"PASS alice-secret", 230},
+			{"USER bob", 530},
+			{"PWD", 257},
+			{"SYST", 215},
+			{"TYPE I", 200},
+			{"TYPE A", 200},
+			{"TYPE E", 504},
+			{"MODE S", 200},
+			{"MODE B", 504},
+			{"STRU F", 200},
+			{"STRU R", 504},
+			{"OPTS UTF8 ON", 200},
+			{"OPTS MLST type;size;", 200},
+			{"OPTS BOGUS", 501},
+			{"ALLO 100", 202},
+			{"REST x", 501},
+			{"REST -1", 501},
+			{"RNTO x", 503},
+			{"STAT", 211},
+			{"PORT 127,0,0,1,4,1", 502},
+			{"EPSV 9", 501},
+			{"MFMT 2026 x", 501},
+			{"ABOR", 225},
+			{"QUIT", 221},
+		}},
+		{name: "login attempts limited", tls: true, steps: []step{
+			{"USER alice", 331}, {"PASS a", 530}, {"USER alice", 331}, {"PASS b", 530}, {"USER alice", 331}, {"PASS c", 421},
+		}},
+		{name: "plaintext login allowed by config", opts: plaintextLogin, steps: []step{
+			{"USER alice", 331}, {"PASS alice-secret", 230}, {"PASV", 227}, {"LIST", 521},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ftpstest.NewServer(t, tc.opts)
+			c := s.Dial(t)
+			if tc.tls {
+				c.AuthTLS(s.ClientTLS())
+				if got := c.ControlState().NegotiatedProtocol; got != "" && got != "ftp" {
+					t.Errorf("ALPN = %q", got)
+				}
+			}
+			run(t, c, tc.steps)
+		})
 	}
-	run(t, c, []step{
-		{"AUTH TLS", 503},
-		{"PROT P", 503}, // PBSZ first
-		{"PBSZ x", 501},
-		{"PBSZ 0", 200},
-		{"PROT X", 504},
-		{"PROT C", 534},
-		{"PROT S", 536},
-		{"PROT P", 200},
-		{"CCC", 534},
-		{"PASV", 530},
-		{"CWD /", 530},
-		{"PASS x", 503},
-		{"USER alice", 331},
-		{"PASS wrong", 530},
-		{"USER alice", 331},
-		{"PASS alice-secret", 230},
-		{"USER bob", 530},
-		{"PWD", 257},
-		{"SYST", 215},
-		{"TYPE I", 200},
-		{"TYPE A", 200},
-		{"TYPE E", 504},
-		{"MODE S", 200},
-		{"MODE B", 504},
-		{"STRU F", 200},
-		{"STRU R", 504},
-		{"OPTS UTF8 ON", 200},
-		{"OPTS MLST type;size;", 200},
-		{"OPTS BOGUS", 501},
-		{"ALLO 100", 202},
-		{"REST x", 501},
-		{"REST -1", 501},
-		{"RNTO x", 503},
-		{"STAT", 211},
-		{"PORT 127,0,0,1,4,1", 502},
-		{"EPSV 9", 501},
-		{"MFMT 2026 x", 501},
-		{"ABOR", 225},
-		{"QUIT", 221},
-	})
-}
-
-func TestLoginAttemptsLimited(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := s.Dial(t)
-	c.AuthTLS(s.ClientTLS())
-	run(t, c, []step{{"USER alice", 331}, {"PASS a", 530}, {"USER alice", 331}, {"PASS b", 530}, {"USER alice", 331}, {"PASS c", 421}})
-}
-
-func TestPlaintextLoginAllowedByConfig(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{Server: func(c *ftps.Config) { c.AllowPlaintextLogin = true }})
-	c := s.Dial(t)
-	run(t, c, []step{{"USER alice", 331}, {"PASS alice-secret", 230}, {"PASV", 227}, {"LIST", 521}})
 }
 
 func TestLineTooLong(t *testing.T) {
@@ -154,13 +159,6 @@ func assertClosed(t *testing.T, c *ftpstest.Conn) {
 	t.Fatal("connection still open")
 }
 
-// login returns a logged-in control connection with PROT P (for
-// reload_test.go; new tests call s.Login).
-func login(t *testing.T, s *ftpstest.Server, cfg *tls.Config) *ftpstest.Conn {
-	t.Helper()
-	return s.Login(t, cfg)
-}
-
 func TestFileOperations(t *testing.T) {
 	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
@@ -179,14 +177,9 @@ func TestFileOperations(t *testing.T) {
 				t.Errorf("SIZE = %s", got)
 			}
 			c.Cmd(213, "MDTM big.bin")
-			got := c.Xfer("RETR big.bin", nil)
-			if sha256.Sum256(got) != sha256.Sum256(content) {
-				t.Fatal("RETR content differs")
-			}
+			c.AssertRetr("big.bin", content)
 			c.Cmd(350, "REST 1000")
-			if got := c.Xfer("RETR big.bin", nil); !bytes.Equal(got, content[1000:]) {
-				t.Fatal("REST+RETR content differs")
-			}
+			c.AssertRetr("big.bin", content[1000:])
 			mlsd := string(c.Xfer("MLSD", nil))
 			if !strings.Contains(mlsd, "type=file;size=1600000;") || !strings.Contains(mlsd, " big.bin\r\n") {
 				t.Errorf("MLSD = %q", mlsd)
@@ -351,9 +344,7 @@ func TestDataConnectionNotResumed(t *testing.T) {
 			}
 			// The session's own, resuming data connection still works.
 			c.Cmd(200, "NOOP")
-			if got := c.Xfer("RETR secret.bin", nil); testutil.Sum(got) != testutil.Sum(secret) {
-				t.Error("RETR after the refusals returned other content")
-			}
+			c.AssertRetr("secret.bin", secret) // after the refusals
 			c.Xfer("STOR old.txt", []byte("new content"))
 			testutil.AssertContent(t, filepath.Join(home, "old.txt"), []byte("new content"))
 		})
@@ -612,9 +603,7 @@ func TestDataConnectionFromAnotherIP(t *testing.T) {
 	}
 	dc.Close()
 	c.Expect(226)
-	if got := bystander.Xfer("RETR f.bin", nil); testutil.Sum(got) != testutil.Sum(data) {
-		t.Error("the bystander's RETR returned other content")
-	}
+	bystander.AssertRetr("f.bin", data)
 
 	// Only the thief comes: it reads nothing, and the rightful client,
 	// which never came, gets a 425 once the accept timeout passes.
@@ -712,28 +701,15 @@ func TestAbortedOverwriteKeepsOldFile(t *testing.T) {
 					}
 				}
 				testutil.AssertContent(t, path, old)
-				assertNoTempFiles(t, home)
+				testutil.AssertDirHolds(t, home, "doc.bin")
 
 				// The session goes on, and a complete upload replaces
 				// the file.
 				c.Cmd(200, "NOOP")
 				c.Xfer("STOR doc.bin", newData[:200000])
 				testutil.AssertContent(t, path, newData[:200000])
-				assertNoTempFiles(t, home)
+				testutil.AssertDirHolds(t, home, "doc.bin")
 			})
-		}
-	}
-}
-
-func assertNoTempFiles(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "doc.bin" {
-			t.Errorf("left in the home: %s", e.Name())
 		}
 	}
 }

@@ -38,7 +38,7 @@ func TestServerReload(t *testing.T) {
 	t.Parallel()
 	s := ftpstest.NewServer(t, ftpstest.Options{})
 	srv := s.FTPS()
-	before := login(t, s, s.ClientTLS())
+	before := s.Login(t, s.ClientTLS())
 
 	cfg := ftps.Config{Listen: "127.0.0.1:0", MaxConnections: 100, MaxConnectionsPerIP: 2, Banner: "reloaded banner"}
 	if err := srv.Reload(cfg); err != nil {
@@ -123,8 +123,7 @@ func TestUserDisabledDuringPASS(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := ftpstest.NewServer(t, ftpstest.Options{Users: []ftpstest.User{{Name: "mallory", Password: "m-pw", Hash: slow}, {Name: "alice", Password: "a"}}})
-	c := s.Dial(t)
-	c.AuthTLS(s.ClientTLS())
+	c := s.DialTLS(t)
 	c.Cmd(331, "USER mallory")
 	c.Send("PASS m-pw")
 	waitLog(t, s, "cmd=\"PASS ****\"")

@@ -139,24 +139,12 @@ func TestPassiveAddrStaleWhileRefreshing(t *testing.T) {
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Fatalf("stale PassiveAddr blocked for %v", d)
 	}
-	waitFor(t, func() bool { return f.count() >= 2 })
+	testutil.WaitFor(t, 5*time.Second, "a second lookup", func() bool { return f.count() >= 2 })
 	if n := f.count(); n != 2 {
 		t.Fatalf("%d lookups, want 2 (one refresh at a time)", n)
 	}
 	close(gate)
-	waitFor(t, func() bool { return b.PassiveAddr(t.Context()) == netip.MustParseAddr("198.51.100.2") })
-}
-
-// waitFor polls cond for up to 5s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "the refreshed address", func() bool { return b.PassiveAddr(t.Context()) == netip.MustParseAddr("198.51.100.2") })
 }
 
 func TestPassiveAddrFirstResolutionBounded(t *testing.T) {

@@ -206,6 +206,16 @@ type acceptResult struct {
 	err  error
 }
 
+// mustListen opens a data listener on b, failing the test if it cannot.
+func mustListen(t *testing.T, b *Binding) *Listener {
+	t.Helper()
+	l, err := b.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // acceptAsync runs l.Accept in a goroutine.
 func acceptAsync(t *testing.T, l *Listener, secure bool) <-chan acceptResult {
 	t.Helper()

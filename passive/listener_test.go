@@ -28,10 +28,7 @@ func TestForeignPeerDropped(t *testing.T) {
 			m := newTestManager(t, Config{}, log)
 			ctl := pki.clientConfig(tls.VersionTLS13, withCache)
 			s := startSession(t, m, pki.baseConfig(t), ctl)
-			l, err := s.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, s.b)
 			ch := acceptAsync(t, l, secure)
 			addr := "127.0.0.1:" + strconv.Itoa(int(l.Port()))
 
@@ -72,23 +69,39 @@ func TestForeignPeerDropped(t *testing.T) {
 	}
 }
 
-// transferOn finishes a TLS data connection on a listener whose Accept
-// already runs (ch).
-func transferOn(t *testing.T, l *Listener, ch <-chan acceptResult, cfg *tls.Config) (bool, error) {
+// transferOn finishes a TLS data connection with cfg on a listener whose
+// Accept already runs (ch). On success the server writes a line that the
+// client reads (delivering TLS 1.3 tickets issued on the data connection
+// to the client's cache).
+func transferOn(t *testing.T, l *Listener, ch <-chan acceptResult, cfg *tls.Config) (serverResumed bool, err error) {
 	t.Helper()
 	client, herr := dialData(t, l.Port(), cfg)
 	r := waitAccept(t, ch)
 	if r.err != nil {
+		if herr == nil {
+			// The refused client sees the connection end.
+			if _, rerr := client.Read(make([]byte, 1)); rerr == nil {
+				t.Error("client read data on a refused data connection")
+			}
+		}
 		return false, r.err
 	}
 	if herr != nil {
-		t.Fatalf("client handshake: %v", herr)
+		t.Fatalf("client data handshake: %v", herr)
 	}
-	if _, err := io.WriteString(r.conn, "data\n"); err != nil {
+	tc, ok := r.conn.(*tls.Conn)
+	if !ok {
+		t.Fatalf("Accept returned %T, want *tls.Conn", r.conn)
+	}
+	if _, err := io.WriteString(tc, "data\n"); err != nil {
 		t.Fatal(err)
 	}
 	readLine(t, client, "data\n")
-	return r.conn.(*tls.Conn).ConnectionState().DidResume, nil
+	if got, want := client.ConnectionState().DidResume, tc.ConnectionState().DidResume; got != want {
+		t.Errorf("client DidResume %v, server %v", got, want)
+	}
+	tc.Close()
+	return tc.ConnectionState().DidResume, nil
 }
 
 // TestAcceptEnds covers every way an Accept ends without a connection; in
@@ -140,10 +153,7 @@ func TestAcceptEnds(t *testing.T) {
 			t.Parallel()
 			m := newTestManager(t, tt.cfg, nil)
 			s := startSession(t, m, pki.baseConfig(t), pki.clientConfig(tls.VersionTLS13, withCache))
-			l, err := s.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, s.b)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			ch := make(chan acceptResult, 1)
@@ -180,10 +190,7 @@ func TestAcceptOnlyOne(t *testing.T) {
 	m := newTestManager(t, Config{}, nil)
 	b := m.Bind(nil, mustAddrPort(t, "127.0.0.1:21"), mustAddrPort(t, "127.0.0.1:40000"))
 	defer b.Close()
-	l, err := b.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t, b)
 	ch := acceptAsync(t, l, false)
 	addr := "127.0.0.1:" + strconv.Itoa(int(l.Port()))
 	c, err := net.Dial("tcp4", addr)

@@ -32,22 +32,26 @@ func plainBinding(t *testing.T, n int) (*Manager, *Binding, *testutil.LogBuffer)
 	return m, b, logs
 }
 
+// listenInRange listens on b and fails unless the port is within m's range.
+func listenInRange(t *testing.T, m *Manager, b *Binding) *Listener {
+	t.Helper()
+	l := mustListen(t, b)
+	if first, last := m.settings().cfg.PortRange(); l.Port() < first || l.Port() > last {
+		t.Fatalf("port %d outside %d-%d", l.Port(), first, last)
+	}
+	return l
+}
+
 func TestPortsExhaustionAndReuse(t *testing.T) {
 	t.Parallel()
 	m, b, logs := plainBinding(t, 3)
 	if m.Size() != 3 {
 		t.Fatalf("Size() = %d, want 3", m.Size())
 	}
-	first, last := m.settings().cfg.PortRange()
+	first, _ := m.settings().cfg.PortRange()
 	seen := map[uint16]*Listener{}
 	for range 3 {
-		l, err := b.Listen()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l.Port() < first || l.Port() > last {
-			t.Fatalf("port %d outside %d-%d", l.Port(), first, last)
-		}
+		l := listenInRange(t, m, b)
 		if seen[l.Port()] != nil {
 			t.Fatalf("port %d handed out twice", l.Port())
 		}
@@ -105,16 +109,9 @@ func TestPortsExhaustionAndReuse(t *testing.T) {
 func TestPortsRandomWithinRange(t *testing.T) {
 	t.Parallel()
 	m, b, _ := plainBinding(t, 6)
-	first, last := m.settings().cfg.PortRange()
 	counts := map[uint16]int{}
 	for range 60 {
-		l, err := b.Listen()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l.Port() < first || l.Port() > last {
-			t.Fatalf("port %d outside %d-%d", l.Port(), first, last)
-		}
+		l := listenInRange(t, m, b)
 		counts[l.Port()]++
 		l.Close()
 	}
@@ -145,10 +142,7 @@ func TestPortsSkipBusy(t *testing.T) {
 		}
 		l.Close()
 	}
-	l, err := b.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustListen(t, b)
 	defer l.Close()
 	if _, err := b.Listen(); !errors.Is(err, ErrNoPorts) {
 		t.Fatalf("Listen with no bindable port: %v, want ErrNoPorts", err)

@@ -28,43 +28,12 @@ const (
 	dataOtherBinding                   // a config whose cache holds another Binding's ticket
 )
 
-// transfer opens one TLS data connection on a new listener of b with cfg.
-// On success the server writes a line that the client reads (delivering
-// TLS 1.3 tickets issued on the data connection to the client's cache).
+// transfer opens one TLS data connection on a new listener of b with cfg
+// (see transferOn).
 func transfer(t *testing.T, b *Binding, cfg *tls.Config) (serverResumed bool, err error) {
 	t.Helper()
-	l, err := b.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := acceptAsync(t, l, true)
-	client, herr := dialData(t, l.Port(), cfg)
-	r := waitAccept(t, ch)
-	if r.err != nil {
-		if herr == nil {
-			// The refused client sees the connection end.
-			if _, rerr := client.Read(make([]byte, 1)); rerr == nil {
-				t.Error("client read data on a refused data connection")
-			}
-		}
-		return false, r.err
-	}
-	if herr != nil {
-		t.Fatalf("client data handshake: %v", herr)
-	}
-	tc, ok := r.conn.(*tls.Conn)
-	if !ok {
-		t.Fatalf("Accept returned %T, want *tls.Conn", r.conn)
-	}
-	if _, err := io.WriteString(tc, "data\n"); err != nil {
-		t.Fatal(err)
-	}
-	readLine(t, client, "data\n")
-	if got, want := client.ConnectionState().DidResume, tc.ConnectionState().DidResume; got != want {
-		t.Errorf("client DidResume %v, server %v", got, want)
-	}
-	tc.Close()
-	return tc.ConnectionState().DidResume, nil
+	l := mustListen(t, b)
+	return transferOn(t, l, acceptAsync(t, l, true), cfg)
 }
 
 func TestDataResumption(t *testing.T) {
@@ -186,14 +155,10 @@ func TestEndedWithoutCloseNotify(t *testing.T) {
 		notify bool
 	}{{"close_notify", true}, {"bare TCP close", false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			log, _ := testutil.NewLogger()
-			m := newTestManager(t, Config{}, log)
+			m := newTestManager(t, Config{}, nil)
 			cfg := pki.clientConfig(tls.VersionTLS13, withCache)
 			sess := startSession(t, m, pki.baseConfig(t), cfg)
-			l, err := sess.b.Listen()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustListen(t, sess.b)
 			ch := acceptAsync(t, l, true)
 			dc, err := dialData(t, l.Port(), cfg)
 			if err != nil {

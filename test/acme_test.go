@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -353,23 +352,10 @@ func startNode(t *testing.T, bin, config string) {
 // fingerprint after verifying chain and name.
 func nodeFingerprint(t *testing.T, addr string, cfg *tls.Config) string {
 	t.Helper()
-	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(raw)
-	r.ReadString('\n') // 220
-	io.WriteString(raw, "AUTH TLS\r\n")
-	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "234") {
-		t.Fatalf("AUTH TLS: %q", line)
-	}
-	tc := tls.Client(raw, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatalf("TLS to %s: %v", addr, err)
-	}
-	return leafSHA256(tc.ConnectionState())
+	c := ftpstest.Dial(t, addr)
+	defer c.Close()
+	c.AuthTLS(cfg)
+	return leafSHA256(c.ControlState())
 }
 
 func TestACMENoSNIGetsTheDomainCertificate(t *testing.T) {

@@ -184,53 +184,49 @@ func (c *filezilla) download(t *testing.T, name string) {
 // session whose data connections must resume it.
 func TestFileZillaSequence(t *testing.T) {
 	t.Parallel()
-	for _, v := range versions {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{})
-			home := s.Home(user)
-			for name, data := range fzFiles {
-				testutil.WriteFile(t, home, name, data)
-			}
-			testutil.WriteFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
-			if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
+	eachVersion(t, func(t *testing.T, v uint16, s *ftpstest.Server) {
+		home := s.Home(user)
+		for name, data := range fzFiles {
+			testutil.WriteFile(t, home, name, data)
+		}
+		testutil.WriteFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
+		if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"one.bin", "two.bin", "three.bin", "ünïcödé.txt", "sub"} {
+			if err := os.Chtimes(filepath.Join(home, n), fzModTime, fzModTime); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []string{"one.bin", "two.bin", "three.bin", "ünïcödé.txt", "sub"} {
-				if err := os.Chtimes(filepath.Join(home, n), fzModTime, fzModTime); err != nil {
-					t.Fatal(err)
-				}
-			}
+		}
 
-			// The browsing connection: logon, first listing, a download.
-			browser := fzLogon(t, s, v)
-			browser.browse(t)
-			browser.download(t, "one.bin")
+		// The browsing connection: logon, first listing, a download.
+		browser := fzLogon(t, s, v)
+		browser.browse(t)
+		browser.download(t, "one.bin")
 
-			// FileZilla's default of two parallel transfers: two more
-			// control connections, each with its own logon and session.
-			t.Run("parallel", func(t *testing.T) {
-				for i, name := range []string{"two.bin", "three.bin"} {
-					t.Run(fmt.Sprintf("transfer-%d", i+1), func(t *testing.T) {
-						t.Parallel()
-						c := fzLogon(t, s, v)
-						c.browse(t)
-						c.download(t, name)
-						c.download(t, "one.bin")
-						c.Cmd(221, "QUIT")
-					})
-				}
-			})
-
-			// The browsing connection is still usable afterwards.
-			browser.browse(t)
-			browser.Cmd(221, "QUIT")
-
-			if n := strings.Count(s.Log.String(), "TLS session not resumed"); n != 0 {
-				t.Errorf("server refused %d data connections for not resuming", n)
+		// FileZilla's default of two parallel transfers: two more
+		// control connections, each with its own logon and session.
+		t.Run("parallel", func(t *testing.T) {
+			for i, name := range []string{"two.bin", "three.bin"} {
+				t.Run(fmt.Sprintf("transfer-%d", i+1), func(t *testing.T) {
+					t.Parallel()
+					c := fzLogon(t, s, v)
+					c.browse(t)
+					c.download(t, name)
+					c.download(t, "one.bin")
+					c.Cmd(221, "QUIT")
+				})
 			}
 		})
-	}
+
+		// The browsing connection is still usable afterwards.
+		browser.browse(t)
+		browser.Cmd(221, "QUIT")
+
+		if n := strings.Count(s.Log.String(), "TLS session not resumed"); n != 0 {
+			t.Errorf("server refused %d data connections for not resuming", n)
+		}
+	})
 }
 
 // TestFileZillaALPN: whatever order FileZilla lists its protocols in, the

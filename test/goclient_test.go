@@ -188,9 +188,7 @@ func TestGoClient(t *testing.T) {
 				if err := c.RemoveDir("dir"); err != nil {
 					t.Fatalf("RMD: %v", err)
 				}
-				if left, _ := os.ReadDir(home); len(left) != 0 {
-					t.Errorf("home not empty at the end: %v", left)
-				}
+				testutil.AssertDirHolds(t, home) // empty at the end
 				if err := c.Quit(); err != nil {
 					t.Errorf("QUIT: %v", err)
 				}
@@ -209,36 +207,32 @@ func TestGoClient(t *testing.T) {
 // transfer gets 425, and the control connection stays usable.
 func TestGoClientWithoutSessionCache(t *testing.T) {
 	t.Parallel()
-	for _, v := range versions {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{})
-			testutil.WriteFile(t, s.Home(user), "f.txt", []byte("content"))
-			cfg := &tls.Config{RootCAs: s.CAPool, ServerName: "localhost", MinVersion: v, MaxVersion: v}
-			c := dialGo(t, s, cfg)
+	eachVersion(t, func(t *testing.T, v uint16, s *ftpstest.Server) {
+		testutil.WriteFile(t, s.Home(user), "f.txt", []byte("content"))
+		cfg := &tls.Config{RootCAs: s.CAPool, ServerName: "localhost", MinVersion: v, MaxVersion: v}
+		c := dialGo(t, s, cfg)
 
-			_, err := c.List("/")
-			if err == nil || !strings.Contains(err.Error(), "425") {
-				t.Errorf("List without session cache: err = %v, want a 425", err)
-			}
-			r, err := c.Retr("f.txt")
-			if err != nil {
-				t.Fatalf("RETR: %v", err)
-			}
-			got, _ := io.ReadAll(r)
-			if len(got) != 0 {
-				t.Errorf("RETR leaked %q over an unresumed data connection", got)
-			}
-			err = r.Close()
-			if err == nil || !strings.Contains(err.Error(), "425") || !strings.Contains(err.Error(), "TLS session of data connection not resumed") {
-				t.Errorf("Retr without session cache: close err = %v, want 425 TLS session of data connection not resumed", err)
-			}
-			if err := c.NoOp(); err != nil {
-				t.Errorf("NOOP after the refused transfers: %v", err)
-			}
-			if !s.Log.Contains("data connection refused: TLS session not resumed") {
-				t.Error("the refusal is not logged")
-			}
-		})
-	}
+		_, err := c.List("/")
+		if err == nil || !strings.Contains(err.Error(), "425") {
+			t.Errorf("List without session cache: err = %v, want a 425", err)
+		}
+		r, err := c.Retr("f.txt")
+		if err != nil {
+			t.Fatalf("RETR: %v", err)
+		}
+		got, _ := io.ReadAll(r)
+		if len(got) != 0 {
+			t.Errorf("RETR leaked %q over an unresumed data connection", got)
+		}
+		err = r.Close()
+		if err == nil || !strings.Contains(err.Error(), "425") || !strings.Contains(err.Error(), "TLS session of data connection not resumed") {
+			t.Errorf("Retr without session cache: close err = %v, want 425 TLS session of data connection not resumed", err)
+		}
+		if err := c.NoOp(); err != nil {
+			t.Errorf("NOOP after the refused transfers: %v", err)
+		}
+		if !s.Log.Contains("data connection refused: TLS session not resumed") {
+			t.Error("the refusal is not logged")
+		}
+	})
 }

@@ -249,8 +249,7 @@ func TestAuthTLSTimeout(t *testing.T) {
 		c.LoginTimeout = time.Minute
 	}})
 	idle := s.Dial(t)
-	tlsd := s.Dial(t)
-	tlsd.AuthTLS(s.ClientTLS())
+	tlsd := s.DialTLS(t)
 	start := time.Now()
 	code, msg := idle.Read()
 	if code != 421 || !strings.Contains(msg, "AUTH TLS") {
@@ -473,9 +472,7 @@ func TestOverwriteWithDirectorySwappedForSymlink(t *testing.T) {
 				}
 				return nil
 			})
-			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
-				t.Errorf("written outside the home: %v", entries)
-			}
+			testutil.AssertDirHolds(t, outside) // nothing written outside the home
 			c.Cmd(200, "NOOP")
 		})
 	}

@@ -23,6 +23,17 @@ const (
 // versions are the TLS versions every client is run at.
 var versions = []uint16{tls.VersionTLS12, tls.VersionTLS13}
 
+// eachVersion runs f as a parallel subtest at each of versions, with a
+// server of its own.
+func eachVersion(t *testing.T, f func(t *testing.T, v uint16, s *ftpstest.Server)) {
+	for _, v := range versions {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			t.Parallel()
+			f(t, v, ftpstest.NewServer(t, ftpstest.Options{}))
+		})
+	}
+}
+
 // needTool returns the path of an external client. When it is missing the
 // test fails under CI=true (test/run.sh installs it, so absence there is a
 // broken set-up) and is skipped otherwise.

@@ -32,8 +32,7 @@ func TestLoginRaceBan(t *testing.T) {
 			})
 			cs := make([]*ftpstest.Conn, conns)
 			for i := range cs {
-				cs[i] = s.Dial(t)
-				cs[i].AuthTLS(s.ClientTLS())
+				cs[i] = s.DialTLS(t)
 				cs[i].Cmd(331, "USER "+user)
 			}
 			// Ten writes take microseconds; one hash takes tens of

@@ -87,40 +87,36 @@ func TestLoginBeforeTLSRefused(t *testing.T) {
 // data connection of the session.
 func TestRefusedDataClientCannotComeBack(t *testing.T) {
 	t.Parallel()
-	for _, v := range versions {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{})
-			secret := testutil.Payload(50000, 42)
-			testutil.WriteFile(t, s.Home(user), "secret.bin", secret)
-			own := s.ClientTLS()
-			own.MinVersion, own.MaxVersion = v, v
-			c := s.Login(t, own)
+	eachVersion(t, func(t *testing.T, v uint16, s *ftpstest.Server) {
+		secret := testutil.Payload(50000, 42)
+		testutil.WriteFile(t, s.Home(user), "secret.bin", secret)
+		own := s.ClientTLS()
+		own.MinVersion, own.MaxVersion = v, v
+		c := s.Login(t, own)
 
-			thief := s.ClientTLS() // same IP, its own session cache, no session
-			thief.MinVersion, thief.MaxVersion = v, v
-			for attempt := range 3 {
-				addr := c.Pasv()
-				c.Send("RETR secret.bin")
-				dc, err := ftpstest.DialData(t, addr, thief)
-				c.Expect(150)
-				var got []byte
-				if err == nil {
-					if dc.(*tls.Conn).ConnectionState().DidResume {
-						t.Errorf("attempt %d: the thief resumed the session", attempt)
-					}
-					got, _ = io.ReadAll(dc) // also takes in any TLS 1.3 ticket
-					dc.Close()
+		thief := s.ClientTLS() // same IP, its own session cache, no session
+		thief.MinVersion, thief.MaxVersion = v, v
+		for attempt := range 3 {
+			addr := c.Pasv()
+			c.Send("RETR secret.bin")
+			dc, err := ftpstest.DialData(t, addr, thief)
+			c.Expect(150)
+			var got []byte
+			if err == nil {
+				if dc.(*tls.Conn).ConnectionState().DidResume {
+					t.Errorf("attempt %d: the thief resumed the session", attempt)
 				}
-				if len(got) > 0 {
-					t.Errorf("attempt %d: the thief received %d bytes of the file", attempt, len(got))
-				}
-				if code, msg := c.Read(); code != 425 {
-					t.Fatalf("attempt %d: %d %q, want 425 (the thief's data connection was accepted)", attempt, code, msg)
-				}
+				got, _ = io.ReadAll(dc) // also takes in any TLS 1.3 ticket
+				dc.Close()
 			}
-		})
-	}
+			if len(got) > 0 {
+				t.Errorf("attempt %d: the thief received %d bytes of the file", attempt, len(got))
+			}
+			if code, msg := c.Read(); code != 425 {
+				t.Fatalf("attempt %d: %d %q, want 425 (the thief's data connection was accepted)", attempt, code, msg)
+			}
+		}
+	})
 }
 
 // TestPathsCannotLeaveHome drives a real client (jlaffaye/ftp) at files

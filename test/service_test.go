@@ -188,10 +188,10 @@ func (s *service) put(t *testing.T, name, file string, data []byte) {
 	}
 }
 
-// dial opens a control connection; ftpstest's Conn needs only the address.
+// dial opens a control connection.
 func (s *service) dial(t *testing.T) *ftpstest.Conn {
 	t.Helper()
-	return (&ftpstest.Server{Addr: s.Addr}).Dial(t)
+	return ftpstest.Dial(t, s.Addr)
 }
 
 // login logs in (TLS, PBSZ, PROT P) and fails the test otherwise.
@@ -828,9 +828,7 @@ func TestServiceXferlog(t *testing.T) {
 	conn := s.login(t, user, pass)
 	conn.Cmd(200, "TYPE I")
 	conn.Xfer("MLSD", nil)
-	if got := conn.Xfer("RETR dl file.bin", nil); testutil.Sum(got) != testutil.Sum(dl) {
-		t.Fatalf("RETR: %d bytes, want %d", len(got), len(dl))
-	}
+	conn.AssertRetr("dl file.bin", dl)
 
 	// An upload aborted once the server has stored what was sent.
 	const sent = 256 << 10
@@ -973,9 +971,7 @@ func TestServiceJSONLog(t *testing.T) {
 	conn := s.login(t, user, pass)
 	conn.Cmd(200, "TYPE I")
 	conn.Xfer("STOR up.bin", up)
-	if got := conn.Xfer("RETR dl.bin", nil); testutil.Sum(got) != testutil.Sum(dl) {
-		t.Fatalf("RETR: %d bytes, want %d", len(got), len(dl))
-	}
+	conn.AssertRetr("dl.bin", dl)
 	conn.Cmd(221, "QUIT")
 	closed := s.await(t, 0, msgOf("session closed", user))
 	in, okIn := closed.num("bytes_in")

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"os"
 	"strings"
@@ -239,11 +240,7 @@ func contentSum(certPEM, keyPEM []byte) [sha256.Size]byte {
 func parseCertFiles(certFile, keyFile string, certPEM, keyPEM []byte) (*loadedCert, error) {
 	var ders [][]byte
 	var sawKey bool
-	for rest := certPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
+	for b := range pemBlocks(certPEM) {
 		switch {
 		case b.Type == "CERTIFICATE":
 			ders = append(ders, b.Bytes)
@@ -280,15 +277,22 @@ func parseCertFiles(certFile, keyFile string, certPEM, keyPEM []byte) (*loadedCe
 	return &loadedCert{cert: cert, info: describe(ModeFiles, certFile, cert.Leaf)}, nil
 }
 
+// pemBlocks yields the PEM blocks of data in order.
+func pemBlocks(data []byte) iter.Seq[*pem.Block] {
+	return func(yield func(*pem.Block) bool) {
+		for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+			if !yield(b) {
+				return
+			}
+		}
+	}
+}
+
 // parseKeyPEM finds the first private key block and parses it in the
 // formats crypto/tls accepts (PKCS #8, PKCS #1, SEC 1).
 func parseKeyPEM(keyPEM []byte) (crypto.Signer, error) {
 	var sawCert bool
-	for rest := keyPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
+	for b := range pemBlocks(keyPEM) {
 		switch {
 		case b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] == "4,ENCRYPTED":
 			return nil, errors.New("the private key is encrypted (store it without a passphrase)")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestFilesLoadErrors(t *testing.T) {
@@ -66,10 +68,7 @@ func TestFilesServeAndInfo(t *testing.T) {
 	addr := serveTLS(t, m.ServerConfig)
 	// By name and by IP (no SNI): the only certificate is served either way.
 	for _, name := range []string{"localhost", "127.0.0.1"} {
-		state, err := dialTLS(t, addr, &tls.Config{RootCAs: poolOf(t, p.certPEM), ServerName: name})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		state := mustHandshake(t, addr, &tls.Config{RootCAs: poolOf(t, p.certPEM), ServerName: name})
 		if got := fingerprint(t, state); got != p.sha256 {
 			t.Errorf("%s: served %s, want %s", name, got, p.sha256)
 		}
@@ -88,11 +87,7 @@ func TestFilesReload(t *testing.T) {
 	addr := serveTLS(t, m.ServerConfig)
 	client := &tls.Config{RootCAs: poolOf(t, a.certPEM, b.certPEM, c.certPEM), ServerName: "localhost"}
 	served := func() string {
-		state, err := dialTLS(t, addr, client)
-		if err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		return fingerprint(t, state)
+		return fingerprint(t, mustHandshake(t, addr, client))
 	}
 	if got := served(); got != a.sha256 {
 		t.Fatalf("served %s, want A %s", got, a.sha256)
@@ -100,7 +95,7 @@ func TestFilesReload(t *testing.T) {
 
 	// A good replacement (both files renamed into place) is picked up.
 	writePairFiles(t, dir, b)
-	eventually(t, "certificate B served", func() bool { return served() == b.sha256 })
+	testutil.WaitFor(t, 5*time.Second, "certificate B served", func() bool { return served() == b.sha256 })
 	if got := m.Certificate().SHA256; got != b.sha256 {
 		t.Errorf("Certificate().SHA256 = %s, want B %s", got, b.sha256)
 	}
@@ -126,7 +121,7 @@ func TestFilesReload(t *testing.T) {
 	}
 	for i, br := range broken {
 		br.do()
-		eventually(t, "error logged for "+br.name, func() bool { return countErrors(rec) == base+i+1 })
+		testutil.WaitFor(t, 5*time.Second, "error logged for "+br.name, func() bool { return countErrors(rec) == base+i+1 })
 		if got := served(); got != b.sha256 {
 			t.Fatalf("after %s: served %s, want B %s", br.name, got, b.sha256)
 		}
@@ -142,7 +137,7 @@ func TestFilesReload(t *testing.T) {
 
 	// Repaired: C is picked up.
 	writeFile(t, keyFile, c.keyPEM)
-	eventually(t, "certificate C served", func() bool { return served() == c.sha256 })
+	testutil.WaitFor(t, 5*time.Second, "certificate C served", func() bool { return served() == c.sha256 })
 }
 
 func countErrors(rec *logRecorder) int {

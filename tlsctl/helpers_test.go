@@ -102,6 +102,25 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) (tls.ConnectionState, e
 	return state, nil
 }
 
+// mustHandshake is dialTLS for a handshake that must succeed.
+func mustHandshake(t *testing.T, addr string, cfg *tls.Config) tls.ConnectionState {
+	t.Helper()
+	state, err := dialTLS(t, addr, cfg)
+	if err != nil {
+		t.Fatalf("handshake with %s (server name %q): %v", addr, cfg.ServerName, err)
+	}
+	return state
+}
+
+// refusedHandshake is dialTLS for a handshake that must fail.
+func refusedHandshake(t *testing.T, addr string, cfg *tls.Config) {
+	t.Helper()
+	if state, err := dialTLS(t, addr, cfg); err == nil {
+		t.Fatalf("handshake succeeded (%s, %s, ALPN %q), want refused", tls.VersionName(state.Version),
+			tls.CipherSuiteName(state.CipherSuite), state.NegotiatedProtocol)
+	}
+}
+
 // fingerprint is the CertInfo.SHA256 form of the peer's leaf.
 func fingerprint(t *testing.T, state tls.ConnectionState) string {
 	t.Helper()
@@ -257,16 +276,4 @@ func (r *logRecorder) maxLevel() slog.Level {
 		}
 	}
 	return max
-}
-
-// eventually polls cond every 10ms until it holds or 5s passed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // selfSignedClient starts a self-signed Manager with cfg (StateDir filled
@@ -194,16 +196,11 @@ func TestCipherSuitesHandshake(t *testing.T) {
 						MaxVersion:   tls.VersionTLS12,
 						CipherSuites: tt.offer,
 					}
-					state, err := dialTLS(t, tg.addr, client)
 					if tt.want == 0 {
-						if err == nil {
-							t.Fatalf("handshake succeeded with %s, want refused", tls.CipherSuiteName(state.CipherSuite))
-						}
+						refusedHandshake(t, tg.addr, client)
 						return
 					}
-					if err != nil {
-						t.Fatalf("handshake: %v", err)
-					}
+					state := mustHandshake(t, tg.addr, client)
 					if state.Version != tls.VersionTLS12 || state.CipherSuite != tt.want {
 						t.Errorf("negotiated %s %s, want TLS 1.2 %s", tls.VersionName(state.Version),
 							tls.CipherSuiteName(state.CipherSuite), tls.CipherSuiteName(tt.want))
@@ -234,16 +231,11 @@ func TestALPN(t *testing.T) {
 			t.Parallel()
 			cfg := client.Clone()
 			cfg.NextProtos = tt.offer
-			state, err := dialTLS(t, addr, cfg)
 			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("handshake succeeded with protocol %q, want an error", state.NegotiatedProtocol)
-				}
+				refusedHandshake(t, addr, cfg)
 				return
 			}
-			if err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
+			state := mustHandshake(t, addr, cfg)
 			if state.NegotiatedProtocol != tt.want {
 				t.Errorf("NegotiatedProtocol = %q, want %q", state.NegotiatedProtocol, tt.want)
 			}
@@ -271,16 +263,11 @@ func TestMinVersion(t *testing.T) {
 			t.Parallel()
 			_, addr, client := selfSignedClient(t, Config{MinVersion: tt.minVersion})
 			client.MinVersion, client.MaxVersion = tt.clientMin, tt.clientMax
-			state, err := dialTLS(t, addr, client)
 			if tt.want == 0 {
-				if err == nil {
-					t.Fatalf("handshake succeeded at %s, want refused", tls.VersionName(state.Version))
-				}
+				refusedHandshake(t, addr, client)
 				return
 			}
-			if err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
+			state := mustHandshake(t, addr, client)
 			if state.Version != tt.want {
 				t.Errorf("version %s, want %s", tls.VersionName(state.Version), tls.VersionName(tt.want))
 			}
@@ -315,11 +302,7 @@ func TestTicketResumption(t *testing.T) {
 				client.MinVersion, client.MaxVersion = v, v
 				client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 
-				first, err := dialTLS(t, cloneAddr, client)
-				if err != nil {
-					t.Fatalf("first handshake: %v", err)
-				}
-				if first.DidResume {
+				if first := mustHandshake(t, cloneAddr, client); first.DidResume {
 					t.Fatal("first connection resumed")
 				}
 				for range tt.rotations {
@@ -328,11 +311,7 @@ func TestTicketResumption(t *testing.T) {
 				// Both listeners are 127.0.0.1 with ServerName localhost, so
 				// the client offers the same ticket to either.
 				for _, a := range []string{cloneAddr, addr} {
-					second, err := dialTLS(t, a, client)
-					if err != nil {
-						t.Fatalf("second handshake: %v", err)
-					}
-					if second.DidResume != tt.wantResume {
+					if second := mustHandshake(t, a, client); second.DidResume != tt.wantResume {
 						t.Fatalf("DidResume = %v, want %v", second.DidResume, tt.wantResume)
 					}
 					if !tt.wantResume {
@@ -350,7 +329,7 @@ func TestTicketKeyRotationRuns(t *testing.T) {
 	if n := m.tickets.count(); n < 1 {
 		t.Fatalf("%d ticket keys after New, want 1", n)
 	}
-	eventually(t, "3 ticket keys", func() bool { return m.tickets.count() == maxTicketKeys })
+	testutil.WaitFor(t, 5*time.Second, "3 ticket keys", func() bool { return m.tickets.count() == maxTicketKeys })
 	time.Sleep(30 * time.Millisecond)
 	if n := m.tickets.count(); n != maxTicketKeys {
 		t.Fatalf("%d ticket keys, want at most %d", n, maxTicketKeys)

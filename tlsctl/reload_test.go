@@ -22,11 +22,7 @@ func TestManagerReload(t *testing.T) {
 	addr := serveTLS(t, func() *tls.Config { return clone })
 	served := func() string {
 		t.Helper()
-		state, err := dialTLS(t, addr, &tls.Config{RootCAs: poolOf(t, a.certPEM, b.certPEM), ServerName: "localhost"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fingerprint(t, state)
+		return fingerprint(t, mustHandshake(t, addr, &tls.Config{RootCAs: poolOf(t, a.certPEM, b.certPEM), ServerName: "localhost"}))
 	}
 	if got := served(); got != a.sha256 {
 		t.Fatalf("before reload: served %s, want A", got)

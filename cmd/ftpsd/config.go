@@ -113,11 +113,8 @@ func decodeConfig(path string) (*fileConfig, error) {
 		return nil, err
 	}
 	var cfg fileConfig
-	md, err := toml.Decode(string(data), &cfg)
+	md, err := decodeTOML(path, data, &cfg)
 	if err != nil {
-		return nil, decodeError(path, err)
-	}
-	if err := unitlessDurations(path, data, md, reflect.TypeFor[fileConfig]()); err != nil {
 		return nil, err
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
@@ -134,6 +131,16 @@ func decodeConfig(path string) (*fileConfig, error) {
 	}
 	cfg.resolvePaths(dir)
 	return &cfg, nil
+}
+
+// decodeTOML decodes data, the file at path, into v and refuses durations
+// without a unit; the caller checks the undecoded keys its own way.
+func decodeTOML[T any](path string, data []byte, v *T) (toml.MetaData, error) {
+	md, err := toml.Decode(string(data), v)
+	if err != nil {
+		return md, decodeError(path, err)
+	}
+	return md, unitlessDurations(path, data, md, reflect.TypeFor[T]())
 }
 
 // unitlessDurations refuses a duration written as a bare number: the TOML

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
@@ -361,23 +361,14 @@ func TestRunServe(t *testing.T) {
 		}
 	}
 
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := ftpstest.Dial(t, addr)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
-	greeting, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(greeting, "220") {
-		t.Fatalf("greeting = %q, %v; want 220", greeting, err)
-	}
 
 	// SIGTERM cancels the context; the session that stays connected is
 	// told 421 by the graceful shutdown rather than cut.
 	cancel()
-	if bye, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(bye, "421") {
-		t.Errorf("after shutdown the idle session got %q, %v; want 421", bye, err)
+	if code, msg, err := conn.TryRead(); err != nil || code != 421 {
+		t.Errorf("after shutdown the idle session got %d %q, %v; want 421", code, msg, err)
 	}
 	select {
 	case code := <-done:

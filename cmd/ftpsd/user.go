@@ -77,9 +77,10 @@ Commands:
 	return exitUsage
 }
 
-// parseNameFlags parses "NAME [flags]" or "[flags] NAME". ok is false when the
-// command must stop, with code as its exit code (0 after -h).
-func parseNameFlags(fs *flag.FlagSet, args []string) (name string, code int, ok bool) {
+// parseNameFlags parses "NAME [flags]" or "[flags] NAME" and requires
+// -config (the flag behind config). ok is false when the command must stop,
+// with code as its exit code (0 after -h).
+func parseNameFlags(fs *flag.FlagSet, args []string, config *string) (name string, code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return "", exitOK, false
@@ -98,6 +99,9 @@ func parseNameFlags(fs *flag.FlagSet, args []string) (name string, code int, ok 
 	if name == "" || strings.ContainsFunc(name, unicode.IsControl) {
 		fmt.Fprintf(fs.Output(), "%s: NAME %q: empty or with a control character\n", fs.Name(), name)
 		return "", exitUsage, false
+	}
+	if code, ok := requireConfig(fs, *config); !ok {
+		return "", code, false
 	}
 	return name, exitOK, true
 }
@@ -120,11 +124,8 @@ here, so that the server's user owns it.`,
   printf '%s\n' "$PW" | ftpsd user add bob -home /srv/ftp/bob -config /etc/ftpsd/config.toml`, stderr)
 	home := fs.String("home", "", "the user's root `DIR` (required); a relative one is taken from the working directory")
 	perm := fs.String("perm", "list,read", "comma-separated `LIST` of permissions: list, read, write, delete, mkdir, rename, or all")
-	name, code, ok := parseNameFlags(fs, args)
+	name, code, ok := parseNameFlags(fs, args, config)
 	if !ok {
-		return code
-	}
-	if code, ok := requireConfig(fs, *config); !ok {
 		return code
 	}
 	if *home == "" {
@@ -168,11 +169,8 @@ func runUserPasswd(ctx context.Context, args []string, stdin io.Reader, stdout, 
 without echo on a terminal, or read as one line from standard input. Open
 sessions of the user stay open.`,
 		`  ftpsd user passwd alice -config /etc/ftpsd/config.toml`, stderr)
-	name, code, ok := parseNameFlags(fs, args)
+	name, code, ok := parseNameFlags(fs, args, config)
 	if !ok {
-		return code
-	}
-	if code, ok := requireConfig(fs, *config); !ok {
 		return code
 	}
 	if e, err := openUsers(*config); err != nil {
@@ -184,11 +182,7 @@ sessions of the user stay open.`,
 	if err != nil {
 		return fail(stderr, err)
 	}
-	return editUsers(*config, stdout, stderr, func(e *usersEditor) (string, error) {
-		i, err := e.index(name)
-		if err != nil {
-			return "", err
-		}
+	return editUser(*config, name, stdout, stderr, func(e *usersEditor, i int) (string, error) {
 		e.users[i].PasswordHash = hash
 		return fmt.Sprintf("changed the password of user %q in %s", name, e.path), nil
 	})
@@ -200,18 +194,11 @@ func runUserDel(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 		`Delete a user from the users file. Its home directory and files are kept.
 The server closes the user's open sessions when it reloads.`,
 		`  ftpsd user del alice -config /etc/ftpsd/config.toml`, stderr)
-	name, code, ok := parseNameFlags(fs, args)
+	name, code, ok := parseNameFlags(fs, args, config)
 	if !ok {
 		return code
 	}
-	if code, ok := requireConfig(fs, *config); !ok {
-		return code
-	}
-	return editUsers(*config, stdout, stderr, func(e *usersEditor) (string, error) {
-		i, err := e.index(name)
-		if err != nil {
-			return "", err
-		}
+	return editUser(*config, name, stdout, stderr, func(e *usersEditor, i int) (string, error) {
 		home := e.users[i].Home
 		e.users = slices.Delete(e.users, i, i+1)
 		return fmt.Sprintf("deleted user %q from %s; its home %s is kept", name, e.path, home), nil
@@ -239,18 +226,11 @@ open sessions when it reloads. "ftpsd user enable" undoes it.`
 	}
 	fs, config := userFlagSet(name, "NAME -config FILE", desc,
 		"  ftpsd user "+name+" alice -config /etc/ftpsd/config.toml", stderr)
-	user, code, ok := parseNameFlags(fs, args)
+	user, code, ok := parseNameFlags(fs, args, config)
 	if !ok {
 		return code
 	}
-	if code, ok := requireConfig(fs, *config); !ok {
-		return code
-	}
-	return editUsers(*config, stdout, stderr, func(e *usersEditor) (string, error) {
-		i, err := e.index(user)
-		if err != nil {
-			return "", err
-		}
+	return editUser(*config, user, stdout, stderr, func(e *usersEditor, i int) (string, error) {
 		if e.users[i].Disabled == disabled {
 			fmt.Fprintf(stdout, "user %q is already %sd; nothing to change\n", user, name)
 			return "", nil
@@ -408,6 +388,18 @@ func (e *usersEditor) checkNew(name string) error {
 		return fmt.Errorf("user %q already exists in the [[users]] of %s", name, e.config)
 	}
 	return nil
+}
+
+// editUser is editUsers for a change to the existing user name, at index i
+// of e.users.
+func editUser(config, name string, stdout, stderr io.Writer, change func(e *usersEditor, i int) (string, error)) int {
+	return editUsers(config, stdout, stderr, func(e *usersEditor) (string, error) {
+		i, err := e.index(name)
+		if err != nil {
+			return "", err
+		}
+		return change(e, i)
+	})
 }
 
 // editUsers applies change to the users file of config, under a lock: it

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,11 +36,8 @@ const usersFileHeader = `# ftpsd users, managed by "ftpsd user" (see "ftpsd user
 // them. Errors name the file and, where the decoder knows it, the line.
 func parseUsersFile(path string, data []byte) ([]auth.UserConfig, error) {
 	var uf usersFile
-	md, err := toml.Decode(string(data), &uf)
+	md, err := decodeTOML(path, data, &uf)
 	if err != nil {
-		return nil, decodeError(path, err)
-	}
-	if err := unitlessDurations(path, data, md, reflect.TypeFor[usersFile]()); err != nil {
 		return nil, err
 	}
 	// A typo in one of many users is easier to find with its line; the

@@ -118,9 +118,7 @@ func TestHelpers(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			s := newServer(t)
-			cfg := s.ClientTLS()
-			cfg.MaxVersion = v
-			c := login(t, s, cfg)
+			c := login(t, s, clientTLS(s, v))
 			if got := c.ControlState().Version; got != v {
 				t.Fatalf("control connection negotiated %s, want %s", tls.VersionName(got), tls.VersionName(v))
 			}
@@ -129,13 +127,7 @@ func TestHelpers(t *testing.T) {
 			if n := dataCmd(t, c, "STOR up.bin", data, nil); n != int64(len(data)) {
 				t.Fatalf("STOR sent %d bytes, want %d", n, len(data))
 			}
-			stored, err := os.ReadFile(filepath.Join(s.Home(user), "up.bin"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sha256.Sum256(stored) != sha256.Sum256(data) {
-				t.Fatalf("stored file (%d bytes) differs from the upload", len(stored))
-			}
+			testutil.AssertContent(t, filepath.Join(s.Home(user), "up.bin"), data)
 
 			h := sha256.New()
 			if n := dataCmd(t, c, "RETR up.bin", nil, h); n != int64(len(data)) {
@@ -171,6 +163,13 @@ func TestResumption(t *testing.T) {
 	c.Expect(226)
 }
 
+// clientTLS is the client configuration of s, at TLS version v only.
+func clientTLS(s *ftpstest.Server, v uint16) *tls.Config {
+	cfg := s.ClientTLS()
+	cfg.MinVersion, cfg.MaxVersion = v, v
+	return cfg
+}
+
 // mlsd lists dir with MLSD and returns the number of entries.
 func mlsd(tb testing.TB, c *ftpstest.Conn, dir string) int {
 	tb.Helper()
@@ -196,9 +195,7 @@ func BenchmarkLogin(b *testing.B) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		b.Run(tls.VersionName(v), func(b *testing.B) {
 			s := newServer(b)
-			cfg := s.ClientTLS()
-			cfg.MaxVersion = v
-			cfg.MinVersion = v
+			cfg := clientTLS(s, v)
 			cfg.ClientSessionCache = nil
 			for b.Loop() {
 				quit(b, login(b, s, cfg))

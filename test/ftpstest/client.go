@@ -23,11 +23,27 @@ type Conn struct {
 // Dial connects and reads the 220 greeting.
 func (s *Server) Dial(t testing.TB) *Conn {
 	t.Helper()
-	raw, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+	return Dial(t, s.Addr)
+}
+
+// Dial connects to the control port at addr, of any server (an ftpsd
+// process too), and reads the 220 greeting.
+func Dial(t testing.TB, addr string) *Conn {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	must(t, err)
 	c := &Conn{t: t, raw: raw, c: raw, tp: textproto.NewConn(raw)}
 	t.Cleanup(func() { raw.Close() })
 	c.Expect(220)
+	return c
+}
+
+// DialTLS dials and runs AUTH TLS with the server's client configuration:
+// the state before USER.
+func (s *Server) DialTLS(t testing.TB) *Conn {
+	t.Helper()
+	c := s.Dial(t)
+	c.AuthTLS(s.ClientTLS())
 	return c
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/ftpsclient"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // The data connections of a Conn: passive mode, then a TLS client that
@@ -94,6 +95,16 @@ func (c *Conn) XferWith(cfg *tls.Config, line string, send []byte) []byte {
 	}
 	c.Expect(226)
 	return got
+}
+
+// AssertRetr downloads name with Xfer and fails the test unless it carried
+// exactly want (compared by SHA-256, as testutil.AssertContent does).
+func (c *Conn) AssertRetr(name string, want []byte) {
+	c.t.Helper()
+	if got := c.Xfer("RETR "+name, nil); testutil.Sum(got) != testutil.Sum(want) {
+		c.t.Errorf("RETR %s: %d bytes sha256 %s, want %d bytes sha256 %s",
+			name, len(got), testutil.Sum(got)[:16], len(want), testutil.Sum(want)[:16])
+	}
 }
 
 // OpenData dials the data connection of a command already sent, to addr

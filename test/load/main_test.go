@@ -68,8 +68,7 @@ func TestRun(t *testing.T) {
 // login before any load starts.
 func TestFingerprint(t *testing.T) {
 	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := s.Dial(t)
-	c.AuthTLS(s.ClientTLS())
+	c := s.DialTLS(t)
 	sum := sha256.Sum256(c.ControlState().PeerCertificates[0].Raw)
 	c.Close()
 	var pairs []string

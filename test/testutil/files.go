@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -53,5 +54,22 @@ func AssertMissing(t testing.TB, path string) {
 	t.Helper()
 	if _, err := os.Lstat(path); err == nil {
 		t.Fatalf("%s exists, want it gone", path)
+	}
+}
+
+// AssertDirHolds fails unless dir holds exactly the entries named in want,
+// so that a stray temporary file or a write outside a jail shows.
+func AssertDirHolds(t testing.TB, dir string, want ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(entries))
+	for i, e := range entries {
+		got[i] = e.Name()
+	}
+	if !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("%s holds %q, want %q", dir, got, want)
 	}
 }
