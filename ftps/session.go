@@ -93,6 +93,7 @@ type session struct {
 	renameFrom vpath // after RNFR, zero otherwise
 	epsvAll    bool
 	mlstFacts  factSet
+	hashAlg    int // OPTS HASH: an index into hashAlgs, 0 (SHA-256) by default
 
 	pasv *passive.Listener // open PASV/EPSV listener, not yet used
 	xfer *transfer         // running transfer, if any
