@@ -56,3 +56,26 @@ func TestHashVerifiesUpload(t *testing.T) {
 	}
 	assertCommands(t, s, "STOR", "HASH")
 }
+
+// TestHashCurl: curl, which has no HASH command of its own, can ask for
+// one with -Q (the README's example); its upload verifies against
+// sha256sum on the local file.
+func TestHashCurl(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	c := newCurl(t, s)
+	c.local("f.bin", testutil.Payload(1<<20+3, 9))
+	c.ok("-T", "f.bin", c.url("/f.bin"))
+	out, _, err := runTool(t, c.dir, nil, needTool(t, "sha256sum"), "f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _, _ := strings.Cut(out, " ")
+	_, verbose, err := c.run("-Q", "OPTS HASH SHA-256", "-Q", "HASH /f.bin", "--list-only", c.url("/"))
+	if err != nil {
+		t.Fatalf("curl -Q HASH: %v", err)
+	}
+	want := fmt.Sprintf("< 213 SHA-256 0-%d %s /f.bin", 1<<20+2, sum)
+	if !strings.Contains(verbose, want) {
+		t.Errorf("curl's dialogue lacks %q:\n%s", want, verbose)
+	}
+}
