@@ -23,7 +23,7 @@ import (
 //
 // A HASH runs like a transfer without a data connection (session.prepareJob):
 // in its own goroutine, one at a time per session, cancelled by ABOR (426,
-// then ABOR's 226), a disconnect or a shutdown, and at most
+// then ABOR's 226), QUIT, a disconnect or a shutdown, and at most
 // server.max_hashes at a time server-wide (450 beyond, which the draft
 // calls transient). RANG (partial hashes) is not implemented: it would
 // change RETR and STOR too, and no client we target sends it.
@@ -159,14 +159,21 @@ func (s *session) prepareJob(what string, job func(*transfer) reply) *transfer {
 		log:      s.log,
 		user:     s.user.Name,
 		remote:   s.remote.Addr(),
-		binary:   true,
-		timeout:  s.cfg.DataTimeout,
 		job:      job,
 		finished: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	x.ctx, x.cancel = context.WithCancel(s.ctx)
 	return x
+}
+
+// cancelJob cancels a running job, when the session ends (QUIT, server
+// shutdown): unlike a transfer's, its result is of no use to a client that
+// is leaving, and it may have far to go.
+func (s *session) cancelJob() {
+	if s.transferRunning() && s.xfer.job != nil {
+		s.xfer.cancel()
+	}
 }
 
 // acquireHash takes one of the limit server-wide HASH slots, if one is

@@ -38,8 +38,10 @@ func (s *session) cmdOPTS(r request) result {
 	return say(reply{501, "Option not understood."})
 }
 
-// cmdQUIT lets a running transfer finish first (RFC 959).
+// cmdQUIT lets a running transfer finish first (RFC 959); a job is
+// cancelled (see cancelJob).
 func (s *session) cmdQUIT(request) result {
+	s.cancelJob()
 	s.waitTransfer()
 	return result{reply: reply{221, "Goodbye."}, quit: true}
 }

@@ -1,6 +1,7 @@
 package ftps_test
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -23,10 +24,11 @@ import (
 )
 
 // hugeSparse makes a file HASH cannot finish before the commands that
-// follow it arrive (16 GiB of zeros, a hole on disk: it costs no space).
+// follow it arrive: 64 GiB of zeros (tens of seconds of SHA-256), a hole
+// on disk that costs no space. The tests stop their HASH early.
 func hugeSparse(t *testing.T, dir, name string) int64 {
 	t.Helper()
-	const size = 16 << 30
+	const size = 64 << 30
 	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +219,41 @@ func TestHashDisconnect(t *testing.T) {
 	}
 	s.Log.Wait(t, `msg="session closed"`, 1, 5*time.Second)
 	testutil.WaitFor(t, 10*time.Second, "the server's goroutines to end", func() bool { return serverGoroutines() <= baseline+serverIdleGoroutines })
+}
+
+// TestHashQuit: QUIT during a HASH cancels it (426) rather than waiting
+// for the end of the file, then says goodbye.
+func TestHashQuit(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	size := hugeSparse(t, s.Home(user), "huge")
+	c := s.Login(t, s.ClientTLS())
+	c.Send("HASH huge")
+	c.Send("QUIT")
+	c.Expect(426)
+	c.Expect(221)
+	if n := hashedBytes(t, s, 5*time.Second); n >= size {
+		t.Errorf("the HASH read %d bytes after QUIT, the whole file", n)
+	}
+}
+
+// TestHashShutdown: a server shutdown cancels a running HASH at once (426,
+// then 421) instead of letting it run until shutdown_timeout.
+func TestHashShutdown(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	size := hugeSparse(t, s.Home(user), "huge")
+	c := s.Login(t, s.ClientTLS())
+	c.Send("HASH huge")
+	c.Cmd(200, "NOOP") // the HASH has started
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want nil: the HASH was not cancelled", err)
+	}
+	c.Expect(426)
+	c.Expect(421)
+	if n := hashedBytes(t, s, 5*time.Second); n >= size {
+		t.Errorf("the HASH read %d bytes, the whole file", n)
+	}
 }
 
 // serverIdleGoroutines is what a running ftpstest server holds without

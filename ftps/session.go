@@ -174,6 +174,7 @@ func (s *session) readFailed(err error) {
 		s.reply(reply{500, "Command line too long."})
 	case errors.As(err, &ne) && ne.Timeout():
 		if s.closing.Load() {
+			s.cancelJob()
 			s.waitTransfer()
 			s.reply(reply{421, "Server shutting down; closing control connection."})
 			return
