@@ -5,7 +5,12 @@ import (
 	"strings"
 )
 
-func (s *session) cmdFEAT(request) result { return say(reply{211, featText}) }
+// cmdFEAT adds the HASH line to featText: it marks the session's
+// selected algorithm.
+func (s *session) cmdFEAT(request) result {
+	text := strings.TrimSuffix(featText, "End") + " HASH " + hashFeat(s.hashAlg) + "\nEnd"
+	return say(reply{211, text})
+}
 
 func (s *session) cmdSYST(request) result { return say(reply{215, "UNIX Type: L8"}) }
 
@@ -27,12 +32,16 @@ func (s *session) cmdOPTS(r request) result {
 		facts := parseFacts(value)
 		s.mlstFacts = facts
 		return say(reply{200, "MLST OPTS " + facts.String()})
+	case "HASH":
+		return s.optsHash(value)
 	}
 	return say(reply{501, "Option not understood."})
 }
 
-// cmdQUIT lets a running transfer finish first (RFC 959).
+// cmdQUIT lets a running transfer finish first (RFC 959); a job is
+// cancelled (see cancelJob).
 func (s *session) cmdQUIT(request) result {
+	s.cancelJob()
 	s.waitTransfer()
 	return result{reply: reply{221, "Goodbye."}, quit: true}
 }

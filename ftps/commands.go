@@ -69,7 +69,7 @@ var commands = map[string]command{
 
 	// Session and information.
 	"FEAT": {run: (*session).cmdFEAT, flags: open, help: "list extensions"},
-	"OPTS": {run: (*session).cmdOPTS, flags: open | needArg, help: "OPTS UTF8 ON | OPTS MLST facts"},
+	"OPTS": {run: (*session).cmdOPTS, flags: open | needArg, help: "OPTS UTF8 ON | OPTS MLST facts | OPTS HASH [name]"},
 	"SYST": {run: (*session).cmdSYST, flags: open, help: "system type"},
 	"NOOP": {run: (*session).cmdNOOP, flags: open | duringTransfer, help: "do nothing"},
 	"HELP": {run: (*session).cmdHELP, flags: open, help: "this list"},
@@ -97,6 +97,7 @@ var commands = map[string]command{
 	"SIZE": {run: (*session).cmdSIZE, flags: needArg, perm: auth.PermList | auth.PermRead, path: wholeArg, help: "SIZE path"},
 	"MDTM": {run: (*session).cmdMDTM, flags: needArg, perm: auth.PermList | auth.PermRead, path: wholeArg, help: "MDTM path"},
 	"MFMT": {run: (*session).cmdMFMT, flags: needArg, perm: auth.PermWrite, path: mfmtArg, help: "MFMT YYYYMMDDHHMMSS path"},
+	"HASH": {run: (*session).cmdHASH, flags: needArg, perm: auth.PermRead, path: wholeArg, help: "HASH path (OPTS HASH selects the algorithm)"},
 	"MLST": {run: (*session).cmdMLST, perm: auth.PermList, path: wholeArg, help: "MLST [path]"},
 
 	// Data connections and transfers.

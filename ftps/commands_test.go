@@ -38,7 +38,7 @@ func TestCommandTablePaths(t *testing.T) {
 		{[]string{"MKD", "XMKD"}, auth.PermMkdir, true},
 		{[]string{"RMD", "XRMD", "DELE"}, auth.PermDelete, true},
 		{[]string{"RNFR", "RNTO"}, auth.PermRename, true},
-		{[]string{"RETR"}, auth.PermRead, true},
+		{[]string{"RETR", "HASH"}, auth.PermRead, true},
 		{[]string{"STOR", "APPE", "MFMT"}, auth.PermWrite, true},
 		{[]string{"STOU"}, auth.PermWrite, false},
 		{[]string{"LIST", "NLST", "MLSD", "MLST"}, auth.PermList, true},

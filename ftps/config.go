@@ -3,6 +3,7 @@ package ftps
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -57,6 +58,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
 	// MaxLoginAttempts is the number of failed PASS per session before 421.
 	MaxLoginAttempts int `toml:"max_login_attempts"`
+	// MaxHashes caps the HASH commands computing at once, server-wide
+	// (each session runs one at a time); beyond it HASH answers 450.
+	// Reading and hashing a file needs no network, so nothing else bounds
+	// it. Default: the number of CPUs.
+	MaxHashes int `toml:"max_hashes"`
 }
 
 // Validate fills defaults and reports the first invalid key.
@@ -91,6 +97,7 @@ func (c *Config) Validate() error {
 		{"max_connections", &c.MaxConnections, 100},
 		{"max_connections_per_ip", &c.MaxConnectionsPerIP, 10},
 		{"max_login_attempts", &c.MaxLoginAttempts, 3},
+		{"max_hashes", &c.MaxHashes, runtime.NumCPU()},
 	}
 	for _, f := range ints {
 		if *f.v == 0 {

@@ -15,7 +15,7 @@ func TestGarbageNeverKillsTheSession(t *testing.T) {
 	c := s.Login(t, s.ClientTLS())
 	verbs := []string{"USER", "PASS", "ACCT", "FEAT", "OPTS", "SYST", "HELP", "STAT", "TYPE", "MODE",
 		"STRU", "ALLO", "PWD", "XPWD", "CWD", "XCWD", "CDUP", "XCUP", "MKD", "XMKD", "RMD", "XRMD", "DELE",
-		"RNFR", "RNTO", "SIZE", "MDTM", "MFMT", "MLST", "EPSV", "PORT", "EPRT", "REST", "PBSZ", "PROT",
+		"RNFR", "RNTO", "SIZE", "MDTM", "MFMT", "MLST", "HASH", "EPSV", "PORT", "EPRT", "REST", "PBSZ", "PROT",
 		"AUTH", "CCC", "ABOR", "SITE", "XYZ"}
 	args := []string{"", " ", "..", "../../../../", "/\\/\\", "\x01\x02", "é\u202e", strings.Repeat("a", 4097),
 		strings.Repeat("../", 1000), "-1", "99999999999999999999999", "|||", "a b c", "%s%n%x", "*?[", "OPTS MLST ;;;"}

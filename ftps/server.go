@@ -51,6 +51,7 @@ type Server struct {
 
 	inShutdown atomic.Bool
 	nextID     atomic.Uint64
+	hashing    atomic.Int32 // HASH commands running (server.max_hashes)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

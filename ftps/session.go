@@ -93,6 +93,7 @@ type session struct {
 	renameFrom vpath // after RNFR, zero otherwise
 	epsvAll    bool
 	mlstFacts  factSet
+	hashAlg    int // OPTS HASH: an index into hashAlgs, 0 (SHA-256) by default
 
 	pasv *passive.Listener // open PASV/EPSV listener, not yet used
 	xfer *transfer         // running transfer, if any
@@ -173,6 +174,7 @@ func (s *session) readFailed(err error) {
 		s.reply(reply{500, "Command line too long."})
 	case errors.As(err, &ne) && ne.Timeout():
 		if s.closing.Load() {
+			s.cancelJob()
 			s.waitTransfer()
 			s.reply(reply{421, "Server shutting down; closing control connection."})
 			return

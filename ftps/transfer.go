@@ -44,6 +44,9 @@ type transfer struct {
 	// abandon releases what the command prepared (an open file) when the
 	// data connection never came.
 	abandon func()
+	// job, when set, replaces the data connection and run: a command that
+	// works like a transfer without one (HASH, see prepareJob).
+	job func(x *transfer) reply
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,7 +126,7 @@ func (s *session) launch(x *transfer) {
 		dur := time.Since(start)
 		if x.file.upload {
 			s.bytesIn.Add(x.bytes.Load())
-		} else {
+		} else if x.job == nil { // a job sends nothing
 			s.bytesOut.Add(x.bytes.Load())
 		}
 		x.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
@@ -152,6 +155,9 @@ func executeSafely(x *transfer) (r reply) {
 			r = reply{451, "Internal error; transfer aborted."}
 		}
 	}()
+	if x.job != nil {
+		return x.job(x)
+	}
 	return execute(x)
 }
 
