@@ -191,6 +191,9 @@ func TestPreloginConnectionsCannotLockOut(t *testing.T) {
 		var ne net.Error
 		switch {
 		case err == nil && strings.HasPrefix(line, "421 "):
+		case line == "" && errors.Is(err, io.EOF):
+			// Evicted while its session held the reply writer (closeNow
+			// never waits for it): closed without the 421.
 		case errors.As(err, &ne) && ne.Timeout():
 			open++
 		default:
