@@ -194,7 +194,8 @@ func startControl(stateDir string, api *controlAPI, log *slog.Logger) (*controlS
 		return nil, err
 	}
 	ln.SetUnlinkOnClose(false) // the name changes: Close removes path itself
-	if err := os.Chmod(tmp, 0o600); err == nil {
+	err = os.Chmod(tmp, 0o600)
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
