@@ -192,11 +192,11 @@ func slowestHash(users []parsedUser) *passwordHash {
 // ErrBlocked without hashing). So no address gets more than max_failures
 // wrong passwords judged per window, however many it sends at once, and
 // right passwords sent together (parallel logins) are judged in turn.
-// Addresses in never_ban bypass all of this. The failure that reaches max_failures starts a ban
-// of ban_duration (logged once, at Warn), and every attempt that finishes
-// during a ban, that failure and right passwords included, gets ErrBlocked,
-// so that a ban never tells a right password from a wrong one. A success
-// neither clears the count nor a ban.
+// Addresses in never_ban bypass all of this. The failure that reaches
+// max_failures starts a ban of ban_duration (logged once, at Warn), and
+// every attempt that finishes during a ban, that failure and right
+// passwords included, gets ErrBlocked, so that a ban never tells a right
+// password from a wrong one. A success neither clears the count nor a ban.
 //
 // Every failure is answered failure_delay after its verification started
 // (or after the call, for ErrBlocked without one), so wrong passwords,
