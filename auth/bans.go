@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -32,6 +33,8 @@ type banRecord struct {
 // mode 0600, through a temporary file and a rename), so that a restart is
 // not a way to reset a ban. Attempts in flight are not saved.
 func (s *Store) SaveBans(path string) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	now := s.now()
 	f := bansFile{Version: bansVersion, Saved: now.UTC(), Entries: []banRecord{}}
 	t := s.throttle
@@ -113,4 +116,72 @@ func (s *Store) LoadBans(path string) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// Ban is a client the login throttle holds: banned, or counting failures
+// toward a ban.
+type Ban struct {
+	Client   netip.Prefix // ClientKey: an IPv4 address (/32) or an IPv6 /64
+	Until    time.Time    // end of the ban; zero when not banned
+	Failures int          // failed logins in the running failure_window
+}
+
+// Bans lists the clients that are banned or have failures counting in
+// their window, bans first (ending soonest first), then by client.
+func (s *Store) Bans() []Ban {
+	now := s.now()
+	t := s.throttle
+	t.mu.Lock()
+	var out []Ban
+	for k, r := range t.m {
+		b := Ban{Client: k}
+		if now.Before(r.bannedUntil) {
+			b.Until = r.bannedUntil
+		}
+		if r.failures > 0 && now.Sub(r.windowStart) < t.window {
+			b.Failures = r.failures
+		}
+		if b.Until.IsZero() && b.Failures == 0 {
+			continue // only attempts in flight
+		}
+		out = append(out, b)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b Ban) int {
+		if a.Until.IsZero() != b.Until.IsZero() {
+			if a.Until.IsZero() {
+				return 1
+			}
+			return -1
+		}
+		if c := a.Until.Compare(b.Until); c != 0 {
+			return c
+		}
+		if c := a.Client.Addr().Compare(b.Client.Addr()); c != 0 {
+			return c
+		}
+		return a.Client.Bits() - b.Client.Bits()
+	})
+	return out
+}
+
+// Unban lifts the ban of ip's client (ClientKey(ip): an IPv6 address
+// lifts its /64) and forgets its failures. It returns that key, and false
+// when there was neither a ban nor a failure to forget. The caller saves
+// the bans (SaveBans) to make it outlast a restart. Attempts in flight
+// keep their reservations.
+func (s *Store) Unban(ip netip.Addr) (netip.Prefix, bool) {
+	k := ClientKey(ip)
+	now := s.now()
+	t := s.throttle
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[k]
+	if !ok || (!now.Before(r.bannedUntil) && (r.failures == 0 || now.Sub(r.windowStart) >= t.window)) {
+		return k, false
+	}
+	r.failures, r.windowStart, r.bannedUntil = 0, time.Time{}, time.Time{}
+	t.storeLocked(k, r, now)
+	t.endedLocked() // attempts waiting on this key may now be judged
+	return k, true
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -45,6 +46,11 @@ type Config struct {
 	// more logins be verified at once on a machine with many CPUs. Default
 	// 256.
 	MaxHashMemoryMiB int `toml:"max_hash_memory_mib"`
+	// NeverBan lists networks (CIDR, or single addresses) whose failed
+	// logins are never counted and that are never banned: a monitoring
+	// probe, an office network. Their failures are still logged. Loopback
+	// is not exempt unless listed. Default: none.
+	NeverBan []string `toml:"never_ban"`
 	// UsersFile names a file of further [[users]] tables, which cmd/ftpsd
 	// reads and appends to the users it passes to New ("ftpsd user" edits
 	// that file). auth itself does not read it. Default "": none.
@@ -80,7 +86,41 @@ func (c *Config) Validate() error {
 			*d.v = d.def
 		}
 	}
+	for i, n := range c.NeverBan {
+		if _, err := parseNetwork(n); err != nil {
+			errs = append(errs, fmt.Errorf("auth.never_ban[%d]: %v", i, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// neverBan returns the validated never_ban networks.
+func (c *Config) neverBan() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.NeverBan))
+	for _, n := range c.NeverBan {
+		if p, err := parseNetwork(n); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseNetwork parses a CIDR network ("10.0.0.0/8", "2001:db8::/32") or a
+// single address, which stands for its /32 or /128.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network (like \"192.0.2.0/24\")", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network or an IP address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // UserConfig is one [[users]] entry.

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestConfigValidate(t *testing.T) {
 			c := tc.in
 			err := c.Validate()
 			testutil.AssertErrContains(t, "Validate()", err, tc.wantErr...)
-			if err == nil && c != tc.want {
+			if err == nil && !reflect.DeepEqual(c, tc.want) {
 				t.Errorf("Validate() filled %+v; want %+v", c, tc.want)
 			}
 		})

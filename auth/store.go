@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +44,7 @@ type Store struct {
 	hashes   *hashLimiter
 	now      func() time.Time // the throttle's clock (tests replace it)
 	waiting  atomic.Int32     // attempts waiting for a busy address (for tests)
+	saveMu   sync.Mutex       // orders SaveBans: the last file written holds the newest state
 }
 
 // userSet is what a reload replaces: the users, the dummy hash that matches
@@ -189,11 +191,12 @@ func slowestHash(users []parsedUser) *passwordHash {
 // then asks again (a ban, or failures reaching max_failures, answer it
 // ErrBlocked without hashing). So no address gets more than max_failures
 // wrong passwords judged per window, however many it sends at once, and
-// right passwords sent together (parallel logins) are judged in turn. The failure that reaches max_failures starts a ban
-// of ban_duration (logged once, at Warn), and every attempt that finishes
-// during a ban, that failure and right passwords included, gets ErrBlocked,
-// so that a ban never tells a right password from a wrong one. A success
-// neither clears the count nor a ban.
+// right passwords sent together (parallel logins) are judged in turn.
+// Addresses in never_ban bypass all of this. The failure that reaches
+// max_failures starts a ban of ban_duration (logged once, at Warn), and
+// every attempt that finishes during a ban, that failure and right
+// passwords included, gets ErrBlocked, so that a ban never tells a right
+// password from a wrong one. A success neither clears the count nor a ban.
 //
 // Every failure is answered failure_delay after its verification started
 // (or after the call, for ErrBlocked without one), so wrong passwords,
@@ -205,7 +208,10 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 		return nil, err
 	}
 	key := ClientKey(ip)
-	res, wake := s.throttle.reserve(key, s.now())
+	res, wake := exempt, (<-chan struct{})(nil)
+	if !s.throttle.exempt(ip) {
+		res, wake = s.throttle.reserve(key, s.now())
+	}
 	for res == busy {
 		// This address's passwords being checked could use up its failure
 		// budget: wait for one to end (a success frees its place, a

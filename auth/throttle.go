@@ -59,6 +59,8 @@ const (
 	// untracked: the map is full of running bans and this key has no
 	// entry; the attempt goes uncounted (it still gets the delay).
 	untracked
+	// exempt: the address is in auth.never_ban; nothing is counted.
+	exempt
 )
 
 // throttle counts failed logins per key and bans keys that fail too often.
@@ -69,6 +71,7 @@ type throttle struct {
 	maxFailures int
 	window, ban time.Duration
 	limit       int // most entries kept
+	neverBan    []netip.Prefix
 
 	mu        sync.Mutex
 	m         map[netip.Prefix]ipRecord
@@ -84,6 +87,7 @@ func newThrottle(cfg Config) *throttle {
 		window:      cfg.FailureWindow,
 		ban:         cfg.BanDuration,
 		limit:       maxThrottleEntries,
+		neverBan:    cfg.neverBan(),
 		m:           make(map[netip.Prefix]ipRecord),
 		ended:       make(chan struct{}),
 	}
@@ -101,6 +105,21 @@ func (t *throttle) setLimits(cfg Config) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.maxFailures, t.window, t.ban = cfg.MaxFailures, cfg.FailureWindow, cfg.BanDuration
+	t.neverBan = cfg.neverBan()
+}
+
+// exempt reports whether ip is in a never_ban network: its logins bypass
+// the throttle altogether, a ban recorded earlier included.
+func (t *throttle) exempt(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.neverBan {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // limits returns max_failures and ban_duration in force.
@@ -165,6 +184,9 @@ func (t *throttle) cancel(k netip.Prefix, res reservation, now time.Time) {
 // failures age out of their window, so one valid account cannot be used to
 // reset the count while guessing another's password.
 func (t *throttle) finish(k netip.Prefix, res reservation, now time.Time, failed bool) (banned, banStarted bool) {
+	if res == exempt {
+		return false, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.m[k]

@@ -62,6 +62,7 @@ func (s *session) startTLS(how string) bool {
 	s.wmu.Lock()
 	s.tlsConn, s.conn = tc, tc
 	s.wmu.Unlock()
+	s.who.secure.Store(true)
 	s.stage.Store(stageTLS)
 	s.r.Reset(tc)
 	st := tc.ConnectionState()

@@ -62,6 +62,7 @@ type session struct {
 	srv     *Server
 	cfg     *Config
 	log     *slog.Logger
+	id      uint64
 	binding *passive.Binding
 	local   netip.AddrPort
 	remote  netip.AddrPort
@@ -105,17 +106,19 @@ type session struct {
 	account   atomic.Pointer[auth.User] // user, for other goroutines (CloseUsers)
 	bytesIn   atomic.Int64              // data bytes received (uploads), for the log
 	bytesOut  atomic.Int64              // data bytes sent (downloads and listings)
+	who       whoState                  // for Server.Sessions
 }
 
 func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id uint64) *session {
 	local, remote := addrPortOf(c.LocalAddr()), addrPortOf(c.RemoteAddr())
 	ctx, cancel := context.WithCancel(ctx)
-	return &session{
+	s := &session{
 		ctx:       ctx,
 		cancel:    cancel,
 		srv:       srv,
 		cfg:       cfg,
 		log:       srv.log.With("session", id, "remote", remote.String()),
+		id:        id,
 		binding:   srv.deps.Passive.Bind(srv.deps.TLS, local, remote),
 		local:     local,
 		remote:    remote,
@@ -128,6 +131,8 @@ func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id ui
 		cwd:       "/",
 		mlstFacts: allFacts,
 	}
+	s.who.lastCmd.Store(s.started.UnixNano())
+	return s
 }
 
 // serve runs the session until QUIT, an error, a timeout or shutdown.
@@ -160,6 +165,7 @@ func (s *session) serve() {
 			s.readFailed(err)
 			return
 		}
+		s.who.lastCmd.Store(time.Now().UnixNano())
 		s.act(s.dispatch(parseCommand(line)))
 	}
 }

@@ -27,7 +27,9 @@ import (
 // rights, the MLST facts, the TYPE, the peer. It never reads the
 // session's mutable fields; besides what is fixed when the session starts
 // (srv, cfg, raw), it only writes its final reply through session.reply
-// (under the writer lock) and adds to the atomic counters.
+// (under the writer lock) and adds to the atomic counters. Server.Sessions
+// reads a running transfer's what, file, started (fixed before launch
+// publishes it) and bytes (atomic) from another goroutine.
 type transfer struct {
 	what     string // for logs and STAT, e.g. "RETR /a.txt"
 	file     fileOp // the file moved; zero for listings
@@ -56,6 +58,7 @@ type transfer struct {
 	finished chan struct{}
 	done     chan struct{}
 	bytes    atomic.Int64
+	started  time.Time // set by launch, before Server.Sessions can see it
 }
 
 // prepareTransfer is called by a transfer command after its own checks. It
@@ -118,6 +121,8 @@ type TransferRecord struct {
 // launch starts a prepared transfer.
 func (s *session) launch(x *transfer) {
 	s.xfer = x
+	x.started = time.Now()
+	s.who.xfer.Store(x)
 	go func() {
 		defer close(x.done)
 		defer x.cancel()
@@ -141,6 +146,7 @@ func (s *session) launch(x *transfer) {
 		// The control connection was idle while the data moved: restart
 		// its idle clock now.
 		s.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		s.who.xfer.CompareAndSwap(x, nil)
 		close(x.finished)
 		s.reply(r)
 	}()

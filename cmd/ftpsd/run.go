@@ -38,6 +38,8 @@ func commands() []command {
 		{"reload", "check a config file and tell the running server to reload it", runReload},
 		{"hash-password", "read a password and print its hash for [[users]] password_hash", runHashPassword},
 		{"user", "add, change, disable, delete and list the users of [auth] users_file", runUser},
+		{"who", "show the sessions of the running server and their transfers", runWho},
+		{"ban", "list and lift the login bans of the running server", runBan},
 		{"version", "print the version", runVersion},
 	}
 }

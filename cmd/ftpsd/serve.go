@@ -24,7 +24,7 @@ import (
 
 // Files serve keeps in server.state_dir.
 const (
-	pidFileName  = "ftpsd.pid" // for "ftpsd reload"
+	pidFileName  = "ftpsd.pid" // for "ftpsd reload"; the control socket is beside it (control.go)
 	bansFileName = "bans.json" // login bans and failure counts, kept across restarts
 	bansSaveTick = time.Minute // how often bans are saved while serving
 )
@@ -180,6 +180,13 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		log.Warn("could not write the pid file; \"ftpsd reload\" will not find this process", "file", pidFile, "err", err)
 	} else {
 		defer os.Remove(pidFile)
+	}
+	clog := log.With("component", "control")
+	ctl, err := startControl(cfg.Server.StateDir, &controlAPI{srv: d.srv, store: d.store, bansPath: bans, log: clog}, clog)
+	if err != nil {
+		log.Warn("no control socket: \"ftpsd who\" and \"ftpsd ban\" will not reach this process", "err", err)
+	} else {
+		defer ctl.Close() // after the drain: "ftpsd who" shows the transfers finishing
 	}
 
 	// The server gets a context that the signal does not cancel: the

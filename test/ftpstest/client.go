@@ -153,5 +153,8 @@ func (c *Conn) ControlState() tls.ConnectionState {
 	return c.c.(*tls.Conn).ConnectionState()
 }
 
+// LocalAddr is the client's end of the control connection.
+func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
+
 // Close closes the connection.
 func (c *Conn) Close() { c.raw.Close() }
