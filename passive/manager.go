@@ -43,6 +43,7 @@ type Manager struct {
 	log  *slog.Logger
 
 	exhausted atomic.Uint64 // Listen calls that found no free port
+	refused   refusals      // data connections refused, by reason (Stats)
 
 	mu     sync.Mutex
 	closed bool
