@@ -189,14 +189,23 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	if target == "" {
 		t.Fatal(`"metrics listening" without addr`)
 	}
-	resp, err := http.Get("http://" + target + "/healthz")
-	if err != nil {
-		t.Fatal(err)
+	// The listeners register as their goroutines start: allow a moment.
+	var hcode int
+	var hbody []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + target + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hcode = resp.StatusCode
+		hbody, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if hcode == http.StatusOK {
+			break
+		}
 	}
-	hb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(hb) != "ok\n" {
-		t.Errorf("/healthz = %d %q, want 200 ok", resp.StatusCode, hb)
+	if hcode != http.StatusOK || string(hbody) != "ok\n" {
+		t.Errorf("/healthz = %d %q, want 200 ok", hcode, hbody)
 	}
 	p := startPrometheus(t, target)
 

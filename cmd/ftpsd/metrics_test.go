@@ -199,8 +199,16 @@ func TestRunServeMetrics(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
-		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
+	// The listeners register as their goroutines start: allow a moment.
+	var hcode int
+	var hbody string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if hcode, hbody = get("/healthz"); hcode == http.StatusOK {
+			break
+		}
+	}
+	if hcode != http.StatusOK || hbody != "ok\n" {
+		t.Errorf("/healthz = %d %q, want 200 ok", hcode, hbody)
 	}
 	code, body := get("/metrics")
 	for _, want := range []string{
