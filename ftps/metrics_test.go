@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
@@ -48,7 +47,11 @@ func gather(t *testing.T, reg *prometheus.Registry, name string, want ...string)
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if !hasLabels(m, want) {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			if !hasLabels(have, want) {
 				continue
 			}
 			switch {
@@ -67,11 +70,8 @@ func gather(t *testing.T, reg *prometheus.Registry, name string, want ...string)
 	return found[0]
 }
 
-func hasLabels(m *dto.Metric, want []string) bool {
-	have := map[string]string{}
-	for _, l := range m.GetLabel() {
-		have[l.GetName()] = l.GetValue()
-	}
+// hasLabels reports whether have holds every "k=v" of want.
+func hasLabels(have map[string]string, want []string) bool {
 	for _, kv := range want {
 		k, v, _ := strings.Cut(kv, "=")
 		if have[k] != v {
