@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -56,8 +58,15 @@ func (s *session) startTLS(how string) bool {
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Warn("control TLS handshake failed", "via", how, "err", err)
+		level := slog.LevelWarn
+		if s.implicit && errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // closed without a byte: a probe of the implicit port
+		}
+		s.log.Log(s.ctx, level, "control TLS handshake failed", "via", how, "err", err)
 		return false
+	}
+	if s.implicit {
+		s.noteActive()
 	}
 	s.wmu.Lock()
 	s.tlsConn, s.conn = tc, tc
@@ -120,6 +129,7 @@ func (s *session) cmdCCC(request) result {
 // PASS with 230).
 func (s *session) loginGate(loggedIn int) error {
 	if s.tlsRequiredForLogin() {
+		s.plaintextRefused()
 		return replyError{reply{530, "Login requires TLS: send AUTH TLS first."}}
 	}
 	if s.state == stateReady {
@@ -138,6 +148,15 @@ func (s *session) cmdUSER(r request) result {
 	return say(reply{331, "Please specify the password."})
 }
 
+// plaintextRefused counts a login refused for want of TLS, once per
+// session (a client sends USER and then PASS).
+func (s *session) plaintextRefused() {
+	if !s.refusedPlain {
+		s.refusedPlain = true
+		s.srv.deps.Metrics.login(LoginPlaintextRefused, 0)
+	}
+}
+
 func (s *session) cmdPASS(r request) result {
 	if err := s.loginGate(230); err != nil {
 		return fail(err)
@@ -147,15 +166,26 @@ func (s *session) cmdPASS(r request) result {
 	}
 	s.state = stateNeedUser
 	s.stage.Store(stageChecking)
+	start := time.Now()
+	// counted records the attempt; the answer follows at once.
+	counted := func(result string) { s.srv.deps.Metrics.login(result, time.Since(start)) }
 	u, err := s.srv.deps.Auth.Authenticate(s.ctx, s.userName, r.arg, s.remote.Addr())
 	s.stage.Store(stageTLS)
 	switch {
 	case errors.Is(err, auth.ErrBlocked):
+		counted(LoginBanned)
 		s.log.Warn("login refused: address blocked", "user", s.userName)
 		return result{err: err, quit: true}
 	case err != nil:
 		if s.ctx.Err() != nil {
 			return result{quit: true}
+		}
+		// Told apart for the metrics only, after the answer's delay
+		// has passed: the client sees one reply for both.
+		if s.srv.deps.Auth.Active(s.userName) {
+			counted(LoginBadPassword)
+		} else {
+			counted(LoginUnknownUser)
 		}
 		s.failedLogins++
 		s.log.Info("login failed", "user", s.userName, "attempt", s.failedLogins)
@@ -168,6 +198,7 @@ func (s *session) cmdPASS(r request) result {
 	st, err := openRootStorage(u.Home)
 	if err != nil {
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)
+		counted(LoginError)
 		return say(reply{530, "Home directory not available."})
 	}
 	if !s.srv.loggedIn(s) {
@@ -189,6 +220,7 @@ func (s *session) cmdPASS(r request) result {
 	// passive.tls_resumption is "user".
 	s.binding.SetUser(u.Name)
 	s.log.Info("login", "tls", s.tlsConn != nil)
+	counted(LoginOK)
 	return say(reply{230, "Login successful."})
 }
 

@@ -37,6 +37,8 @@ type Deps struct {
 	// ended (a transfer log). It runs on the transfer's goroutine and must
 	// not block for long.
 	OnTransfer func(TransferRecord)
+	// Metrics, if set, are updated by sessions, logins and transfers.
+	Metrics *Metrics
 }
 
 // Server accepts explicit-FTPS control connections.
@@ -229,6 +231,7 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 		s.prelogin[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
+		s.deps.Metrics.sessionOpened()
 	}
 	s.mu.Unlock()
 
@@ -321,6 +324,7 @@ func (s *Server) untrackLocked(sess *session) {
 	}
 	delete(s.sessions, sess)
 	delete(s.prelogin, sess)
+	s.deps.Metrics.sessionClosed()
 	if s.perIP[sess.key]--; s.perIP[sess.key] <= 0 {
 		delete(s.perIP, sess.key)
 	}
@@ -354,6 +358,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// Listeners is the number of listeners serving now (Serve and
+// ServeImplicit calls that have not returned), for a health check.
+func (s *Server) Listeners() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.listeners)
 }
 
 // addrPortOf converts a net.Addr to an unmapped netip.AddrPort.

@@ -85,6 +85,8 @@ type session struct {
 	user         *auth.User
 	st           storage // the user's files, from login on
 	failedLogins int
+	refusedPlain bool // a login was refused for want of TLS (counted once)
+	active       bool // a command (or the implicit TLS handshake) came: log at Info
 
 	pbsz       bool
 	prot       protLevel
@@ -146,7 +148,10 @@ func (s *session) serve() {
 		}
 	}()
 
-	s.log.Info("session opened", "local", s.local.String(), "implicit_tls", s.implicit)
+	// "session opened" waits for the first command (noteActive): health
+	// probes and port scans connect and close without one, and must not
+	// flood the log at Info.
+	s.log.Debug("connection accepted", "local", s.local.String(), "implicit_tls", s.implicit)
 	if s.implicit {
 		if !s.startTLS("implicit") {
 			return
@@ -166,7 +171,17 @@ func (s *session) serve() {
 			return
 		}
 		s.who.lastCmd.Store(time.Now().UnixNano())
+		s.noteActive()
 		s.act(s.dispatch(parseCommand(line)))
+	}
+}
+
+// noteActive logs "session opened" at Info the first time the client
+// shows it is one: a command, or a completed implicit TLS handshake.
+func (s *session) noteActive() {
+	if !s.active {
+		s.active = true
+		s.log.Info("session opened", "local", s.local.String(), "implicit_tls", s.implicit)
 	}
 }
 
@@ -372,6 +387,10 @@ func (s *session) cleanup() {
 		s.tlsConn.Close()
 	}
 	s.raw.Close()
-	s.log.Info("session closed", "dur", time.Since(s.started).Round(time.Millisecond),
+	level := slog.LevelInfo
+	if !s.active {
+		level = slog.LevelDebug // closed before any command: a probe
+	}
+	s.log.Log(context.Background(), level, "session closed", "dur", time.Since(s.started).Round(time.Millisecond),
 		"bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load())
 }

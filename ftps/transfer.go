@@ -40,6 +40,7 @@ type transfer struct {
 	remote   netip.Addr
 	binary   bool
 	timeout  time.Duration // data stall timeout
+	metrics  *Metrics      // may be nil
 	// run moves the data. It gets a connection that already passed the
 	// peer and TLS-resumption checks, and returns the final reply.
 	run func(x *transfer, dc *dataConn) reply
@@ -88,6 +89,7 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 		remote:   s.remote.Addr(),
 		binary:   s.binary,
 		timeout:  s.cfg.DataTimeout,
+		metrics:  s.srv.deps.Metrics,
 		run:      run,
 		abandon:  abandon,
 		finished: make(chan struct{}),
@@ -136,6 +138,9 @@ func (s *session) launch(x *transfer) {
 		}
 		x.log.Info("transfer", "op", x.what, "code", r.code, "bytes", x.bytes.Load(),
 			"dur", dur.Round(time.Millisecond))
+		if x.job == nil { // a HASH is no transfer
+			x.metrics.transfer(x.direction(), x.result(r), dur)
+		}
 		if x.file.path != "" && s.srv.deps.OnTransfer != nil {
 			s.srv.deps.OnTransfer(TransferRecord{
 				End: start.Add(dur), Duration: dur, Remote: x.remote, User: x.user,
@@ -150,6 +155,30 @@ func (s *session) launch(x *transfer) {
 		close(x.finished)
 		s.reply(r)
 	}()
+}
+
+// direction is the transfer's "direction" label.
+func (x *transfer) direction() string {
+	switch {
+	case x.file.path == "":
+		return DirListing
+	case x.file.upload:
+		return DirUpload
+	}
+	return DirDownload
+}
+
+// result is the "result" label of a transfer that ended with r. It runs
+// before the transfer's deferred cancel: a cancelled context here means
+// ABOR, a disconnect or shutdown.
+func (x *transfer) result(r reply) string {
+	switch {
+	case r.code == 226:
+		return ResultOK
+	case x.ctx.Err() != nil:
+		return ResultAborted
+	}
+	return ResultFailed
 }
 
 // executeSafely turns a panic in a transfer into a 451 for this session
@@ -188,7 +217,7 @@ func execute(x *transfer) reply {
 	// ABOR or shutdown: make any blocked read or write return at once.
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes})
+	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
 	if x.ctx.Err() != nil && r.code < 300 {
 		r = reply{426, "Transfer aborted."}
 	}
@@ -241,6 +270,7 @@ type dataConn struct {
 	ctx     context.Context
 	timeout time.Duration
 	n       *atomic.Int64
+	metrics *Metrics // may be nil
 }
 
 // endedWithoutCloseNotify reports an upload whose TLS stream ended
@@ -259,6 +289,7 @@ func (c *dataConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))
+	c.metrics.addReceived(n)
 	return n, err
 }
 
@@ -269,6 +300,7 @@ func (c *dataConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.n.Add(int64(n))
+	c.metrics.addSent(n)
 	return n, err
 }
 

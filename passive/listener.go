@@ -114,6 +114,7 @@ func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
 		if peer.Addr() != want {
 			l.b.log.Warn("data connection from a foreign address dropped",
 				"peer", peer, "port", l.port)
+			l.b.m.refused.add(RefusedForeignIP)
 			c.Close()
 			continue
 		}
@@ -129,6 +130,7 @@ func (l *Listener) acceptErr(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		l.b.m.refused.add(RefusedTimeout)
 		return ErrAcceptTimeout
 	}
 	return fmt.Errorf("passive: accept: %w", err)
@@ -170,6 +172,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 			return nil, ctx.Err()
 		}
 		b.log.Warn("data TLS handshake failed", "port", l.port, "err", err)
+		b.m.refused.add(RefusedHandshake)
 		return nil, fmt.Errorf("passive: data TLS handshake: %w", err)
 	}
 
@@ -188,6 +191,7 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (net.Conn, erro
 					"port", l.port, "version", tls.VersionName(st.Version), "control_version", tls.VersionName(uint16(cv)))
 				tc.Close()
 				l.setPending(nil)
+				b.m.refused.add(RefusedNotResumed)
 				return nil, ErrNotResumed
 			}
 			if b.offeredTickets(st.Version) {
@@ -225,6 +229,7 @@ func (l *Listener) refuse(tc *tls.Conn, st tls.ConnectionState, mode resumptionM
 	l.b.log.Warn("data connection refused: TLS session not resumed", args...)
 	tc.Close()
 	l.setPending(nil)
+	l.b.m.refused.add(RefusedNotResumed)
 	return nil, ErrNotResumed
 }
 

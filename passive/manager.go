@@ -44,6 +44,7 @@ type Manager struct {
 
 	exhausted atomic.Uint64 // Listen calls that found no free port
 	sessions  sessionSet    // open Bindings by ticket tag
+	refused   refusals      // data connections refused, by reason (Stats)
 
 	mu     sync.Mutex
 	closed bool

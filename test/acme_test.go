@@ -206,6 +206,10 @@ func TestACMEChallengePortInUse(t *testing.T) {
 	if n := p.IssuedCount(); n != 0 {
 		t.Errorf("issued %d", n)
 	}
+	testutil.WaitFor(t, 20*time.Second, "the failed obtain counted", func() bool { return s.TLS.ACMEStats().ObtainFailed > 0 })
+	if st := s.TLS.ACMEStats(); st.ObtainOK != 0 || len(s.TLS.Expiries()) != 0 {
+		t.Errorf("ACMEStats() = %+v, Expiries() = %v with no certificate", st, s.TLS.Expiries())
+	}
 	assertStillServing(t, s)
 }
 
@@ -231,6 +235,20 @@ func TestACMEStoredCertificateIsReused(t *testing.T) {
 	}
 	if p.IssuedCount() != 1 || p.OrderCount() != orders {
 		t.Errorf("second start asked the CA: issued %d, orders %d (were %d)", p.IssuedCount(), p.OrderCount(), orders)
+	}
+	// The metrics' view: one obtain by the first server, none by the
+	// second, and both report the certificate's expiry for the domain.
+	if got, want := s1.TLS.ACMEStats(), (tlsctl.ACMEStats{ObtainOK: 1}); got != want {
+		t.Errorf("first server ACMEStats() = %+v, want %+v", got, want)
+	}
+	if got := s2.TLS.ACMEStats(); got != (tlsctl.ACMEStats{}) {
+		t.Errorf("second server ACMEStats() = %+v, want none: it reused the stored certificate", got)
+	}
+	for _, s := range []*ftpstest.Server{s1, s2} {
+		exp := s.TLS.Expiries()
+		if na := s.TLS.Certificate().NotAfter; len(exp) != 1 || !exp[domain].Equal(na) {
+			t.Errorf("Expiries() = %v, want %s: %v", exp, domain, na)
+		}
 	}
 }
 
@@ -265,6 +283,9 @@ func TestACMERenewalReachesNewConnections(t *testing.T) {
 	checkVerifiedSession(t, s, p, domain)
 	retrieve(t, old, old.TLS, "hello.txt", "hello over ACME")
 	old.Cmd(221, "QUIT")
+	if st := s.TLS.ACMEStats(); st.ObtainOK != 1 || st.RenewOK < 1 || st.ObtainFailed+st.RenewFailed != 0 {
+		t.Errorf("ACMEStats() = %+v, want one obtain and at least one renewal, no failure", st)
+	}
 }
 
 func TestACMETwoNodesShareStorage(t *testing.T) {

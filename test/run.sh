@@ -4,8 +4,8 @@
 #   bash test/run.sh
 #
 # 1. installs what the tests drive when it is missing: the FTPS clients
-#    curl and lftp, the DNS server BIND9, and systemd-analyze and logrotate
-#    for docs/deploy (apt), the ACME test CA Pebble
+#    curl and lftp, the DNS server BIND9, systemd-analyze and logrotate
+#    for docs/deploy, Prometheus (with promtool) (apt), the ACME test CA Pebble
 #    (go install), and checks that the clients run with TLS support;
 # 2. go vet and staticcheck (installed into GOPATH/bin when missing);
 # 3. go test -race on every package, last, so its ok/FAIL lines end the
@@ -34,11 +34,12 @@ as_root() {
 # --- external clients and servers ------------------------------------------
 # curl and lftp are the FTPS clients of the interop tests; named (BIND9) is
 # the DNS server of the ACME dns-01 tests; systemd-analyze and logrotate
-# check the files in docs/deploy; Debian's rclone (1.60, at /usr/bin: a
-# newer one may come first on PATH) shares one ticket cache across its
-# connections (tls_resumption = "user").
+# check the files in docs/deploy; prometheus scrapes ftpsd in
+# test/prometheus_test.go and its promtool checks the shipped alert rules;
+# Debian's rclone (1.60, at /usr/bin: a newer one may come first on PATH)
+# shares one ticket cache across its connections (tls_resumption = "user").
 missing=()
-for tool in curl lftp named systemd-analyze logrotate; do
+for tool in curl lftp named systemd-analyze logrotate prometheus promtool; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 [ -x /usr/bin/rclone ] || missing+=(rclone)
@@ -48,6 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		case "$tool" in
 		named) pkgs+=(bind9 bind9-dnsutils) ;;
 		systemd-analyze) pkgs+=(systemd) ;;
+		promtool) [[ " ${pkgs[*]} " == *" prometheus "* ]] || pkgs+=(prometheus) ;;
 		*) pkgs+=("$tool") ;;
 		esac
 	done

@@ -37,9 +37,9 @@ type acmeSource struct {
 // (without asking the CA), else from the CA, bounded by ObtainTimeout.
 // When that fails the server still starts: certmagic keeps trying in the
 // background with backoff, and every failure is logged.
-func newACMESource(ctx context.Context, cfg Config, log *slog.Logger) (*acmeSource, error) {
+func newACMESource(ctx context.Context, cfg Config, log *slog.Logger, acme *acmeCounters) (*acmeSource, error) {
 	log = log.With("component", "acme")
-	magic, cache, err := newCertmagic(cfg, log)
+	magic, cache, err := newCertmagic(cfg, log, acme)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,8 @@ func newACMESource(ctx context.Context, cfg Config, log *slog.Logger) (*acmeSour
 }
 
 // newCertmagic builds certmagic's Cache, Config and ACME issuer from cfg.
-func newCertmagic(cfg Config, log *slog.Logger) (*certmagic.Config, *certmagic.Cache, error) {
+// acme, if not nil, counts the issuance results.
+func newCertmagic(cfg Config, log *slog.Logger, acme *acmeCounters) (*certmagic.Config, *certmagic.Cache, error) {
 	zl := newZapLogger(log)
 	var roots *x509.CertPool
 	if cfg.TrustedRoots != "" {
@@ -113,6 +114,9 @@ func newCertmagic(cfg Config, log *slog.Logger) (*certmagic.Config, *certmagic.C
 		FallbackServerName: cfg.Domains[0],
 		Logger:             zl,
 	})
+	if acme != nil {
+		magic.OnEvent = acme.onEvent
+	}
 	issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA:                      cfg.CA,
 		Email:                   cfg.Email,
@@ -222,7 +226,7 @@ func (s *acmeSource) Close() error {
 // inspectACME describes the certificate in storage without contacting the
 // CA (for check-config).
 func inspectACME(ctx context.Context, cfg Config, log *slog.Logger) (CertInfo, error) {
-	magic, cache, err := newCertmagic(cfg, log)
+	magic, cache, err := newCertmagic(cfg, log, nil)
 	if err != nil {
 		return CertInfo{}, err
 	}

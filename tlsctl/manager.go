@@ -23,6 +23,7 @@ type Manager struct {
 	log     *slog.Logger
 	base    *tls.Config
 	tickets *ticketKeys
+	acme    *acmeCounters // kept across reloads
 
 	mu     sync.Mutex // serialises Reload and Close
 	closed bool
@@ -52,11 +53,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		return nil, err
 	}
 
-	src, err := newSource(ctx, cfg, log)
+	acme := new(acmeCounters)
+	src, err := newSource(ctx, cfg, log, acme)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, log: log}
+	m := &Manager{cfg: cfg, log: log, acme: acme}
 	m.src.Store(&sourceBox{src})
 
 	base := &tls.Config{
@@ -89,14 +91,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 }
 
 // newSource builds the certificate source cfg.Mode names.
-func newSource(ctx context.Context, cfg Config, log *slog.Logger) (source, error) {
+// acme counts ACME results.
+func newSource(ctx context.Context, cfg Config, log *slog.Logger, acme *acmeCounters) (source, error) {
 	switch cfg.Mode {
 	case ModeSelfSigned:
 		return newSelfSignedSource(ctx, cfg, log)
 	case ModeFiles:
 		return newFilesSource(cfg, log)
 	case ModeACME:
-		return newACMESource(ctx, cfg, log)
+		return newACMESource(ctx, cfg, log, acme)
 	}
 	return nil, fmt.Errorf("tls.mode: %q not implemented", cfg.Mode) // unreachable after Validate
 }
@@ -164,7 +167,7 @@ func (m *Manager) PrepareReload(ctx context.Context, cfg Config) (*PendingReload
 	if reflect.DeepEqual(cfg, m.cfg) {
 		return p, nil
 	}
-	src, err := newSource(ctx, cfg, m.log)
+	src, err := newSource(ctx, cfg, m.log, m.acme)
 	if err != nil {
 		return nil, err
 	}

@@ -54,8 +54,9 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	}
 	defer pm.Close()
 
-	if err := writeReport(stdout, path, cfg, cert,
-		pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)); err != nil {
+	warnings := pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)
+	warnings = append(warnings, cfg.Metrics.warnings()...)
+	if err := writeReport(stdout, path, cfg, cert, warnings); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
@@ -163,6 +164,13 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	section("log")
 	row(1, "level", "%s", cfg.Log.Level)
 	row(1, "format", "%s", cfg.Log.Format)
+
+	section("metrics")
+	if cfg.Metrics.Listen == "" {
+		row(1, "listen", "(off)")
+	} else {
+		row(1, "listen", "http://%s/metrics and /healthz", cfg.Metrics.Listen)
+	}
 
 	if err := tw.Flush(); err != nil {
 		return err

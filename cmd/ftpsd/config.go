@@ -29,6 +29,7 @@ type fileConfig struct {
 	Auth    auth.Config       `toml:"auth"`
 	Users   []auth.UserConfig `toml:"users"`
 	Log     logConfig         `toml:"log"`
+	Metrics metricsConfig     `toml:"metrics"`
 }
 
 // logConfig is the [log] section: how the daemon writes its log to stderr.
@@ -320,6 +321,9 @@ func (c *fileConfig) validate() error {
 		}
 	}
 	if err := c.Log.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

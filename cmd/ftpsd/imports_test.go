@@ -13,7 +13,7 @@ const module = "github.com/ftpsd/ftpsd"
 // TestImportDirection keeps the package graph of DESIGN.md: passive, auth
 // and tlsctl are leaves of the project, ftps uses only passive and auth (it
 // receives its *tls.Config, it never imports tlsctl), and nothing imports
-// cmd. Only non-test imports count: test code (test/, _test.go) may use
+// cmd; the leaves do not import Prometheus either. Only non-test imports count: test code (test/, _test.go) may use
 // everything.
 func TestImportDirection(t *testing.T) {
 	goBin, err := exec.LookPath("go")
@@ -40,6 +40,11 @@ func TestImportDirection(t *testing.T) {
 		pkg := rel(fields[0])
 		imports[pkg] = nil
 		for _, imp := range fields[1:] {
+			// The leaves report plain statistics; only cmd/ftpsd and
+			// ftps speak Prometheus.
+			if strings.HasPrefix(imp, "github.com/prometheus/") && slices.Contains([]string{"auth", "passive", "tlsctl"}, pkg) {
+				t.Errorf("%s imports %s; it must stay free of Prometheus (export plain statistics instead)", pkg, imp)
+			}
 			if r := rel(imp); r != imp {
 				imports[pkg] = append(imports[pkg], r)
 			}

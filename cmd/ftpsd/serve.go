@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/passive"
@@ -149,8 +151,15 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	}
 	defer d.saveBans()
 
+	var reg *prometheus.Registry
+	var metrics *ftps.Metrics
+	if cfg.Metrics.Listen != "" {
+		if reg, metrics, err = newRegistry(d.pm, d.store, d.tm); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	d.srv, err = ftps.New(cfg.Server, ftps.Deps{TLS: d.tm.ServerConfig(), Auth: d.store, Passive: d.pm, Log: log,
-		OnTransfer: d.out.Transfer})
+		OnTransfer: d.out.Transfer, Metrics: metrics})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -169,7 +178,20 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		}
 		log.Info("listening for implicit FTPS", "addr", iln.Addr().String())
 	}
+	var mln net.Listener
+	if cfg.Metrics.Listen != "" {
+		if mln, err = listen(ctx, "metrics.listen", cfg.Metrics.Listen); err != nil {
+			ln.Close()
+			if iln != nil {
+				iln.Close()
+			}
+			return err
+		}
+	}
 	for _, w := range d.pm.Warnings(tcpAddrPort(ln.Addr()), cfg.Server.MaxConnections) {
+		log.Warn(w)
+	}
+	for _, w := range cfg.Metrics.warnings() {
 		log.Warn(w)
 	}
 	cert := d.tm.Certificate()
@@ -198,6 +220,13 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	if iln != nil {
 		listeners++
 		go func() { served <- d.srv.ServeImplicit(context.WithoutCancel(ctx), iln) }()
+	}
+	if mln != nil {
+		ml := log.With("component", "metrics")
+		ms := startMetrics(mln, metricsHandler(reg, daemonHealth(d, listeners), ml), ml)
+		// Stopped last: /healthz answers 503 while the server drains.
+		defer ms.stop(ml)
+		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("systemd notification failed", "err", err)
@@ -388,6 +417,7 @@ func keepRestartOnly(cur, next *fileConfig) []restartKey {
 	keep("log.format", &cur.Log.Format, &next.Log.Format)
 	keep("log.file", &cur.Log.File, &next.Log.File)
 	keep("log.xferlog", &cur.Log.Xferlog, &next.Log.Xferlog)
+	keep("metrics.listen", &cur.Metrics.Listen, &next.Metrics.Listen)
 	if cur.Auth.MaxHashMemoryMiB != next.Auth.MaxHashMemoryMiB {
 		out = append(out, restartKey{"auth.max_hash_memory_mib", strconv.Itoa(cur.Auth.MaxHashMemoryMiB), strconv.Itoa(next.Auth.MaxHashMemoryMiB)})
 		next.Auth.MaxHashMemoryMiB = cur.Auth.MaxHashMemoryMiB

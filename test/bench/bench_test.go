@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
@@ -217,6 +219,34 @@ func BenchmarkRETR(b *testing.B) {
 			for b.Loop() {
 				if n := dataCmd(b, c, "RETR file.bin", nil, io.Discard); n != int64(size.n) {
 					b.Fatalf("RETR got %d bytes, want %d", n, size.n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRETRMetrics is BenchmarkRETR's 64 MiB download with and
+// without the Prometheus collectors (a counter update per data read or
+// write), to show what metrics cost on the data path.
+func BenchmarkRETRMetrics(b *testing.B) {
+	const n = 64 << 20
+	for _, on := range []bool{false, true} {
+		b.Run("metrics="+strconv.FormatBool(on), func(b *testing.B) {
+			opts := ftpstest.Options{}
+			if on {
+				m, err := ftps.NewMetrics(prometheus.NewRegistry())
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts.Metrics = m
+			}
+			s := ftpstest.NewServer(b, opts)
+			testutil.WriteFile(b, s.Home(user), "file.bin", testutil.Payload(n, 0))
+			c := login(b, s, s.ClientTLS())
+			b.SetBytes(n)
+			for b.Loop() {
+				if got := dataCmd(b, c, "RETR file.bin", nil, io.Discard); got != n {
+					b.Fatalf("RETR got %d bytes, want %d", got, n)
 				}
 			}
 		})

@@ -49,6 +49,8 @@ type Options struct {
 	Auth    func(*auth.Config)
 	// Implicit also starts an implicit-FTPS listener (Server.ImplicitAddr).
 	Implicit bool
+	// Metrics, if set, is passed in ftps.Deps.
+	Metrics *ftps.Metrics
 }
 
 // Server is a running test server.
@@ -59,6 +61,7 @@ type Server struct {
 	CAFile       string // PEM of the CA, for curl --cacert and lftp ssl:ca-file
 	Root         string // directory holding every user's home
 	Passive      *passive.Manager
+	TLS          *tlsctl.Manager
 	Log          *testutil.LogBuffer
 
 	srv   *ftps.Server
@@ -128,14 +131,14 @@ func NewServer(t testing.TB, opts Options) *Server {
 	if opts.Server != nil {
 		opts.Server(&scfg)
 	}
-	srv, err := ftps.New(scfg, ftps.Deps{TLS: tm.ServerConfig(), Auth: store, Passive: pm, Log: log})
+	srv, err := ftps.New(scfg, ftps.Deps{TLS: tm.ServerConfig(), Auth: store, Passive: pm, Log: log, Metrics: opts.Metrics})
 	must(t, err)
 	ln, err := net.Listen("tcp", scfg.Listen)
 	must(t, err)
 
 	s := &Server{
 		Addr: ln.Addr().String(), CAPool: pki.CAPool, CAFile: caFile, Root: homes,
-		Passive: pm, Log: logs, srv: srv, store: store, user: users[0], done: make(chan error, 1),
+		Passive: pm, TLS: tm, Log: logs, srv: srv, store: store, user: users[0], done: make(chan error, 1),
 	}
 	go func() { s.done <- srv.Serve(ctx, ln) }()
 	implicitDone := make(chan error, 1)
