@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestConfigValidate(t *testing.T) {
 			c := tc.in
 			err := c.Validate()
 			if len(tc.wantErr) == 0 {
-				if err != nil || c != tc.want {
+				if err != nil || !reflect.DeepEqual(c, tc.want) {
 					t.Errorf("Validate() = %v, config %+v; want nil, %+v", err, c, tc.want)
 				}
 				return
