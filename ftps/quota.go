@@ -60,6 +60,9 @@ type quotaRecord struct {
 type quotaStore struct {
 	path string // "" : not persisted
 	log  *slog.Logger
+	// saveMu makes saves one at a time, so an older snapshot never
+	// lands after a newer one.
+	saveMu sync.Mutex
 
 	mu      sync.Mutex
 	users   map[string]*quotaUsage
@@ -321,6 +324,8 @@ func (q *quotaStore) flush() {
 // save writes the usage of every user to quota.json (atomically: a
 // temporary file renamed over it).
 func (q *quotaStore) save() {
+	q.saveMu.Lock()
+	defer q.saveMu.Unlock()
 	q.mu.Lock()
 	q.pending = nil
 	if q.path == "" || len(q.users) == 0 {
