@@ -55,6 +55,10 @@ type Config struct {
 	// reads and appends to the users it passes to New ("ftpsd user" edits
 	// that file). auth itself does not read it. Default "": none.
 	UsersFile string `toml:"users_file"`
+	// Limits is the [limits] section (defaults of the per-user limits and
+	// the server-wide caps), set by cmd/ftpsd; New and PrepareReload
+	// parse it. Zero: no limits.
+	Limits LimitsConfig `toml:"-"`
 }
 
 // Validate fills in defaults for zero fields and rejects negative ones,
@@ -140,6 +144,15 @@ type UserConfig struct {
 	// Disabled keeps the user in the file but refuses its logins (as an
 	// unknown user); a reload that disables a user closes its sessions.
 	Disabled bool `toml:"disabled"`
+
+	// The user's limits; an unset key takes its default from [limits]
+	// (see LimitsConfig for the meaning of each).
+	MaxSessions     *int     `toml:"max_sessions"`
+	DownloadRate    Size     `toml:"download_rate"`
+	UploadRate      Size     `toml:"upload_rate"`
+	Quota           Size     `toml:"quota"`
+	QuotaFiles      *int64   `toml:"quota_files"`
+	AllowedNetworks []string `toml:"allowed_networks"`
 }
 
 // parsedUser is a validated UserConfig.
@@ -155,11 +168,12 @@ type parsedUser struct {
 // (want list, read, write, delete, mkdir, rename or all)`; all problems are
 // reported at once.
 func ValidateUsers(users []UserConfig) error {
-	_, err := parseUsers(users)
+	_, err := parseUsers(users, Limits{})
 	return err
 }
 
-func parseUsers(users []UserConfig) ([]parsedUser, error) {
+// parseUsers validates users; their limits start from defaults.
+func parseUsers(users []UserConfig, defaults Limits) ([]parsedUser, error) {
 	if len(users) == 0 {
 		return nil, errors.New("users: no users configured (add a [[users]] entry)")
 	}
@@ -173,7 +187,11 @@ func parseUsers(users []UserConfig) ([]parsedUser, error) {
 		if count[name] > 1 {
 			name = "" // ambiguous: by position
 		}
-		errs = append(errs, fmt.Errorf("%s.%s: %s", userKey(i, name), key, fmt.Sprintf(format, args...)))
+		msg := fmt.Sprintf(format, args...)
+		if key != "" {
+			msg = key + ": " + msg
+		}
+		errs = append(errs, fmt.Errorf("%s.%s", userKey(i, name), msg))
 	}
 	seen := make(map[string]int, len(users))
 	out := make([]parsedUser, len(users))
@@ -204,7 +222,11 @@ func parseUsers(users []UserConfig) ([]parsedUser, error) {
 		if err != nil {
 			add(i, "permissions", "%v", err)
 		}
-		out[i].user = User{Name: u.Name, Home: u.Home, Perms: perms}
+		limits, lerrs := userLimits(u, defaults)
+		for _, err := range lerrs {
+			add(i, "", "%v", err)
+		}
+		out[i].user = User{Name: u.Name, Home: u.Home, Perms: perms, Limits: limits}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -24,6 +24,12 @@ var ErrInvalidCredentials = errors.New("invalid user name or password")
 // would take the address past max_failures passwords judged per window.
 var ErrBlocked = errors.New("too many failed logins from this address")
 
+// ErrNetworkRefused answers a right password from an address outside the
+// user's allowed_networks. It counts as a failure and is an
+// ErrInvalidCredentials (errors.Is), so the client cannot tell it from a
+// wrong password: the password stays unconfirmed from there.
+var ErrNetworkRefused = fmt.Errorf("%w: address not in the user's allowed_networks", ErrInvalidCredentials)
+
 // homeMode is the mode of home directories New creates.
 const homeMode fs.FileMode = 0o750
 
@@ -32,6 +38,8 @@ type User struct {
 	Name  string // login name
 	Home  string // absolute, cleaned path of the home directory
 	Perms Perm   // what the user may do inside Home
+	// Limits are the user's limits, defaults of [limits] applied.
+	Limits Limits
 }
 
 // Store holds the configured users, the login throttle and the limiter of
@@ -53,6 +61,7 @@ type userSet struct {
 	users map[string]parsedUser // read-only; disabled users are left out
 	dummy *passwordHash         // verified for unknown users
 	delay time.Duration
+	caps  ServerLimits // [limits] total_download_rate, total_upload_rate
 }
 
 // New validates cfg (filling its defaults) and users, requires every home to
@@ -86,7 +95,11 @@ func New(cfg Config, users []UserConfig, log *slog.Logger) (*Store, error) {
 // when it exists), creates the missing ones only once all passed, and
 // prepares the dummy hash.
 func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, error) {
-	parsed, err := parseUsers(users)
+	limits, err := cfg.Limits.parse()
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := parseUsers(users, limits.defaults)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +128,7 @@ func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, err
 		}
 		log.Info("created home directory", "user", u.Name, "path", u.Home)
 	}
-	set := &userSet{users: make(map[string]parsedUser, len(parsed)), delay: cfg.FailureDelay}
+	set := &userSet{users: make(map[string]parsedUser, len(parsed)), delay: cfg.FailureDelay, caps: limits.server}
 	for i, p := range parsed {
 		if !users[i].Disabled {
 			set.users[p.user.Name] = p
@@ -133,6 +146,23 @@ func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, err
 func (s *Store) Active(name string) bool {
 	_, ok := s.set.Load().users[name]
 	return ok
+}
+
+// Lookup returns a copy of the user name as in force now (its home and
+// limits, which a reload may have changed since the login), and false
+// when name may not log in (unknown or disabled). It checks no password.
+func (s *Store) Lookup(name string) (*User, bool) {
+	u, ok := s.set.Load().users[name]
+	if !ok {
+		return nil, false
+	}
+	user := u.user
+	return &user, true
+}
+
+// ServerLimits returns the server-wide caps of [limits] in force.
+func (s *Store) ServerLimits() ServerLimits {
+	return s.set.Load().caps
 }
 
 // PendingReload is a validated set of users and limits, not yet in force.
@@ -244,7 +274,10 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 		return nil, err
 	}
 	deadline := started.Add(set.delay)
-	banned, banStarted := s.throttle.finish(key, res, s.now(), !(known && ok))
+	// A right password from outside the user's networks is a failure like
+	// a wrong one: it counts towards a ban and is answered the same way.
+	netRefused := known && ok && !u.user.Limits.Allows(ip)
+	banned, banStarted := s.throttle.finish(key, res, s.now(), !(known && ok) || netRefused)
 	if banStarted {
 		maxFailures, ban := s.throttle.limits()
 		s.log.Warn("login ban started", "ip", ip.String(), "banned", key.String(),
@@ -253,6 +286,9 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	switch {
 	case banned:
 		return nil, s.failAt(ctx, deadline, ErrBlocked)
+	case netRefused:
+		s.log.Warn("login refused: address not in the user's allowed_networks", "user", name, "ip", ip.String())
+		return nil, s.failAt(ctx, deadline, ErrNetworkRefused)
 	case known && ok:
 		user := u.user
 		return &user, nil

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func TestAuthenticate(t *testing.T) {
 				}
 				return
 			}
-			if got == nil || *got != *tc.want {
+			if got == nil || !reflect.DeepEqual(*got, *tc.want) {
 				t.Errorf("Authenticate(%q) = %+v; want %+v", tc.user, got, tc.want)
 			}
 		})

@@ -195,17 +195,28 @@ func (s *session) cmdPASS(r request) result {
 		// Whatever went wrong reads as a wrong password to the client.
 		return fail(auth.ErrInvalidCredentials)
 	}
+	// Over max_sessions: 421, and the connection closes. FileZilla takes a
+	// 421 as temporary and reconnects later (a 530 would read as a wrong
+	// password, stop its queue and ask for the password again). It is not
+	// a login failure: the password was right.
+	limits, err := s.srv.acquireUser(u)
+	if err != nil {
+		s.log.Info("login refused: too many sessions", "user", u.Name, "max", u.Limits.MaxSessions)
+		return result{reply: reply{421, err.Error()}, quit: true}
+	}
 	st, err := openRootStorage(u.Home)
 	if err != nil {
+		s.srv.releaseUser(limits)
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)
 		counted(LoginError)
 		return say(reply{530, "Home directory not available."})
 	}
 	if !s.srv.loggedIn(s) {
+		s.srv.releaseUser(limits)
 		st.Close() // evicted while the password was checked
 		return result{quit: true}
 	}
-	s.user, s.st, s.state, s.cwd = u, st, stateReady, "/"
+	s.user, s.st, s.state, s.cwd, s.limits = u, st, stateReady, "/", limits
 	s.log = s.log.With("user", u.Name) // before account: CloseUsers logs with it
 	s.account.Store(u)
 	if !s.srv.deps.Auth.Active(u.Name) {

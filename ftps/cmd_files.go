@@ -1,6 +1,8 @@
 package ftps
 
 import (
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -70,8 +72,18 @@ func (s *session) cmdDELE(r request) result {
 	if fi.IsDir() {
 		return say(reply{550, "Is a directory; use RMD."})
 	}
+	q := s.quota()
+	if q != nil && fi.Mode().IsRegular() {
+		// The count must not change while the home is being scanned.
+		if err := q.wait(s.ctx); err != nil {
+			return result{quit: true}
+		}
+	}
 	if err := s.st.Remove(r.path.name); err != nil {
 		return fail(err)
+	}
+	if q != nil && fi.Mode().IsRegular() {
+		q.add(-fi.Size(), -1)
 	}
 	s.log.Info("delete", "path", r.path.virt)
 	return say(reply{250, "File deleted."})
@@ -94,11 +106,26 @@ func (s *session) cmdRNTO(r request) result {
 	}
 	// Renaming onto an existing file replaces it: like an overwriting
 	// STOR, that takes the right to write, not only to rename.
-	if _, err := s.st.Lstat(r.path.name); err == nil && !s.allowed(auth.PermWrite, "RNTO over existing file") {
+	over, err := s.st.Lstat(r.path.name)
+	if err == nil && !s.allowed(auth.PermWrite, "RNTO over existing file") {
 		return say(replyNoPerm)
+	}
+	// A file renamed over another replaces it: the quota loses that one.
+	var replaced fs.FileInfo
+	q := s.quota()
+	if err == nil && over.Mode().IsRegular() && q != nil {
+		if from, ferr := s.st.Lstat(r.from.name); ferr == nil && !os.SameFile(from, over) {
+			replaced = over
+			if err := q.wait(s.ctx); err != nil {
+				return result{quit: true}
+			}
+		}
 	}
 	if err := s.st.Rename(r.from.name, r.path.name); err != nil {
 		return fail(err)
+	}
+	if replaced != nil {
+		q.add(-replaced.Size(), -1)
 	}
 	s.log.Info("rename", "from", r.from.virt, "to", r.path.virt)
 	return say(reply{250, "Rename successful."})

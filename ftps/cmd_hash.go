@@ -13,6 +13,8 @@ import (
 	"io"
 	"strings"
 	"sync/atomic"
+
+	"golang.org/x/time/rate"
 )
 
 // HASH (draft-bryan-ftpext-hash-02): the digest of a file, computed on the
@@ -93,12 +95,12 @@ func (s *session) cmdHASH(r request) result {
 		}
 		return fail(err)
 	}
-	alg, name, srv := hashAlgs[s.hashAlg], r.arg, s.srv
+	alg, name, srv, lims := hashAlgs[s.hashAlg], r.arg, s.srv, s.downloadLimiters()
 	job := func(x *transfer) reply {
 		defer srv.releaseHash()
 		defer f.Close()
 		h := alg.new()
-		if _, err := copyData(h, countReader{hashSource(x.ctx, f), &x.bytes}); err != nil {
+		if _, err := copyData(h, countReader{hashSource(x.ctx, f, lims), &x.bytes}); err != nil {
 			if x.ctx.Err() != nil {
 				return reply{426, "HASH aborted."}
 			}
@@ -115,10 +117,11 @@ func (s *session) cmdHASH(r request) result {
 
 // hashSource is what a HASH reads: the file, ending as soon as ctx does
 // (ABOR, disconnect, shutdown) rather than at the end of a big file.
-// The user's download rate applies here (limits): reading for a HASH
-// costs the disk and the CPU what a download of the file would.
-func hashSource(ctx context.Context, f io.Reader) io.Reader {
-	return ctxReader{ctx: ctx, r: f}
+// The user's download rate applies here (lims: the user's and the
+// server's): reading for a HASH costs the disk and the CPU what a download
+// of the file would.
+func hashSource(ctx context.Context, f io.Reader, lims []*rate.Limiter) io.Reader {
+	return throttle(ctx, ctxReader{ctx: ctx, r: f}, lims...)
 }
 
 // ctxReader checks its context before each read: a copy through it stops

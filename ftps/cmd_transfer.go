@@ -125,7 +125,7 @@ func (s *session) cmdRETR(r request) result {
 	run := func(x *transfer, dc *dataConn) reply {
 		defer f.Close()
 		side := &fileSide{}
-		if _, err := copyData(dc, trackedReader{f, side}); err != nil {
+		if _, err := copyData(dc, throttle(x.ctx, trackedReader{f, side}, x.rates...)); err != nil {
 			return x.failed(err, side.err)
 		}
 		return reply{226, "Transfer complete."}
@@ -157,7 +157,10 @@ func (s *session) store(r request, verb string) result {
 	if exists && !fi.Mode().IsRegular() {
 		return fail(errNotRegular)
 	}
-	up := &upload{st: s.st, name: p.name}
+	up := &upload{st: s.st, name: p.name, created: !exists}
+	if exists {
+		up.old = fi.Size()
+	}
 	switch {
 	case verb == "APPE":
 		up.mode = writeAppend
@@ -170,6 +173,14 @@ func (s *session) store(r request, verb string) result {
 	default:
 		up.mode = writeReplace
 	}
+	if q := s.quota(); q != nil {
+		// Refuse at once what could not store a byte; the rest is counted
+		// as it arrives.
+		if err := q.check(up.created, up.mode != writeReplace && up.mode != writeAt); err != nil {
+			return fail(err)
+		}
+		up.q = q
+	}
 	run := func(x *transfer, dc *dataConn) reply { return x.receive(dc, up) }
 	return s.prepareTransfer(verb+" "+p.virt, fileOp{path: p.virt, upload: true}, "Ok to send data.", run, nil)
 }
@@ -178,11 +189,17 @@ func (s *session) store(r request, verb string) result {
 // created in one step (O_EXCL), before the 150 announces it, so two
 // concurrent STOUs can never be promised the same name.
 func (s *session) cmdSTOU(r request) result {
+	q := s.quota()
+	if q != nil {
+		if err := q.check(true, true); err != nil {
+			return fail(err)
+		}
+	}
 	p, w, err := s.createUnique(r.arg)
 	if err != nil {
 		return fail(err)
 	}
-	up := &upload{st: s.st, name: p.name, mode: writeNew, w: w}
+	up := &upload{st: s.st, name: p.name, mode: writeNew, w: w, created: true, q: q}
 	st := s.st
 	abandon := func() {
 		// No data connection came: the empty file is not an upload. It is

@@ -17,8 +17,9 @@ type Config struct {
 	// (TLS from the first byte, traditionally port 990) for clients that
 	// cannot do AUTH TLS. Empty (default) means off.
 	ImplicitListen string `toml:"implicit_listen"`
-	// StateDir holds persistent server state (the self-signed certificate).
-	// ftps itself does not use it; it lives here because it is a [server] key.
+	// StateDir holds persistent server state: the self-signed certificate
+	// (tlsctl), the bans (cmd), and the quota usage, quota.json, which
+	// ftps itself keeps there.
 	StateDir string `toml:"state_dir"`
 	// Banner is the text of the 220 greeting.
 	Banner string `toml:"banner"`

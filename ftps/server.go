@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/passive"
 )
@@ -61,6 +63,14 @@ type Server struct {
 	prelogin  map[*session]struct{} // the sessions not logged in yet
 	perIP     map[netip.Prefix]int  // by auth.ClientKey
 	wg        sync.WaitGroup
+
+	// The per-user limits (limits.go): the users logged in now, by name,
+	// under umu; the server-wide rate caps; the quota usage.
+	umu       sync.Mutex
+	users     map[string]*userState
+	totalDown *rate.Limiter
+	totalUp   *rate.Limiter
+	quotas    *quotaStore
 }
 
 // New checks the config and dependencies and returns a Server that is not
@@ -89,7 +99,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		sessions:  make(map[*session]struct{}),
 		prelogin:  make(map[*session]struct{}),
 		perIP:     make(map[netip.Prefix]int),
+		users:     make(map[string]*userState),
+		quotas:    newQuotaStore(cfg.StateDir, deps.Log),
 	}
+	caps := deps.Auth.ServerLimits()
+	s.totalDown, s.totalUp = newLimiter(caps.DownloadRate), newLimiter(caps.UploadRate)
 	s.cfg.Store(&cfg)
 	return s, nil
 }
@@ -346,6 +360,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.quotas.flush()
 	select {
 	case <-done:
 		return nil

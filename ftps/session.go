@@ -83,7 +83,8 @@ type session struct {
 	state        loginState
 	userName     string
 	user         *auth.User
-	st           storage // the user's files, from login on
+	st           storage    // the user's files, from login on
+	limits       *userState // shared with the user's other sessions, from login on
 	failedLogins int
 	refusedPlain bool // a login was refused for want of TLS (counted once)
 	active       bool // a command (or the implicit TLS handshake) came: log at Info
@@ -380,6 +381,9 @@ func (s *session) cleanup() {
 	s.binding.Close()
 	if s.st != nil {
 		s.st.Close()
+	}
+	if s.limits != nil {
+		s.srv.releaseUser(s.limits)
 	}
 	if s.tlsConn != nil && s.quit && !s.closing.Load() {
 		// A clean end gets close_notify (crypto/tls bounds it by 5 s);

@@ -72,6 +72,11 @@ type fileWriter interface {
 	// Cancel ends the write: a replacing write leaves no trace; any other
 	// keeps what was written, so that it can be resumed.
 	Cancel()
+	// Discard ends the write and undoes it (a quota refused it): a
+	// replacing write leaves no trace, a file the write created is
+	// removed, an append or a write from an offset is cut back to the
+	// size the file had.
+	Discard()
 	// Stat describes the file being written.
 	Stat() (fs.FileInfo, error)
 }

@@ -2,6 +2,7 @@ package ftps
 
 import (
 	"crypto/rand"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -138,31 +139,63 @@ func (s *rootStorage) Write(name string, mode writeMode, offset int64) (fileWrit
 		if err != nil {
 			return nil, err
 		}
-		return &rootWriter{f: f}, nil
+		return &rootWriter{f: f, root: s.root, name: name, created: true}, nil
 	case writeAppend:
-		f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noBlock, 0o644)
+		f, created, err := s.openAppend(name)
 		if err != nil {
 			return nil, err
 		}
-		return &rootWriter{f: f, appending: true}, nil
+		w := &rootWriter{f: f, root: s.root, name: name, created: created, appending: true}
+		if fi, err := f.Stat(); err == nil {
+			w.orig = fi.Size()
+		}
+		return w, nil
 	case writeAt:
 		f, err := s.root.OpenFile(name, os.O_WRONLY|noBlock, 0)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		w := &rootWriter{f: f, root: s.root, name: name, truncate: true}
+		fi, err := f.Stat()
+		if err == nil {
+			w.orig = fi.Size()
+			_, err = f.Seek(offset, io.SeekStart)
+		}
+		if err != nil {
 			f.Close()
 			return nil, err
 		}
-		return &rootWriter{f: f, truncate: true}, nil
+		return w, nil
 	default:
 		return s.replace(name)
 	}
 }
 
+// openAppend opens name for appending, creating it if missing, and tells
+// whether it did (Discard removes only a file it created).
+func (s *rootStorage) openAppend(name string) (f *os.File, created bool, err error) {
+	for range 2 {
+		f, err = s.root.OpenFile(name, os.O_WRONLY|os.O_APPEND|noBlock, 0)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return f, false, err
+		}
+		f, err = s.root.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) { // else created meanwhile: open it
+			return f, err == nil, err
+		}
+	}
+	return nil, false, err
+}
+
 // rootWriter writes a file in place.
 type rootWriter struct {
-	f *os.File
+	f    *os.File
+	root *os.Root
+	name string
+	// created: the write made the file (Discard removes it); else orig is
+	// the size it had (Discard cuts it back to that).
+	created bool
+	orig    int64
 	// appending writes go to the end of the file, whatever the offset
 	// says: the size is the file's.
 	appending bool
@@ -173,6 +206,22 @@ type rootWriter struct {
 func (w *rootWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 func (w *rootWriter) Stat() (fs.FileInfo, error)  { return w.f.Stat() }
 func (w *rootWriter) Cancel()                     { w.f.Close() }
+
+func (w *rootWriter) Discard() {
+	if !w.created {
+		w.f.Truncate(w.orig)
+		w.f.Close()
+		return
+	}
+	// Remove the name only if it still is this file: another session of
+	// the account may have put a file there meanwhile.
+	mine, err1 := w.f.Stat()
+	w.f.Close()
+	now, err2 := w.root.Lstat(w.name)
+	if err1 == nil && err2 == nil && os.SameFile(mine, now) {
+		w.root.Remove(w.name)
+	}
+}
 func (w *rootWriter) Commit() (size int64, err error) {
 	size, _ = w.f.Seek(0, io.SeekCurrent) // the end of what was written
 	if w.appending {
@@ -237,6 +286,8 @@ func (w *replaceWriter) Commit() (int64, error) {
 	}
 	return size, err
 }
+
+func (w *replaceWriter) Discard() { w.Cancel() }
 
 func (w *replaceWriter) Cancel() {
 	w.f.Close()

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/ftpsd/ftpsd/passive"
 )
 
@@ -41,6 +43,9 @@ type transfer struct {
 	binary   bool
 	timeout  time.Duration // data stall timeout
 	metrics  *Metrics      // may be nil
+	// rates are the limiters a file transfer waits on: the user's and the
+	// server's, for its direction (none for listings).
+	rates []*rate.Limiter
 	// run moves the data. It gets a connection that already passed the
 	// peer and TLS-resumption checks, and returns the final reply.
 	run func(x *transfer, dc *dataConn) reply
@@ -90,6 +95,7 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 		binary:   s.binary,
 		timeout:  s.cfg.DataTimeout,
 		metrics:  s.srv.deps.Metrics,
+		rates:    s.rateLimiters(file),
 		run:      run,
 		abandon:  abandon,
 		finished: make(chan struct{}),
@@ -98,6 +104,27 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 	x.ctx, x.cancel = context.WithCancel(s.ctx)
 	s.pasv = nil
 	return result{reply: reply{150, text}, xfer: x}
+}
+
+// rateLimiters are the limiters of a transfer of file: the user's rate
+// and the server's cap for its direction. Listings are not throttled.
+func (s *session) rateLimiters(file fileOp) []*rate.Limiter {
+	switch {
+	case file.path == "" || s.limits == nil:
+		return nil
+	case file.upload:
+		return []*rate.Limiter{s.limits.up, s.srv.totalUp}
+	}
+	return s.downloadLimiters()
+}
+
+// downloadLimiters are what reading a file on the user's behalf waits on
+// (RETR and HASH): the user's download rate and the server's cap.
+func (s *session) downloadLimiters() []*rate.Limiter {
+	if s.limits == nil {
+		return nil
+	}
+	return []*rate.Limiter{s.limits.down, s.srv.totalDown}
 }
 
 // fileOp names the file a transfer moves, for the transfer log.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
 )
@@ -181,10 +182,14 @@ func (c *filezilla) download(t *testing.T, name string) {
 // TestFileZillaSequence replays what FileZilla 3.x sends with its default
 // settings (FIELD-NOTES §2.1): a browsing connection, then two transfer
 // connections from the same IP in parallel, each its own logged-in TLS
-// session whose data connections must resume it.
+// session whose data connections must resume it. The user has
+// max_sessions = 3: what FileZilla's defaults need, and enough.
 func TestFileZillaSequence(t *testing.T) {
 	t.Parallel()
-	eachVersion(t, func(t *testing.T, v uint16, s *ftpstest.Server) {
+	three := 3
+	fz := ftpstest.DefaultUser
+	fz.Config = func(u *auth.UserConfig) { u.MaxSessions = &three }
+	eachVersionWith(t, ftpstest.Options{Users: []ftpstest.User{fz}}, func(t *testing.T, v uint16, s *ftpstest.Server) {
 		home := s.Home(user)
 		for name, data := range fzFiles {
 			testutil.WriteFile(t, home, name, data)

@@ -26,10 +26,15 @@ var versions = []uint16{tls.VersionTLS12, tls.VersionTLS13}
 // eachVersion runs f as a parallel subtest at each of versions, with a
 // server of its own.
 func eachVersion(t *testing.T, f func(t *testing.T, v uint16, s *ftpstest.Server)) {
+	eachVersionWith(t, ftpstest.Options{}, f)
+}
+
+// eachVersionWith is eachVersion with servers started with opts.
+func eachVersionWith(t *testing.T, opts ftpstest.Options, f func(t *testing.T, v uint16, s *ftpstest.Server)) {
 	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
-			f(t, v, ftpstest.NewServer(t, ftpstest.Options{}))
+			f(t, v, ftpstest.NewServer(t, opts))
 		})
 	}
 }

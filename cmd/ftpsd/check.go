@@ -150,7 +150,8 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	if cfg.Auth.UsersFile != "" {
 		row(1, "(users file)", "%s", cfg.Auth.UsersFile)
 	}
-	for _, u := range cfg.Users {
+	limits := auth.EffectiveLimits(cfg.Limits, cfg.Users)
+	for i, u := range cfg.Users {
 		perms := strings.Join(u.Permissions, ",")
 		if p, err := auth.ParsePerms(u.Permissions); err == nil {
 			perms = p.String()
@@ -158,8 +159,14 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 		if perms == "" {
 			perms = "(none)"
 		}
-		row(1, u.Name, "home %s%s, permissions %s", u.Home, homeNote(u.Home), perms)
+		row(1, u.Name, "home %s%s, permissions %s%s", u.Home, homeNote(u.Home), perms, disabledNote(u.Disabled))
+		row(2, "limits", "%s", limits[i])
 	}
+
+	caps := auth.ServerCaps(cfg.Limits)
+	section("limits")
+	row(1, "total download", "%s", rateText(caps.DownloadRate))
+	row(1, "total upload", "%s", rateText(caps.UploadRate))
 
 	section("log")
 	row(1, "level", "%s", cfg.Log.Level)
@@ -237,6 +244,22 @@ func homeNote(home string) string {
 		return " (NOT A DIRECTORY)"
 	}
 	return ""
+}
+
+// disabledNote flags a user that may not log in.
+func disabledNote(disabled bool) string {
+	if disabled {
+		return " (DISABLED: logins refused)"
+	}
+	return ""
+}
+
+// rateText renders a rate in bytes per second; 0 is no limit.
+func rateText(bps int64) string {
+	if bps == 0 {
+		return "unlimited"
+	}
+	return auth.FormatSize(bps) + "/s"
 }
 
 // allowed renders a permissive boolean switch.

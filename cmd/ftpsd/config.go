@@ -28,6 +28,7 @@ type fileConfig struct {
 	Passive passive.Config    `toml:"passive"`
 	Auth    auth.Config       `toml:"auth"`
 	Users   []auth.UserConfig `toml:"users"`
+	Limits  auth.LimitsConfig `toml:"limits"`
 	Log     logConfig         `toml:"log"`
 	Metrics metricsConfig     `toml:"metrics"`
 }
@@ -307,6 +308,12 @@ func (c *fileConfig) validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// auth applies the [limits] defaults to each user and hands the
+	// server-wide caps to ftps.
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	c.Auth.Limits = c.Limits
 	switch {
 	case len(c.Users) == 0 && c.Auth.UsersFile == "":
 		errs = append(errs, errors.New(`users: no user: add a [[users]] entry with name, password_hash (from "ftpsd hash-password"), home and permissions, or set [auth] users_file and add users with "ftpsd user add"`))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,6 +87,14 @@ func TestConfigMistakesRefusedAlike(t *testing.T) {
 		}, []string{`users "demo": home: "`, `var/home/demo" is not a directory`}},
 		{"more prelogin than connections", []string{`max_prelogin_connections = 25`, `max_prelogin_connections = 500`}, nil,
 			[]string{"server.max_prelogin_connections: 500 is more than server.max_connections (100)"}},
+		{"rate not a size", []string{`total_upload_rate = "0"`, `total_upload_rate = "2 MB/s"`}, nil,
+			[]string{`limits.total_upload_rate: "2 MB/s" is not a size`}},
+		{"user's quota not a size", []string{"upload_rate = \"0\"\nquota = \"0\"", "upload_rate = \"0\"\nquota = \"lots\""}, nil,
+			[]string{`users "demo".quota: "lots" is not a size`}},
+		{"user's network not a CIDR", []string{"quota_files = 0\nallowed_networks = []", "quota_files = 0\nallowed_networks = [\"10.0.0.0/33\"]"}, nil,
+			[]string{`users "demo".allowed_networks: "10.0.0.0/33" is not a CIDR`}},
+		{"negative max_sessions", []string{`max_sessions = 10`, `max_sessions = -1`}, nil,
+			[]string{`limits.max_sessions: -1: must not be negative`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,6 +279,7 @@ func TestRunCheckConfig(t *testing.T) {
 		"required", // tls resumption
 		"demo", filepath.Join(dir, "var", "home", "demo"),
 		"list,read,write,delete,mkdir,rename",
+		"sessions 10, download unlimited, upload unlimited, quota none, networks any",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check-config output lacks %q:\n%s", want, r.stdout)
@@ -286,6 +296,35 @@ func TestRunCheckConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "var", "state")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("check-config created the state dir: %v", err)
+	}
+}
+
+// TestRunCheckConfigLimits: check-config prints each user's limits after
+// the [limits] defaults, and the server-wide caps.
+func TestRunCheckConfigLimits(t *testing.T) {
+	path := exampleInTemp(t,
+		`download_rate = "0"`, `download_rate = "2MiB"`, // the [limits] default
+		"download_rate = \"0\"\nupload_rate = \"0\"\nquota = \"0\"", "upload_rate = \"500KB\"\nquota = \"1.5GiB\"", // the user's own
+		"quota_files = 0\nallowed_networks = []", "quota_files = 100\nallowed_networks = [\"127.0.0.1\", \"192.0.2.0/24\"]",
+		`total_download_rate = "0"`, `total_download_rate = "50MiB"`,
+	)
+	r := runCmd(t, "", "check-config", "-config", path)
+	if r.code != exitOK {
+		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+	}
+	// Compared with the table's padding collapsed.
+	var lines []string
+	for line := range strings.Lines(r.stdout) {
+		lines = append(lines, strings.Join(strings.Fields(line), " "))
+	}
+	for _, want := range []string{
+		"limits sessions 10, download 2MiB/s, upload 488.3KiB/s, quota 1.5GiB and 100 files, networks 127.0.0.1/32 192.0.2.0/24",
+		"total download 50MiB/s",
+		"total upload unlimited",
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }
 

@@ -380,6 +380,7 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	certs.Apply()
 	users.Apply()
+	d.srv.ApplyLimits()
 	if lvl, err := cfg.Log.level(); err == nil {
 		d.level.Set(lvl)
 	}

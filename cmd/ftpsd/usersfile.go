@@ -28,7 +28,8 @@ const usersFileHeader = `# ftpsd users, managed by "ftpsd user" (see "ftpsd user
 # Edits by hand are kept only as data: comments and layout are not.
 # Each [[users]] table takes the keys of [[users]] in the main configuration
 # file: name, password_hash, home (absolute, or relative to this file's
-# directory), permissions, disabled.
+# directory), permissions, disabled, and the limits max_sessions,
+# download_rate, upload_rate, quota, quota_files, allowed_networks.
 `
 
 // parseUsersFile decodes the users file at path from data. Homes are left as
@@ -147,8 +148,35 @@ func renderUsersFile(users []auth.UserConfig) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "\n[[users]]\nname = %s\npassword_hash = %s\nhome = %s\npermissions = [%s]\ndisabled = %t\n",
 			tomlString(u.Name), tomlString(u.PasswordHash), tomlString(u.Home), strings.Join(perms, ", "), u.Disabled)
+		writeUserLimits(&b, u)
 	}
 	return []byte(b.String()), nil
+}
+
+// writeUserLimits writes the limit keys a user sets (unset keys take the
+// [limits] defaults and are left out).
+func writeUserLimits(b *strings.Builder, u auth.UserConfig) {
+	if u.MaxSessions != nil {
+		fmt.Fprintf(b, "max_sessions = %d\n", *u.MaxSessions)
+	}
+	for _, f := range []struct {
+		key string
+		v   auth.Size
+	}{{"download_rate", u.DownloadRate}, {"upload_rate", u.UploadRate}, {"quota", u.Quota}} {
+		if f.v != "" {
+			fmt.Fprintf(b, "%s = %s\n", f.key, tomlString(string(f.v)))
+		}
+	}
+	if u.QuotaFiles != nil {
+		fmt.Fprintf(b, "quota_files = %d\n", *u.QuotaFiles)
+	}
+	if len(u.AllowedNetworks) > 0 {
+		nets := make([]string, len(u.AllowedNetworks))
+		for i, n := range u.AllowedNetworks {
+			nets[i] = tomlString(n)
+		}
+		fmt.Fprintf(b, "allowed_networks = [%s]\n", strings.Join(nets, ", "))
+	}
 }
 
 // tomlString quotes s as a TOML basic string. strconv.Quote is not one: TOML

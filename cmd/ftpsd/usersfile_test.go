@@ -215,6 +215,12 @@ func TestRenderUsersFile(t *testing.T) {
 			{Name: `o"brien\x`, PasswordHash: hash, Home: "/srv/ftp/tab\there/new\nline/\x7f/ünï €/'q'", Permissions: []string{}},
 		}, ""},
 		{"invalid UTF-8", []auth.UserConfig{{Name: "a\xff", PasswordHash: hash, Home: "/h"}}, "not valid UTF-8"},
+		{"limits", []auth.UserConfig{
+			{Name: "carol", PasswordHash: hash, Home: "/srv/carol", Permissions: []string{"all"},
+				MaxSessions: new(3), DownloadRate: "2MiB", UploadRate: "500000", Quota: "1.5GiB", QuotaFiles: new(int64(1000)),
+				AllowedNetworks: []string{"192.0.2.0/24", "2001:db8::/32"}},
+			{Name: "dave", PasswordHash: hash, Home: "/srv/dave", Permissions: []string{"all"}, MaxSessions: new(0)},
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

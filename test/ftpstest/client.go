@@ -23,14 +23,30 @@ type Conn struct {
 // Dial connects and reads the 220 greeting.
 func (s *Server) Dial(t testing.TB) *Conn {
 	t.Helper()
-	return Dial(t, s.Addr)
+	return dialFrom(t, s.Addr, "")
 }
 
 // Dial connects to the control port at addr, of any server (an ftpsd
 // process too), and reads the 220 greeting.
 func Dial(t testing.TB, addr string) *Conn {
 	t.Helper()
-	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialFrom(t, addr, "")
+}
+
+// DialFrom is Dial from the local address ip (e.g. "127.0.0.2": every
+// 127.x address is loopback), or from any address when ip is "".
+func (s *Server) DialFrom(t testing.TB, ip string) *Conn {
+	t.Helper()
+	return dialFrom(t, s.Addr, ip)
+}
+
+func dialFrom(t testing.TB, addr, ip string) *Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if ip != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+	}
+	raw, err := d.Dial("tcp", addr)
 	must(t, err)
 	c := &Conn{t: t, raw: raw, c: raw, tp: textproto.NewConn(raw)}
 	t.Cleanup(func() { raw.Close() })

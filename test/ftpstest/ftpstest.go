@@ -35,6 +35,9 @@ type User struct {
 	// Hash, if set, is the encoded password hash to configure instead of
 	// CheapHash(Password) (for tests that need a costlier one).
 	Hash string
+	// Config, if set, adjusts the user's entry (its limits, its home)
+	// before it is validated.
+	Config func(*auth.UserConfig)
 }
 
 // Options tune a test server. The zero value gives one user "alice"
@@ -114,10 +117,14 @@ func NewServer(t testing.TB, opts Options) *Server {
 		if hash == "" {
 			hash = CheapHash(u.Password)
 		}
-		ucfgs = append(ucfgs, auth.UserConfig{
+		uc := auth.UserConfig{
 			Name: u.Name, PasswordHash: hash,
 			Home: filepath.Join(homes, u.Name), Permissions: perms,
-		})
+		}
+		if u.Config != nil {
+			u.Config(&uc)
+		}
+		ucfgs = append(ucfgs, uc)
 	}
 	acfg := auth.Config{FailureDelay: time.Millisecond}
 	if opts.Auth != nil {
