@@ -189,7 +189,7 @@ type UserUsage struct {
 	Scanned                bool
 }
 
-// String is a one-line summary: "2 sessions; quota used 1.5MiB and 3
+// String is a one-line summary: "2 logged in; quota used 1.5MiB and 3
 // files; sessions 3, download 2MiB/s, ...".
 func (u UserUsage) String() string {
 	used := ""
@@ -199,7 +199,7 @@ func (u UserUsage) String() string {
 	case u.Limits.HasQuota():
 		used = "quota usage being scanned; "
 	}
-	return fmt.Sprintf("%d sessions; %s%s", u.Sessions, used, u.Limits)
+	return fmt.Sprintf("%d logged in; %s%s", u.Sessions, used, u.Limits)
 }
 
 // UserUsage describes the user name (known to the auth store) with its

@@ -49,6 +49,7 @@ type account struct {
 	name, pass, hash string
 	home             string // relative to the config's directory; default home/<name>
 	disabled         bool
+	extra            []string // more lines of the entry, e.g. limits
 }
 
 // newAccount hashes pass once, so that rewriting a file leaves the entry
@@ -111,6 +112,7 @@ func (c svcConfig) String() string {
 		if u.disabled {
 			b.WriteString("disabled = true\n")
 		}
+		lines(u.extra)
 	}
 	b.WriteString(c.tail)
 	return b.String()

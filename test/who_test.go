@@ -50,6 +50,13 @@ type whoJSON struct {
 			BytesPerSecond float64 `json:"bytes_per_second"`
 		} `json:"transfer"`
 	} `json:"sessions"`
+	Users []struct {
+		Name         string `json:"name"`
+		Sessions     int    `json:"sessions"`
+		MaxSessions  int    `json:"max_sessions"`
+		DownloadRate int64  `json:"download_rate"`
+		QuotaBytes   int64  `json:"quota_bytes"`
+	} `json:"users"`
 }
 
 // TestServiceWho: "ftpsd who" shows two logged-in Go clients, one in the
@@ -59,6 +66,7 @@ type whoJSON struct {
 func TestServiceWho(t *testing.T) {
 	t.Parallel()
 	bob := newAccount("bob", "bob-secret")
+	bob.extra = []string{`max_sessions = 3`, `download_rate = "2MiB"`, `quota = "1GiB"`, `allowed_networks = ["127.0.0.0/8"]`}
 	s := startService(t, newSvcConfig(newAccount(user, pass), bob))
 	s.put(t, user, "big.bin", bytes.Repeat([]byte("x"), 64<<20))
 
@@ -80,12 +88,23 @@ func TestServiceWho(t *testing.T) {
 	// alice reads no more: the server's writes block, the RETR stays.
 
 	out, _, code := s.ftpsd(t, false, "who", "-config", s.path)
+	t.Logf("ftpsd who:\n%s", out)
 	if code != 0 {
 		t.Fatalf("ftpsd who: exit %d", code)
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	table, users, _ := strings.Cut(strings.TrimRight(out, "\n"), "\n\n")
+	lines := strings.Split(table, "\n")
 	if len(lines) != 3 || !regexp.MustCompile(`^USER +CLIENT +SINCE +IDLE +TRANSFER$`).MatchString(lines[0]) {
 		t.Fatalf("ftpsd who printed %q, want a header and two sessions", out)
+	}
+	// Then each user's limits and usage, one line each, by name.
+	for i, re := range []string{
+		`^alice: 1 logged in; sessions unlimited, download unlimited, upload unlimited, quota none, networks any$`,
+		`^bob: 1 logged in; quota used 0B and 0 files; sessions 3, download 2MiB/s, upload unlimited, quota 1GiB, networks 127\.0\.0\.0/8$|^bob: 1 logged in; quota usage being scanned; sessions 3`,
+	} {
+		if ul := strings.Split(users, "\n"); len(ul) != 2 || !regexp.MustCompile(re).MatchString(ul[i]) {
+			t.Errorf("ftpsd who: user lines %q; line %d should match %s", users, i+1, re)
+		}
 	}
 	for i, re := range []string{
 		`^alice +127\.0\.0\.3:\d+ +\d\d:\d\d:\d\d +\d+:\d\d +RETR /big\.bin \d+\.\d [KMG]iB \d+(\.\d)? [KMG]?i?B/s$`,
@@ -110,6 +129,10 @@ func TestServiceWho(t *testing.T) {
 	}
 	if len(doc.Sessions) != 2 {
 		t.Fatalf("ftpsd who -json: %d sessions, want 2", len(doc.Sessions))
+	}
+	if len(doc.Users) != 2 || doc.Users[1].Name != "bob" || doc.Users[1].MaxSessions != 3 ||
+		doc.Users[1].DownloadRate != 2<<20 || doc.Users[1].QuotaBytes != 1<<30 || doc.Users[1].Sessions != 1 {
+		t.Errorf("ftpsd who -json users: %+v; want alice, then bob with his limits", doc.Users)
 	}
 	for _, ss := range doc.Sessions {
 		switch ss.User {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,10 +32,27 @@ const controlSocketName = "ftpsd.sock"
 //
 // Errors are an errorDoc with a 4xx or 5xx status.
 
-// sessionsDoc is the answer to GET /sessions.
+// sessionsDoc is the answer to GET /sessions: the sessions, and the
+// limits and usage of each user logged in.
 type sessionsDoc struct {
 	Now      time.Time     `json:"now"`
 	Sessions []sessionJSON `json:"sessions"`
+	Users    []userJSON    `json:"users"`
+}
+
+// userJSON is one logged-in user's limits (0: unlimited) and usage.
+type userJSON struct {
+	Name            string   `json:"name"`
+	Sessions        int      `json:"sessions"`
+	MaxSessions     int      `json:"max_sessions"`
+	DownloadRate    int64    `json:"download_rate"` // bytes per second
+	UploadRate      int64    `json:"upload_rate"`
+	QuotaBytes      int64    `json:"quota_bytes"`
+	QuotaFiles      int64    `json:"quota_files"`
+	UsedBytes       *int64   `json:"used_bytes,omitempty"` // with a quota, once the home is scanned
+	UsedFiles       *int64   `json:"used_files,omitempty"`
+	AllowedNetworks []string `json:"allowed_networks"` // empty: anywhere
+	Summary         string   `json:"summary"`          // the line "ftpsd who" prints
 }
 
 type sessionJSON struct {
@@ -96,6 +114,7 @@ func (a *controlAPI) handler() http.Handler {
 func (a *controlAPI) sessions(w http.ResponseWriter, _ *http.Request) {
 	now := time.Now()
 	doc := sessionsDoc{Now: now, Sessions: []sessionJSON{}}
+	var names []string
 	for _, s := range a.srv.Sessions() {
 		j := sessionJSON{ID: s.ID, User: s.User, Client: s.Client.String(), Since: s.Since,
 			IdleSeconds: math.Round(s.Idle.Seconds()*1000) / 1000, TLS: s.TLS}
@@ -106,8 +125,33 @@ func (a *controlAPI) sessions(w http.ResponseWriter, _ *http.Request) {
 			}
 		}
 		doc.Sessions = append(doc.Sessions, j)
+		if s.User != "" && !slices.Contains(names, s.User) {
+			names = append(names, s.User)
+		}
+	}
+	slices.Sort(names)
+	doc.Users = []userJSON{}
+	for _, name := range names {
+		if u, ok := a.srv.UserUsage(name); ok {
+			doc.Users = append(doc.Users, userDoc(name, u))
+		}
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+func userDoc(name string, u ftps.UserUsage) userJSON {
+	l := u.Limits
+	j := userJSON{Name: name, Sessions: u.Sessions, MaxSessions: l.MaxSessions,
+		DownloadRate: l.DownloadRate, UploadRate: l.UploadRate,
+		QuotaBytes: l.QuotaBytes, QuotaFiles: l.QuotaFiles,
+		AllowedNetworks: []string{}, Summary: u.String()}
+	if l.HasQuota() && u.Scanned {
+		j.UsedBytes, j.UsedFiles = &u.QuotaBytes, &u.QuotaFiles
+	}
+	for _, p := range l.AllowedNetworks {
+		j.AllowedNetworks = append(j.AllowedNetworks, p.String())
+	}
+	return j
 }
 
 func (a *controlAPI) bans(w http.ResponseWriter, _ *http.Request) {

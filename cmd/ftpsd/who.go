@@ -68,6 +68,12 @@ server's user or root). -json prints the server's answer for scripts.`,
 	for line := range strings.Lines(table.String()) {
 		fmt.Fprintln(stdout, strings.TrimRight(line, " \n"))
 	}
+	if len(doc.Users) > 0 {
+		fmt.Fprintln(stdout)
+		for _, u := range doc.Users {
+			fmt.Fprintf(stdout, "%s: %s\n", u.Name, printable(u.Summary))
+		}
+	}
 	return exitOK
 }
 
