@@ -2,10 +2,12 @@ package ftps
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"strconv"
@@ -15,12 +17,27 @@ import (
 	"github.com/ftpsd/ftpsd/passive"
 )
 
-// openPassive replaces the session's passive listener with a new one.
-func (s *session) openPassive() (*passive.Listener, error) {
-	if s.pasv != nil {
-		s.pasv.Close()
-		s.pasv = nil
+// dataChannel is where a transfer's data connection comes from: a passive
+// listener (PASV, EPSV) or an active target (PORT, EPRT). Accept returns
+// a connection that passed the peer and TLS-resumption checks.
+type dataChannel interface {
+	Accept(ctx context.Context, secure bool) (net.Conn, error)
+	Close() error
+}
+
+// dropData closes the session's pending data channel, if any: a new
+// PASV, EPSV, PORT or EPRT replaces the previous one.
+func (s *session) dropData() {
+	if s.data != nil {
+		s.data.Close()
+		s.data = nil
 	}
+}
+
+// openPassive replaces the session's data channel with a new passive
+// listener.
+func (s *session) openPassive() (*passive.Listener, error) {
+	s.dropData()
 	l, err := s.binding.Listen()
 	if err != nil {
 		if errors.Is(err, passive.ErrNoPorts) {
@@ -30,7 +47,7 @@ func (s *session) openPassive() (*passive.Listener, error) {
 		s.log.Error("passive listen failed", "err", err)
 		return nil, replyError{reply{425, "Cannot open passive connection."}}
 	}
-	s.pasv = l
+	s.data = l
 	return l, nil
 }
 
@@ -74,12 +91,6 @@ func (s *session) cmdEPSV(r request) result {
 	return say(reply{229, fmt.Sprintf("Entering Extended Passive Mode (|||%d|).", l.Port())})
 }
 
-// cmdPORT refuses active mode: the server would have to connect out,
-// which NAT and firewalls rarely allow and which invites FTP bounce abuse.
-func (s *session) cmdPORT(request) result {
-	return say(reply{502, "Active mode is not supported; use PASV or EPSV."})
-}
-
 func (s *session) cmdREST(r request) result {
 	n, err := strconv.ParseInt(strings.TrimSpace(r.arg), 10, 64)
 	if err != nil || n < 0 {
@@ -103,10 +114,7 @@ func (s *session) cmdABOR(request) result {
 		s.waitTransfer() // its 426 (or 226) goes out before ours
 		return say(reply{226, "ABOR successful."})
 	}
-	if s.pasv != nil {
-		s.pasv.Close()
-		s.pasv = nil
-	}
+	s.dropData()
 	return say(reply{225, "No transfer to abort."})
 }
 

@@ -103,8 +103,8 @@ var commands = map[string]command{
 	// Data connections and transfers.
 	"PASV": {run: (*session).cmdPASV, help: "passive mode (IPv4)"},
 	"EPSV": {run: (*session).cmdEPSV, help: "extended passive mode"},
-	"PORT": {run: (*session).cmdPORT, help: "refused: use PASV or EPSV"},
-	"EPRT": {run: (*session).cmdPORT, help: "refused: use PASV or EPSV"},
+	"PORT": {run: (*session).cmdPORT, help: "PORT h1,h2,h3,h4,p1,p2: active mode, if enabled"},
+	"EPRT": {run: (*session).cmdEPRT, help: "EPRT |proto|addr|port|: active mode, if enabled"},
 	"REST": {run: (*session).cmdREST, flags: needArg, help: "REST offset"},
 	"RETR": {run: (*session).cmdRETR, flags: needArg | takesRest, perm: auth.PermRead, path: wholeArg, help: "RETR path"},
 	"STOR": {run: (*session).cmdSTOR, flags: needArg | takesRest, perm: auth.PermWrite, path: wholeArg, help: "STOR path"},

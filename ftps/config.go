@@ -64,6 +64,12 @@ type Config struct {
 	// Reading and hashing a file needs no network, so nothing else bounds
 	// it. Default: the number of CPUs.
 	MaxHashes int `toml:"max_hashes"`
+	// ActiveMode accepts PORT and EPRT: the server connects to the client
+	// for data. Off by default: clients behind NAT cannot receive it, and
+	// passive mode serves every client ftpsd supports. When on, the server
+	// connects only to the control connection's peer IP and to ports from
+	// 1024 up (RFC 2577), from an ephemeral port.
+	ActiveMode bool `toml:"active_mode"`
 }
 
 // Validate fills defaults and reports the first invalid key.

@@ -116,6 +116,7 @@ var errorReplies = []struct {
 	{fs.ErrExist, reply{550, "File exists."}},
 	{passive.ErrNoPorts, reply{425, "No free passive port; try again later."}},
 	{passive.ErrNotResumed, replyNotResumed},
+	{passive.ErrConnect, reply{425, "Can't open data connection."}},
 	{auth.ErrBlocked, reply{421, "Too many failed logins; try again later."}},
 	{auth.ErrInvalidCredentials, reply{530, "Login incorrect."}},
 }

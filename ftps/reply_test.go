@@ -53,6 +53,7 @@ func TestErrReply(t *testing.T) {
 		{fmt.Errorf("s3: append: %w", errors.ErrUnsupported), reply{502, "The server's storage cannot do this."}},
 		{passive.ErrNoPorts, reply{425, "No free passive port; try again later."}},
 		{passive.ErrNotResumed, replyNotResumed},
+		{fmt.Errorf("%w: %w", passive.ErrConnect, syscall.ECONNREFUSED), reply{425, "Can't open data connection."}},
 		{auth.ErrBlocked, reply{421, "Too many failed logins; try again later."}},
 		{auth.ErrInvalidCredentials, reply{530, "Login incorrect."}},
 	}

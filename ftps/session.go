@@ -99,9 +99,9 @@ type session struct {
 	mlstFacts  factSet
 	hashAlg    int // OPTS HASH: an index into hashAlgs, 0 (SHA-256) by default
 
-	pasv *passive.Listener // open PASV/EPSV listener, not yet used
-	xfer *transfer         // running transfer, if any
-	quit bool              // the session ends after this command
+	data dataChannel // from PASV/EPSV or PORT/EPRT, not yet used
+	xfer *transfer   // running transfer, if any
+	quit bool        // the session ends after this command
 
 	closing   atomic.Bool               // set by Server.Shutdown
 	stage     atomic.Int32              // how far a pre-login session got (stageConnected...), for eviction
@@ -375,9 +375,7 @@ func (s *session) cleanup() {
 		s.waitTransfer()
 	}
 	s.cancel()
-	if s.pasv != nil {
-		s.pasv.Close()
-	}
+	s.dropData()
 	s.binding.Close()
 	if s.st != nil {
 		s.st.Close()

@@ -35,7 +35,7 @@ import (
 type transfer struct {
 	what     string // for logs and STAT, e.g. "RETR /a.txt"
 	file     fileOp // the file moved; zero for listings
-	listener *passive.Listener
+	listener dataChannel
 	secure   bool
 	log      *slog.Logger
 	user     string
@@ -68,12 +68,13 @@ type transfer struct {
 }
 
 // prepareTransfer is called by a transfer command after its own checks. It
-// takes the session's passive listener and returns the 150 reply with the
-// transfer, which the control loop starts once that reply is written.
+// takes the session's data channel (PASV/EPSV or PORT/EPRT) and returns the
+// 150 reply with the transfer, which the control loop starts once that
+// reply is written.
 func (s *session) prepareTransfer(what string, file fileOp, text string, run func(*transfer, *dataConn) reply, abandon func()) result {
 	var refuse reply
 	switch {
-	case s.pasv == nil:
+	case s.data == nil:
 		refuse = replyNeedPasv
 	case s.prot != protPrivate && !s.cfg.AllowPlaintextData:
 		refuse = replyDataProtection
@@ -87,7 +88,7 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 	x := &transfer{
 		what:     what,
 		file:     file,
-		listener: s.pasv,
+		listener: s.data,
 		secure:   s.prot == protPrivate,
 		log:      s.log,
 		user:     s.user.Name,
@@ -102,7 +103,7 @@ func (s *session) prepareTransfer(what string, file fileOp, text string, run fun
 		done:     make(chan struct{}),
 	}
 	x.ctx, x.cancel = context.WithCancel(s.ctx)
-	s.pasv = nil
+	s.data = nil
 	return result{reply: reply{150, text}, xfer: x}
 }
 
@@ -233,6 +234,9 @@ func execute(x *transfer) reply {
 		switch {
 		case errors.Is(err, passive.ErrNotResumed):
 			x.log.Warn("data connection refused: TLS session not resumed", "op", x.what)
+			return errReply(err)
+		case errors.Is(err, passive.ErrConnect):
+			x.log.Info("active data connection failed", "op", x.what, "err", err)
 			return errReply(err)
 		case x.ctx.Err() != nil:
 			return reply{426, "Transfer aborted."}

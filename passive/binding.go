@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -31,8 +32,8 @@ const (
 
 // Binding ties the data connections of one control session to it: it owns
 // the session's TLS config, whose session tickets carry a random tag, and
-// the session's passive listeners. Make one with Manager.Bind per control
-// connection; it is safe for concurrent use.
+// the session's data channels (passive listeners, active targets). Make one
+// with Manager.Bind per control connection; it is safe for concurrent use.
 type Binding struct {
 	m      *Manager
 	local  netip.AddrPort // control connection's local address, unmapped
@@ -48,11 +49,11 @@ type Binding struct {
 	// controlVersion is the TLS version the control connection negotiated.
 	controlVersion atomic.Uint32
 
-	mu        sync.Mutex
-	closed    bool
-	user      string        // set by SetUser; "" before login
-	changed   chan struct{} // closed when user or closed changes; see state
-	listeners map[*Listener]struct{}
+	mu      sync.Mutex
+	closed  bool
+	user    string                 // set by SetUser; "" before login
+	changed chan struct{}          // closed when user or closed changes; see state
+	open    map[io.Closer]struct{} // *Listener and *Active not yet done
 }
 
 // Bind starts the data side of one control session. base is the server's
@@ -68,12 +69,12 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 	var raw [16]byte
 	rand.Read(raw[:]) // never fails (crypto/rand since Go 1.24)
 	b := &Binding{
-		m:         m,
-		local:     local,
-		remote:    remote,
-		tag:       []byte(tagPrefix + hex.EncodeToString(raw[:])),
-		log:       m.log.With("remote", remote),
-		listeners: make(map[*Listener]struct{}),
+		m:      m,
+		local:  local,
+		remote: remote,
+		tag:    []byte(tagPrefix + hex.EncodeToString(raw[:])),
+		log:    m.log.With("remote", remote),
+		open:   make(map[io.Closer]struct{}),
 	}
 	if base != nil {
 		b.base = base
@@ -186,31 +187,44 @@ func (b *Binding) Listen() (*Listener, error) {
 		l.Close()
 		return nil, ErrClosed
 	}
-	b.listeners[l] = struct{}{}
+	b.open[l] = struct{}{}
 	b.mu.Unlock()
 	return l, nil
 }
 
-func (b *Binding) forget(l *Listener) {
+// track registers a data channel so that Close reaches it; it reports
+// false if the Binding is closed.
+func (b *Binding) track(c io.Closer) bool {
 	b.mu.Lock()
-	delete(b.listeners, l)
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.open[c] = struct{}{}
+	return true
+}
+
+func (b *Binding) forget(c io.Closer) {
+	b.mu.Lock()
+	delete(b.open, c)
 	b.mu.Unlock()
 }
 
-// Close closes the open listeners of this binding (unblocking their Accept
-// with ErrClosed); Listen fails with ErrClosed afterwards. Data connections
-// already returned by Accept belong to the caller and stay open.
+// Close closes the open listeners and active targets of this binding
+// (unblocking their Accept with ErrClosed); Listen and Active fail with
+// ErrClosed afterwards. Data connections already returned by Accept belong
+// to the caller and stay open.
 func (b *Binding) Close() {
 	b.m.sessions.remove(b)
 	b.mu.Lock()
 	b.closed = true
 	b.notifyLocked()
-	ls := make([]*Listener, 0, len(b.listeners))
-	for l := range b.listeners {
-		ls = append(ls, l)
+	cs := make([]io.Closer, 0, len(b.open))
+	for c := range b.open {
+		cs = append(cs, c)
 	}
 	b.mu.Unlock()
-	for _, l := range ls {
-		l.Close()
+	for _, c := range cs {
+		c.Close()
 	}
 }

@@ -1,7 +1,7 @@
 // Package passive owns FTPS data channels: the passive port pool, the
 // address advertised to clients, one Binding per control session (its tagged
-// control TLS config) and one Listener per PASV/EPSV whose Accept hands back
-// an already verified connection.
+// control TLS config), one Listener per PASV/EPSV and one Active per
+// PORT/EPRT, whose Accept hands back an already verified connection.
 //
 // The package knows nothing of FTP: it never formats 227/229 answers and
 // never parses commands. It returns addresses and ports and leaves the

@@ -15,14 +15,22 @@ const (
 	RefusedForeignIP
 	// RefusedHandshake: its TLS handshake failed or timed out.
 	RefusedHandshake
-	// RefusedTimeout: no connection came within accept_timeout.
+	// RefusedTimeout: no connection came within accept_timeout (in active
+	// mode: connecting to the client did not finish in that time).
 	RefusedTimeout
+	// RefusedPrivilegedPort: PORT/EPRT named a port below 1024 (FTP
+	// bounce, RFC 2577); nothing was connected. A foreign address there
+	// counts as RefusedForeignIP.
+	RefusedPrivilegedPort
+	// RefusedConnect: active mode, the client refused the connection or
+	// could not be reached.
+	RefusedConnect
 
 	numRefusalReasons
 )
 
 // String is the reason's name in metrics: not_resumed, foreign_ip,
-// handshake_failure, timeout.
+// handshake_failure, timeout, privileged_port, connect_failure.
 func (r RefusalReason) String() string {
 	switch r {
 	case RefusedNotResumed:
@@ -33,13 +41,18 @@ func (r RefusalReason) String() string {
 		return "handshake_failure"
 	case RefusedTimeout:
 		return "timeout"
+	case RefusedPrivilegedPort:
+		return "privileged_port"
+	case RefusedConnect:
+		return "connect_failure"
 	}
 	return "unknown"
 }
 
 // RefusalReasons lists every reason, in order.
 func RefusalReasons() []RefusalReason {
-	return []RefusalReason{RefusedNotResumed, RefusedForeignIP, RefusedHandshake, RefusedTimeout}
+	return []RefusalReason{RefusedNotResumed, RefusedForeignIP, RefusedHandshake, RefusedTimeout,
+		RefusedPrivilegedPort, RefusedConnect}
 }
 
 // Stats is a snapshot of a Manager's counters, for metrics.
