@@ -247,3 +247,26 @@ func TestActiveConnectFails(t *testing.T) {
 	c2.Cmd(225, "ABOR")
 	c2.Cmd(425, "LIST")
 }
+
+// TestActiveAbortDuringHandshake: ABOR while the server waits for the TLS
+// handshake on an active data connection (the client accepted nothing:
+// the kernel completed the TCP connect) ends the transfer at once with 426
+// then 226, well before the handshake timeout.
+func TestActiveAbortDuringHandshake(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{Server: activeOn})
+	testutil.WriteFile(t, s.Home(user), "f.txt", []byte("data"))
+	c := s.Login(t, s.ClientTLS())
+	a := c.ListenActive("") // never accepted: the connection waits in the backlog
+	c.Cmd(200, a.PORT())
+	c.Cmd(150, "RETR f.txt")
+	s.Log.Wait(t, `msg=command .* cmd=RETR`, 1, 5*time.Second)
+	start := time.Now()
+	c.Send("ABOR")
+	c.Expect(426)
+	c.Expect(226)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("ABOR took %v", d)
+	}
+	c.Cmd(200, "NOOP")
+}

@@ -11,7 +11,7 @@ import (
 // hostile arguments and checks that each gets a well-formed reply and the
 // session (and server) keeps serving.
 func TestGarbageNeverKillsTheSession(t *testing.T) {
-	s := ftpstest.NewServer(t, ftpstest.Options{})
+	s := ftpstest.NewServer(t, ftpstest.Options{Server: activeOn}) // PORT/EPRT parse their arguments
 	c := s.Login(t, s.ClientTLS())
 	verbs := []string{"USER", "PASS", "ACCT", "FEAT", "OPTS", "SYST", "HELP", "STAT", "TYPE", "MODE",
 		"STRU", "ALLO", "PWD", "XPWD", "CWD", "XCWD", "CDUP", "XCUP", "MKD", "XMKD", "RMD", "XRMD", "DELE",
@@ -36,10 +36,11 @@ func TestGarbageNeverKillsTheSession(t *testing.T) {
 }
 
 func FuzzCommandLine(f *testing.F) {
-	for _, seed := range []string{"USER x", "CWD ../..", "MFMT 20200101000000 a", "REST 5", "OPTS MLST type;", "\xff\xf4ABOR"} {
+	for _, seed := range []string{"USER x", "CWD ../..", "MFMT 20200101000000 a", "REST 5", "OPTS MLST type;", "\xff\xf4ABOR",
+		"PORT 127,0,0,1,4,1", "EPRT |1|127.0.0.1|5000|", "EPRT |2|::1|5000|"} {
 		f.Add(seed)
 	}
-	s := ftpstest.NewServer(f, ftpstest.Options{})
+	s := ftpstest.NewServer(f, ftpstest.Options{Server: activeOn})
 	c := s.Dial(f)
 	c.Login(s.ClientTLS(), user, pass)
 	f.Fuzz(func(t *testing.T, line string) {

@@ -55,8 +55,8 @@ type Config struct {
 	// ResolveInterval is how long a resolved PublicAddress host name is
 	// used before it is looked up again. Default 1m.
 	ResolveInterval time.Duration `toml:"resolve_interval"`
-	// AcceptTimeout bounds the wait for the client's data connection.
-	// Default 30s.
+	// AcceptTimeout bounds the wait for the client's data connection, and
+	// in active mode the connect to the client. Default 30s.
 	AcceptTimeout time.Duration `toml:"accept_timeout"`
 	// HandshakeTimeout bounds the TLS handshake on a data connection.
 	// Default 10s.

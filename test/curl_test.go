@@ -20,6 +20,8 @@ type curlClient struct {
 	s    *ftpstest.Server
 	dir  string   // working directory for local files
 	vers []string // TLS version flags
+	// data replaces the PASV flags (for active mode: "-P", "127.0.0.1").
+	data []string
 }
 
 func newCurl(t *testing.T, s *ftpstest.Server, vers ...string) *curlClient {
@@ -39,7 +41,11 @@ func (c *curlClient) run(args ...string) (stdout, stderr string, err error) {
 	base := []string{
 		"--ssl-reqd", "--cacert", c.s.CAFile, "--user", user + ":" + pass,
 		"--silent", "--show-error", "--verbose", "--max-time", "30",
-		"--ftp-pasv", "--disable-epsv", // PASV over IPv4, as FileZilla
+	}
+	if c.data != nil {
+		base = append(base, c.data...)
+	} else {
+		base = append(base, "--ftp-pasv", "--disable-epsv") // PASV over IPv4, as FileZilla
 	}
 	base = append(base, c.vers...)
 	return runTool(c.t, c.dir, nil, c.bin, append(base, args...)...)

@@ -84,6 +84,7 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	row(1, "banner", "220 %s", cfg.Server.Banner)
 	row(1, "plaintext login", "%s", allowed(cfg.Server.AllowPlaintextLogin))
 	row(1, "plaintext data", "%s", allowed(cfg.Server.AllowPlaintextData))
+	row(1, "active mode", "%s", allowed(cfg.Server.ActiveMode))
 	row(1, "max connections", "%d total, %d per IP", cfg.Server.MaxConnections, cfg.Server.MaxConnectionsPerIP)
 	row(1, "timeouts", "idle %s, login %s, TLS handshake %s, data %s, shutdown %s",
 		cfg.Server.IdleTimeout, cfg.Server.LoginTimeout, cfg.Server.TLSHandshakeTimeout,
