@@ -270,3 +270,25 @@ func TestActiveAbortDuringHandshake(t *testing.T) {
 	}
 	c.Cmd(200, "NOOP")
 }
+
+// TestActiveModeReload: active_mode changes with a reload for the sessions
+// that start after it; a running session keeps the setting it began with,
+// like every [server] setting.
+func TestActiveModeReload(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	before := s.Login(t, s.ClientTLS())
+	if err := s.FTPS().Reload(ftps.Config{Listen: "127.0.0.1:0", ActiveMode: true}); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Login(t, s.ClientTLS())
+	after.Cmd(200, after.ListenActive("").PORT())
+	before.Cmd(502, before.ListenActive("").PORT())
+
+	if err := s.FTPS().Reload(ftps.Config{Listen: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	off := s.Login(t, s.ClientTLS())
+	off.Cmd(502, off.ListenActive("").EPRT())
+	after.Cmd(200, after.ListenActive("").EPRT())
+}
