@@ -76,6 +76,9 @@ func (g *guard) handOver(c, raw net.Conn) (net.Conn, error) {
 	return c, nil
 }
 
+// errHandshakeTimeout is the cause of a data handshake's own timeout.
+var errHandshakeTimeout = errors.New("data TLS handshake timed out")
+
 // finish turns the TCP connection of a data channel, accepted (passive) or
 // dialled (active), into the connection a transfer uses. The checks are
 // the same whichever side opened TCP: with secure set, this server is the
@@ -101,7 +104,7 @@ func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where 
 		return nil, ErrClosed
 	}
 	set := b.m.settings()
-	hctx, cancel := context.WithTimeout(ctx, set.cfg.HandshakeTimeout)
+	hctx, cancel := context.WithTimeoutCause(ctx, set.cfg.HandshakeTimeout, errHandshakeTimeout)
 	defer cancel()
 	// Half the handshake time at most goes to waiting for a sibling's
 	// login ("user" mode), so that a refusal is still a clean one.
@@ -119,7 +122,10 @@ func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where 
 		switch {
 		case g.isClosed():
 			return nil, ErrClosed
-		case ctx.Err() != nil:
+		case ctx.Err() != nil && context.Cause(hctx) != errHandshakeTimeout:
+			// Cancelled first. When the handshake timed out first, the
+			// client often leaves at once (Go closes the connection), and
+			// the cancellation that follows must not hide the timeout.
 			return nil, ctx.Err()
 		}
 		b.log.Warn("data TLS handshake failed", where, "err", err)

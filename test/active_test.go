@@ -71,7 +71,6 @@ func TestCurlActive(t *testing.T) {
 			testutil.WriteFile(t, home, "dl.bin", dl)
 
 			if curlActiveBroken(t, c.bin) || tc.name == "EPRT/TLS1.2" {
-				before := s.Log.Count(logReply425)
 				stdout, _, err := c.run("-o", "-", c.url("dl.bin"))
 				if err == nil {
 					t.Error("curl got an active download it cannot secure")
@@ -79,15 +78,15 @@ func TestCurlActive(t *testing.T) {
 				if stdout != "" {
 					t.Errorf("a refused data connection delivered %d bytes", len(stdout))
 				}
-				if after := s.Log.WaitCount(logReply425, before+1, 10*time.Second); after != before+1 {
-					t.Errorf("the server sent %d 425 replies, want 1", after-before)
-				}
 				if curlActiveBroken(t, c.bin) {
 					t.Logf("curl 7.87-7.88 starts no TLS on active data connections (curl #10666): checked the refusal only")
 					s.Log.Wait(t, `msg="data TLS handshake failed" .*active=127\.0\.0\.1:`, 1, 5*time.Second)
 				} else {
 					s.Log.Wait(t, logRefusedTLS+"required", 1, 5*time.Second)
 				}
+				// 425, or 426 when curl, seeing its data connection
+				// closed, quits before the reply is written.
+				s.Log.Wait(t, `msg=transfer .* op="RETR /dl.bin" code=42[56] bytes=0 `, 1, 5*time.Second)
 				assertCommands(t, s, tc.verb, "RETR")
 				return
 			}
