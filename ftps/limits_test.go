@@ -104,17 +104,24 @@ func cpuTime(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// throttledBig starts a server whose user has download_rate 2MiB, writes
+// size bytes of payload (seed) to "big" in its home and logs in.
+func throttledBig(t *testing.T, size int, seed byte) (*ftpstest.Conn, []byte) {
+	t.Helper()
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
+	})
+	data := testutil.Payload(size, seed)
+	testutil.WriteFile(t, s.Home(user), "big", data)
+	return s.Login(t, s.ClientTLS()), data
+}
+
 // TestDownloadRate downloads 8 MiB at download_rate 2MiB (about 4 s) and
 // checks the bytes, the time within a wide tolerance, and that waiting
 // costs no CPU (the process's CPU time, client and server, is reported).
 func TestDownloadRate(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
-	})
-	data := testutil.Payload(8<<20, 7)
-	testutil.WriteFile(t, s.Home(user), "big", data)
-	c := s.Login(t, s.ClientTLS())
+	c, data := throttledBig(t, 8<<20, 7)
 	cpu0, start := cpuTime(t), time.Now()
 	got := c.Xfer("RETR big", nil)
 	wall, cpu := time.Since(start), cpuTime(t)-cpu0
@@ -138,12 +145,7 @@ func TestDownloadRate(t *testing.T) {
 // download rate, so it cannot burn disk and CPU faster than a RETR could.
 func TestHashCountsAgainstDownloadRate(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
-	})
-	data := testutil.Payload(6<<20, 3)
-	testutil.WriteFile(t, s.Home(user), "big", data)
-	c := s.Login(t, s.ClientTLS())
+	c, data := throttledBig(t, 6<<20, 3)
 	start := time.Now()
 	got := c.Cmd(213, "HASH big")
 	wall := time.Since(start)
@@ -249,9 +251,7 @@ func TestThrottledTransferAbortAndReload(t *testing.T) {
 	dc := c.OpenData(addr)
 	dc.Read(make([]byte, 1000))
 	start := time.Now()
-	c.Send("ABOR")
-	c.Expect(426)
-	c.Expect(226)
+	c.Abort()
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("ABOR of a throttled transfer took %v", d)
 	}
