@@ -32,11 +32,11 @@ func TestNeverBanValidate(t *testing.T) {
 			t.Errorf("never_ban %q: %v, want an error with %q", tc.list, err, tc.wantErr)
 		}
 	}
-	cfg := Config{NeverBan: []string{"192.0.2.7/24", "::ffff:10.0.0.1"}}
+	cfg := Config{NeverBan: []string{"192.0.2.7/24", "::ffff:10.0.0.1", " ::ffff:198.51.100.0/120 "}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.1/32")}
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("198.51.100.0/24")}
 	if got := cfg.neverBan(); !slices.Equal(got, want) {
 		t.Errorf("neverBan() = %v, want %v (masked, unmapped)", got, want)
 	}
@@ -47,7 +47,7 @@ func TestNeverBanValidate(t *testing.T) {
 func TestNeverBan(t *testing.T) {
 	t.Parallel()
 	cfg := Config{MaxFailures: 2, FailureWindow: time.Hour, BanDuration: time.Hour,
-		NeverBan: []string{"127.0.0.2", "10.1.0.0/16", "2001:db8:1::/48"}}
+		NeverBan: []string{"127.0.0.2", "10.1.0.0/16", "2001:db8:1::/48", "::ffff:192.0.2.0/120", "fe80::/10"}}
 	s, _, logs := newTestStore(t, cfg, testUsers(t))
 	for _, tc := range []struct {
 		ip     string
@@ -60,6 +60,8 @@ func TestNeverBan(t *testing.T) {
 		{"10.2.0.1", true},
 		{"2001:db8:1:5::9", false},
 		{"2001:db8:2::1", true},
+		{"192.0.2.9", false},    // a network written IPv4-mapped
+		{"fe80::1%eth0", false}, // a link-local client has a zone
 	} {
 		ip := netip.MustParseAddr(tc.ip)
 		for i := range cfg.MaxFailures + 2 {

@@ -142,9 +142,11 @@ func TestEffectiveLimits(t *testing.T) {
 
 func TestLimitsAllows(t *testing.T) {
 	t.Parallel()
-	l := Limits{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32")}}
+	l := Limits{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("fe80::/64")}}
 	for ip, want := range map[string]bool{
 		"127.0.0.1": true, "::ffff:127.0.0.1": true, "127.0.0.2": false, "2001:db8::5": true, "::1": false,
+		"fe80::1%eth0": true, "fe80:0:0:1::1%eth0": false, // link-local clients carry a zone
 	} {
 		if got := l.Allows(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("Allows(%s) = %v, want %v", ip, got, want)
