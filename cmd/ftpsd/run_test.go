@@ -370,6 +370,21 @@ func logLine(log, msg string) map[string]any {
 	return nil
 }
 
+// waitServeExit waits for a serve whose context was cancelled to end (its
+// exit code on done), and fails the test unless it ends with exit code 0
+// within 15 s.
+func waitServeExit(t *testing.T, done <-chan int, stderr *testutil.LogBuffer) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exit code = %d, want 0\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("serve did not stop after cancel:\n%s", stderr.String())
+	}
+}
+
 func TestRunServe(t *testing.T) {
 	path := exampleInTemp(t,
 		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
@@ -409,14 +424,7 @@ func TestRunServe(t *testing.T) {
 	if code, msg, err := conn.TryRead(); err != nil || code != 421 {
 		t.Errorf("after shutdown the idle session got %d %q, %v; want 421", code, msg, err)
 	}
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("serve exit code = %d, want 0\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("serve did not stop after cancel:\n%s", stderr.String())
-	}
+	waitServeExit(t, done, &stderr)
 	if logLine(stderr.String(), "stopped") == nil {
 		t.Errorf("no \"stopped\" log line:\n%s", stderr.String())
 	}
