@@ -182,7 +182,7 @@ func TestRunServeMetrics(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 	var addr string
-	testutil.WaitFor(t, 20*time.Second, "metrics listening", func() bool {
+	waitFor(t, 20*time.Second, `a "metrics listening" log line`, &stderr, done, func() bool {
 		if rec := logLine(stderr.String(), "metrics listening"); rec != nil {
 			addr, _ = rec["addr"].(string)
 		}

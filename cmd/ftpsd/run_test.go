@@ -398,22 +398,14 @@ func TestRunServe(t *testing.T) {
 	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 
 	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited with %d before listening:\n%s", code, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
+	waitFor(t, 20*time.Second, `a "listening" log line`, &stderr, done, func() bool {
 		if rec := logLine(stderr.String(), "listening"); rec != nil {
-			addr, _ = rec["addr"].(string)
-			if addr == "" {
+			if addr, _ = rec["addr"].(string); addr == "" {
 				t.Fatalf("listening record has no addr: %v", rec)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no \"listening\" log line:\n%s", stderr.String())
-		}
-	}
+		return addr != ""
+	})
 
 	conn := ftpstest.Dial(t, addr)
 	defer conn.Close()
