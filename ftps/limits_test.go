@@ -404,6 +404,30 @@ func TestQuotaFiles(t *testing.T) {
 	testutil.AssertMissing(t, filepath.Join(s.Home(user), "one"))
 }
 
+// TestQuotaOverwriteSymlink: a STOR over a symbolic link replaces the link
+// with a new file and leaves the link's target as it was, so it adds the
+// new file's bytes and one file (links are not counted), rather than the
+// difference from the target's size.
+func TestQuotaOverwriteSymlink(t *testing.T) {
+	t.Parallel()
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Users: limited(func(u *auth.UserConfig) { u.Quota = "1MiB" }),
+	})
+	home := s.Home(user)
+	real := testutil.Payload(300_000, 1)
+	realPath := testutil.WriteFile(t, home, "real.bin", real)
+	if err := os.Symlink("real.bin", filepath.Join(home, "link.bin")); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Login(t, s.ClientTLS())
+	if u := waitScanned(t, s.FTPS()); u.QuotaBytes != 300_000 || u.QuotaFiles != 1 {
+		t.Fatalf("scanned usage %d bytes, %d files; want 300000, 1", u.QuotaBytes, u.QuotaFiles)
+	}
+	c.Xfer("STOR link.bin", testutil.Payload(100_000, 2))
+	testutil.AssertContent(t, realPath, real)
+	assertUsage(t, s.FTPS(), 400_000, 2)
+}
+
 // TestQuotaPersisted: the usage is saved in the state directory and read
 // back by the next server, without a rescan; a changed quota rescans.
 func TestQuotaPersisted(t *testing.T) {
