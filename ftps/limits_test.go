@@ -311,6 +311,15 @@ func waitScanned(t *testing.T, srv *ftps.Server) ftps.UserUsage {
 	return u
 }
 
+// assertScanned waits for the first scan of the user's home and fails the
+// test unless it counted bytes and files.
+func assertScanned(t *testing.T, srv *ftps.Server, bytes, files int64) {
+	t.Helper()
+	if u := waitScanned(t, srv); u.QuotaBytes != bytes || u.QuotaFiles != files {
+		t.Fatalf("scanned usage %d bytes, %d files; want %d, %d", u.QuotaBytes, u.QuotaFiles, bytes, files)
+	}
+}
+
 // TestQuota: an upload over the quota stops with 552 and leaves no partial
 // file and an overwritten file intact; the usage follows STOR, APPE, DELE
 // and RNTO.
@@ -330,9 +339,7 @@ func TestQuota(t *testing.T) {
 			cfg := s.ClientTLS()
 			cfg.MinVersion, cfg.MaxVersion = v, v
 			c := s.Login(t, cfg)
-			if u := waitScanned(t, s.FTPS()); u.QuotaBytes != 400_000 || u.QuotaFiles != 2 {
-				t.Fatalf("scanned usage %d bytes, %d files; want 400000, 2", u.QuotaBytes, u.QuotaFiles)
-			}
+			assertScanned(t, s.FTPS(), 400_000, 2)
 			big := testutil.Payload(2<<20, 3)
 
 			// A new file over the quota: 552, and no partial file.
@@ -420,9 +427,7 @@ func TestQuotaOverwriteSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.Login(t, s.ClientTLS())
-	if u := waitScanned(t, s.FTPS()); u.QuotaBytes != 300_000 || u.QuotaFiles != 1 {
-		t.Fatalf("scanned usage %d bytes, %d files; want 300000, 1", u.QuotaBytes, u.QuotaFiles)
-	}
+	assertScanned(t, s.FTPS(), 300_000, 1)
 	c.Xfer("STOR link.bin", testutil.Payload(100_000, 2))
 	testutil.AssertContent(t, realPath, real)
 	assertUsage(t, s.FTPS(), 400_000, 2)

@@ -170,12 +170,9 @@ func TestHealthListenerDown(t *testing.T) {
 // while it serves, /metrics carries the ftpsd families, and both stop
 // with the server.
 func TestRunServeMetrics(t *testing.T) {
-	path := exampleInTemp(t,
-		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
-		`format = "text"`, `format = "json"`,
-		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
+	path := exampleInTemp(t, inProcess(
 		"lists the metrics.\nlisten = \"\"", "lists the metrics.\nlisten = \"127.0.0.1:0\"",
-	)
+	)...)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stderr testutil.LogBuffer

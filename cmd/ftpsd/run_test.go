@@ -385,12 +385,19 @@ func waitServeExit(t *testing.T, done <-chan int, stderr *testutil.LogBuffer) {
 	}
 }
 
-func TestRunServe(t *testing.T) {
-	path := exampleInTemp(t,
+// inProcess returns the edits of the example configuration (old, new
+// pairs for exampleInTemp) that let serve run in a test, then more: an
+// ephemeral port, JSON logs to read back, a short shutdown.
+func inProcess(more ...string) []string {
+	return append([]string{
 		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
 		`format = "text"`, `format = "json"`,
 		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
-	)
+	}, more...)
+}
+
+func TestRunServe(t *testing.T) {
+	path := exampleInTemp(t, inProcess()...)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stdout, stderr testutil.LogBuffer
