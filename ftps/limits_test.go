@@ -311,6 +311,16 @@ func waitScanned(t *testing.T, srv *ftps.Server) ftps.UserUsage {
 	return u
 }
 
+// quotaServer starts a server whose user has the quota, and returns it
+// with the user's home.
+func quotaServer(t *testing.T, quota auth.Size) (*ftpstest.Server, string) {
+	t.Helper()
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Users: limited(func(u *auth.UserConfig) { u.Quota = quota }),
+	})
+	return s, s.Home(user)
+}
+
 // assertScanned waits for the first scan of the user's home and fails the
 // test unless it counted bytes and files.
 func assertScanned(t *testing.T, srv *ftps.Server, bytes, files int64) {
@@ -328,10 +338,7 @@ func TestQuota(t *testing.T) {
 	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{
-				Users: limited(func(u *auth.UserConfig) { u.Quota = "1MiB" }),
-			})
-			home := s.Home(user)
+			s, home := quotaServer(t, "1MiB")
 			old := testutil.Payload(300_000, 1)
 			oldPath := testutil.WriteFile(t, home, "old.bin", old)
 			os.Mkdir(filepath.Join(home, "sub"), 0o755)
@@ -417,10 +424,7 @@ func TestQuotaFiles(t *testing.T) {
 // difference from the target's size.
 func TestQuotaOverwriteSymlink(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Users: limited(func(u *auth.UserConfig) { u.Quota = "1MiB" }),
-	})
-	home := s.Home(user)
+	s, home := quotaServer(t, "1MiB")
 	real := testutil.Payload(300_000, 1)
 	realPath := testutil.WriteFile(t, home, "real.bin", real)
 	if err := os.Symlink("real.bin", filepath.Join(home, "link.bin")); err != nil {
