@@ -57,6 +57,9 @@ func (s *Store) SaveBans(path string) error {
 		return err
 	}
 	_, err = tmp.Write(append(data, '\n'))
+	if serr := tmp.Sync(); err == nil { // else a crash may leave an empty file renamed over the bans
+		err = serr
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

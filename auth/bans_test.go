@@ -2,41 +2,41 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestNeverBanValidate(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		list    []string
-		wantErr string // "" for valid
+		wantErr []string // none: valid
 	}{
 		{list: nil},
 		{list: []string{"10.0.0.0/8", "127.0.0.2", "2001:db8::/32", "::1", "192.0.2.7/24"}},
-		{list: []string{"10.0.0.0/33"}, wantErr: `auth.never_ban[0]: "10.0.0.0/33" is not a CIDR network`},
-		{list: []string{"10.0.0.0/8", "example.com"}, wantErr: `auth.never_ban[1]: "example.com" is not a CIDR network or an IP address`},
-		{list: []string{"fe80::1%eth0"}, wantErr: `auth.never_ban[0]: "fe80::1%eth0" is not`},
-		{list: []string{""}, wantErr: `auth.never_ban[0]: "" is not`},
+		{list: []string{"10.0.0.0/33"}, wantErr: []string{`auth.never_ban[0]: "10.0.0.0/33" is not a CIDR network`}},
+		{list: []string{"10.0.0.0/8", "example.com"}, wantErr: []string{`auth.never_ban[1]: "example.com" is not a CIDR network or an IP address`}},
+		{list: []string{"fe80::1%eth0"}, wantErr: []string{`auth.never_ban[0]: "fe80::1%eth0" is not`}},
+		{list: []string{""}, wantErr: []string{`auth.never_ban[0]: "" is not`}},
 	} {
-		cfg := Config{NeverBan: tc.list}
-		err := cfg.Validate()
-		switch {
-		case tc.wantErr == "" && err != nil:
-			t.Errorf("never_ban %q: %v, want valid", tc.list, err)
-		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("never_ban %q: %v, want an error with %q", tc.list, err, tc.wantErr)
-		}
+		t.Run(fmt.Sprintf("%q", tc.list), func(t *testing.T) {
+			t.Parallel()
+			cfg := Config{NeverBan: tc.list}
+			testutil.AssertErrContains(t, "Validate()", cfg.Validate(), tc.wantErr...)
+		})
 	}
-	cfg := Config{NeverBan: []string{"192.0.2.7/24", "::ffff:10.0.0.1"}}
+	cfg := Config{NeverBan: []string{"192.0.2.7/24", "::ffff:10.0.0.1", " ::ffff:198.51.100.0/120 "}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.1/32")}
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("198.51.100.0/24")}
 	if got := cfg.neverBan(); !slices.Equal(got, want) {
 		t.Errorf("neverBan() = %v, want %v (masked, unmapped)", got, want)
 	}
@@ -47,7 +47,7 @@ func TestNeverBanValidate(t *testing.T) {
 func TestNeverBan(t *testing.T) {
 	t.Parallel()
 	cfg := Config{MaxFailures: 2, FailureWindow: time.Hour, BanDuration: time.Hour,
-		NeverBan: []string{"127.0.0.2", "10.1.0.0/16", "2001:db8:1::/48"}}
+		NeverBan: []string{"127.0.0.2", "10.1.0.0/16", "2001:db8:1::/48", "::ffff:192.0.2.0/120", "fe80::/10"}}
 	s, _, logs := newTestStore(t, cfg, testUsers(t))
 	for _, tc := range []struct {
 		ip     string
@@ -60,6 +60,8 @@ func TestNeverBan(t *testing.T) {
 		{"10.2.0.1", true},
 		{"2001:db8:1:5::9", false},
 		{"2001:db8:2::1", true},
+		{"192.0.2.9", false},    // a network written IPv4-mapped
+		{"fe80::1%eth0", false}, // a link-local client has a zone
 	} {
 		ip := netip.MustParseAddr(tc.ip)
 		for i := range cfg.MaxFailures + 2 {

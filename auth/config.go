@@ -110,21 +110,29 @@ func (c *Config) neverBan() []netip.Prefix {
 }
 
 // parseNetwork parses a CIDR network ("10.0.0.0/8", "2001:db8::/32") or a
-// single address, which stands for its /32 or /128.
+// single address, which stands for its /32 or /128. Clients are matched
+// unmapped and without a zone, so an IPv4-mapped network (::ffff:0:0/96
+// and longer) is stored as the IPv4 network it covers, and a zone is
+// refused.
 func parseNetwork(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network (like \"192.0.2.0/24\")", s)
 		}
-		return p.Masked(), nil
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network or an IP address", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR network or an IP address", s)
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
+	return p.Masked(), nil
 }
 
 // UserConfig is one [[users]] entry.

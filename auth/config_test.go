@@ -55,6 +55,7 @@ func TestValidateUsers(t *testing.T) {
 		return UserConfig{Name: name, PasswordHash: argon, Home: "/srv/ftp/" + name, Permissions: []string{"all"}}
 	}
 	with := func(u UserConfig, f func(*UserConfig)) UserConfig { f(&u); return u }
+	neg, negFiles := -1, int64(-5)
 
 	for _, tc := range []struct {
 		name    string
@@ -73,6 +74,12 @@ func TestValidateUsers(t *testing.T) {
 		{"hash out of bounds", []UserConfig{with(good("alice"), func(u *UserConfig) { u.PasswordHash = strings.Replace(argon, "t=1", "t=1000", 1) })}, []string{`users "alice".password_hash: argon2id: t=1000 out of range`}},
 		{"empty home", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Home = "" })}, []string{`users "alice".home: empty`}},
 		{"bad permission", []UserConfig{good("alice"), with(good("bob"), func(u *UserConfig) { u.Permissions = []string{"read", "exec"} })}, []string{`users "bob".permissions: "exec" is not a permission (want list, read, write, delete, mkdir, rename or all)`}},
+		{"valid limits", []UserConfig{with(good("alice"), func(u *UserConfig) { u.DownloadRate = "2MiB"; u.AllowedNetworks = []string{"127.0.0.1/32"} })}, nil},
+		{"bad rate", []UserConfig{with(good("alice"), func(u *UserConfig) { u.DownloadRate = "2 MB/s" })}, []string{`users "alice".download_rate: "2 MB/s" is not a size`}},
+		{"bad quota", []UserConfig{with(good("alice"), func(u *UserConfig) { u.Quota = "lots" })}, []string{`users "alice".quota: "lots" is not a size`}},
+		{"negative max_sessions", []UserConfig{with(good("alice"), func(u *UserConfig) { u.MaxSessions = &neg })}, []string{`users "alice".max_sessions: -1: must not be negative`}},
+		{"negative quota_files", []UserConfig{with(good("alice"), func(u *UserConfig) { u.QuotaFiles = &negFiles })}, []string{`users "alice".quota_files: -5`}},
+		{"bad network", []UserConfig{with(good("alice"), func(u *UserConfig) { u.AllowedNetworks = []string{"10.1.2.3/8/1"} })}, []string{`users "alice".allowed_networks: "10.1.2.3/8/1" is not a CIDR`}},
 		{
 			"all problems reported",
 			[]UserConfig{{Name: "", PasswordHash: "x", Home: "", Permissions: []string{"x"}}},

@@ -108,7 +108,7 @@ func (l Limits) Allows(ip netip.Addr) bool {
 	if len(l.AllowedNetworks) == 0 {
 		return true
 	}
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // a zoned address matches no Prefix
 	for _, p := range l.AllowedNetworks {
 		if p.Contains(ip) {
 			return true
@@ -242,22 +242,15 @@ func parseSizeKey(s Size, out *int64) error {
 	return nil
 }
 
-// parseNetworks parses CIDRs (a bare address is its own /32 or /128).
+// parseNetworks parses CIDRs (see parseNetwork).
 func parseNetworks(nets []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range nets {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		p, err := parseNetwork(s)
 		if err != nil {
-			a, aerr := netip.ParseAddr(strings.TrimSpace(s))
-			if aerr != nil {
-				return nil, fmt.Errorf("%q is not a CIDR (e.g. \"192.0.2.0/24\", \"2001:db8::/32\")", s)
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			return nil, err
 		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 { // clients are matched unmapped
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 func TestParseSize(t *testing.T) {
@@ -96,55 +98,10 @@ func TestLimitsConfigValidate(t *testing.T) {
 		{"all reported", LimitsConfig{Quota: "x", UploadRate: "y", AllowedNetworks: []string{"nowhere"}},
 			[]string{"limits.quota:", "limits.upload_rate:", "limits.allowed_networks:"}},
 	} {
-		err := tc.in.Validate()
-		if len(tc.errs) == 0 {
-			if err != nil {
-				t.Errorf("%s: Validate() = %v", tc.name, err)
-			}
-			continue
-		}
-		if err == nil {
-			t.Errorf("%s: Validate() = nil; want %q", tc.name, tc.errs)
-			continue
-		}
-		for _, w := range tc.errs {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: Validate() = %q; want it to contain %q", tc.name, err, w)
-			}
-		}
-	}
-}
-
-func TestValidateUserLimits(t *testing.T) {
-	t.Parallel()
-	argon := mustHash(t, "secret")
-	neg, negFiles := -1, int64(-5)
-	for _, tc := range []struct {
-		name string
-		set  func(*UserConfig)
-		errs []string
-	}{
-		{"valid", func(u *UserConfig) { u.DownloadRate = "2MiB"; u.AllowedNetworks = []string{"127.0.0.1/32"} }, nil},
-		{"bad rate", func(u *UserConfig) { u.DownloadRate = "2 MB/s" }, []string{`users "alice".download_rate: "2 MB/s" is not a size`}},
-		{"bad quota", func(u *UserConfig) { u.Quota = "lots" }, []string{`users "alice".quota: "lots" is not a size`}},
-		{"negative sessions", func(u *UserConfig) { u.MaxSessions = &neg }, []string{`users "alice".max_sessions: -1: must not be negative`}},
-		{"negative files", func(u *UserConfig) { u.QuotaFiles = &negFiles }, []string{`users "alice".quota_files: -5`}},
-		{"bad network", func(u *UserConfig) { u.AllowedNetworks = []string{"10.1.2.3/8/1"} }, []string{`users "alice".allowed_networks: "10.1.2.3/8/1" is not a CIDR`}},
-	} {
-		u := UserConfig{Name: "alice", PasswordHash: argon, Home: "/srv/alice", Permissions: []string{"all"}}
-		tc.set(&u)
-		err := ValidateUsers([]UserConfig{u})
-		if len(tc.errs) == 0 {
-			if err != nil {
-				t.Errorf("%s: %v", tc.name, err)
-			}
-			continue
-		}
-		for _, w := range tc.errs {
-			if err == nil || !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: ValidateUsers = %v; want it to contain %q", tc.name, err, w)
-			}
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testutil.AssertErrContains(t, "Validate()", tc.in.Validate(), tc.errs...)
+		})
 	}
 }
 
@@ -185,9 +142,11 @@ func TestEffectiveLimits(t *testing.T) {
 
 func TestLimitsAllows(t *testing.T) {
 	t.Parallel()
-	l := Limits{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32")}}
+	l := Limits{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("fe80::/64")}}
 	for ip, want := range map[string]bool{
 		"127.0.0.1": true, "::ffff:127.0.0.1": true, "127.0.0.2": false, "2001:db8::5": true, "::1": false,
+		"fe80::1%eth0": true, "fe80:0:0:1::1%eth0": false, // link-local clients carry a zone
 	} {
 		if got := l.Allows(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("Allows(%s) = %v, want %v", ip, got, want)

@@ -111,7 +111,7 @@ func (t *throttle) setLimits(cfg Config) {
 // exempt reports whether ip is in a never_ban network: its logins bypass
 // the throttle altogether, a ban recorded earlier included.
 func (t *throttle) exempt(ip netip.Addr) bool {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // a zoned address matches no Prefix
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range t.neverBan {

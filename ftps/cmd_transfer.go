@@ -181,6 +181,14 @@ func (s *session) store(r request, verb string) result {
 	default:
 		up.mode = writeReplace
 	}
+	if up.mode == writeReplace {
+		// A replace renames a new file over the name itself: over a
+		// symbolic link (which the quota does not count) it adds a file,
+		// and the link's target keeps its bytes.
+		if lfi, err := s.st.Lstat(p.name); err == nil && !lfi.Mode().IsRegular() {
+			up.old, up.created = 0, true
+		}
+	}
 	if q := s.quota(); q != nil {
 		// Refuse at once what could not store a byte; the rest is counted
 		// as it arrives.

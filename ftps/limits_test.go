@@ -104,17 +104,24 @@ func cpuTime(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// throttledBig starts a server whose user has download_rate 2MiB, writes
+// size bytes of payload (seed) to "big" in its home and logs in.
+func throttledBig(t *testing.T, size int, seed byte) (*ftpstest.Conn, []byte) {
+	t.Helper()
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
+	})
+	data := testutil.Payload(size, seed)
+	testutil.WriteFile(t, s.Home(user), "big", data)
+	return s.Login(t, s.ClientTLS()), data
+}
+
 // TestDownloadRate downloads 8 MiB at download_rate 2MiB (about 4 s) and
 // checks the bytes, the time within a wide tolerance, and that waiting
 // costs no CPU (the process's CPU time, client and server, is reported).
 func TestDownloadRate(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
-	})
-	data := testutil.Payload(8<<20, 7)
-	testutil.WriteFile(t, s.Home(user), "big", data)
-	c := s.Login(t, s.ClientTLS())
+	c, data := throttledBig(t, 8<<20, 7)
 	cpu0, start := cpuTime(t), time.Now()
 	got := c.Xfer("RETR big", nil)
 	wall, cpu := time.Since(start), cpuTime(t)-cpu0
@@ -138,12 +145,7 @@ func TestDownloadRate(t *testing.T) {
 // download rate, so it cannot burn disk and CPU faster than a RETR could.
 func TestHashCountsAgainstDownloadRate(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Users: limited(func(u *auth.UserConfig) { u.DownloadRate = "2MiB" }),
-	})
-	data := testutil.Payload(6<<20, 3)
-	testutil.WriteFile(t, s.Home(user), "big", data)
-	c := s.Login(t, s.ClientTLS())
+	c, data := throttledBig(t, 6<<20, 3)
 	start := time.Now()
 	got := c.Cmd(213, "HASH big")
 	wall := time.Since(start)
@@ -249,9 +251,7 @@ func TestThrottledTransferAbortAndReload(t *testing.T) {
 	dc := c.OpenData(addr)
 	dc.Read(make([]byte, 1000))
 	start := time.Now()
-	c.Send("ABOR")
-	c.Expect(426)
-	c.Expect(226)
+	c.Abort()
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("ABOR of a throttled transfer took %v", d)
 	}
@@ -311,6 +311,25 @@ func waitScanned(t *testing.T, srv *ftps.Server) ftps.UserUsage {
 	return u
 }
 
+// quotaServer starts a server whose user has the quota, and returns it
+// with the user's home.
+func quotaServer(t *testing.T, quota auth.Size) (*ftpstest.Server, string) {
+	t.Helper()
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Users: limited(func(u *auth.UserConfig) { u.Quota = quota }),
+	})
+	return s, s.Home(user)
+}
+
+// assertScanned waits for the first scan of the user's home and fails the
+// test unless it counted bytes and files.
+func assertScanned(t *testing.T, srv *ftps.Server, bytes, files int64) {
+	t.Helper()
+	if u := waitScanned(t, srv); u.QuotaBytes != bytes || u.QuotaFiles != files {
+		t.Fatalf("scanned usage %d bytes, %d files; want %d, %d", u.QuotaBytes, u.QuotaFiles, bytes, files)
+	}
+}
+
 // TestQuota: an upload over the quota stops with 552 and leaves no partial
 // file and an overwritten file intact; the usage follows STOR, APPE, DELE
 // and RNTO.
@@ -319,10 +338,7 @@ func TestQuota(t *testing.T) {
 	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
-			s := ftpstest.NewServer(t, ftpstest.Options{
-				Users: limited(func(u *auth.UserConfig) { u.Quota = "1MiB" }),
-			})
-			home := s.Home(user)
+			s, home := quotaServer(t, "1MiB")
 			old := testutil.Payload(300_000, 1)
 			oldPath := testutil.WriteFile(t, home, "old.bin", old)
 			os.Mkdir(filepath.Join(home, "sub"), 0o755)
@@ -330,9 +346,7 @@ func TestQuota(t *testing.T) {
 			cfg := s.ClientTLS()
 			cfg.MinVersion, cfg.MaxVersion = v, v
 			c := s.Login(t, cfg)
-			if u := waitScanned(t, s.FTPS()); u.QuotaBytes != 400_000 || u.QuotaFiles != 2 {
-				t.Fatalf("scanned usage %d bytes, %d files; want 400000, 2", u.QuotaBytes, u.QuotaFiles)
-			}
+			assertScanned(t, s.FTPS(), 400_000, 2)
 			big := testutil.Payload(2<<20, 3)
 
 			// A new file over the quota: 552, and no partial file.
@@ -402,6 +416,25 @@ func TestQuotaFiles(t *testing.T) {
 	c.Cmd(250, "DELE one")
 	c.Xfer("STOR three", []byte("3"))
 	testutil.AssertMissing(t, filepath.Join(s.Home(user), "one"))
+}
+
+// TestQuotaOverwriteSymlink: a STOR over a symbolic link replaces the link
+// with a new file and leaves the link's target as it was, so it adds the
+// new file's bytes and one file (links are not counted), rather than the
+// difference from the target's size.
+func TestQuotaOverwriteSymlink(t *testing.T) {
+	t.Parallel()
+	s, home := quotaServer(t, "1MiB")
+	real := testutil.Payload(300_000, 1)
+	realPath := testutil.WriteFile(t, home, "real.bin", real)
+	if err := os.Symlink("real.bin", filepath.Join(home, "link.bin")); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Login(t, s.ClientTLS())
+	assertScanned(t, s.FTPS(), 300_000, 1)
+	c.Xfer("STOR link.bin", testutil.Payload(100_000, 2))
+	testutil.AssertContent(t, realPath, real)
+	assertUsage(t, s.FTPS(), 400_000, 2)
 }
 
 // TestQuotaPersisted: the usage is saved in the state directory and read

@@ -48,15 +48,16 @@ type Metrics struct {
 // Every label combination starts at zero, so that rates and alerts work
 // from the first scrape.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
 	m := &Metrics{
 		sessionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ftpsd_sessions_open",
 			Help: "Control connections open now (logged in or not).",
 		}),
-		sessionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ftpsd_sessions_total",
-			Help: "Control connections accepted (those refused by a connection limit are not counted).",
-		}),
+		sessionsTotal: counter("ftpsd_sessions_total",
+			"Control connections accepted (those refused by a connection limit are not counted)."),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftpsd_logins_total",
 			Help: "Login attempts by result: ok, bad_password, unknown_user, banned, plaintext_refused, error.",
@@ -77,14 +78,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Duration of transfers, from the data connection's wait to the final reply, by direction.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10), // 10 ms to 44 min
 		}, []string{"direction"}),
-		received: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ftpsd_data_received_bytes_total",
-			Help: "Bytes received on data connections (uploads), counted as they arrive.",
-		}),
-		sent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ftpsd_data_sent_bytes_total",
-			Help: "Bytes sent on data connections (downloads and listings), counted as they leave.",
-		}),
+		received: counter("ftpsd_data_received_bytes_total",
+			"Bytes received on data connections (uploads), counted as they arrive."),
+		sent: counter("ftpsd_data_sent_bytes_total",
+			"Bytes sent on data connections (downloads and listings), counted as they leave."),
 	}
 	for _, r := range []string{LoginOK, LoginBadPassword, LoginUnknownUser, LoginBanned, LoginPlaintextRefused, LoginError} {
 		m.logins.WithLabelValues(r)

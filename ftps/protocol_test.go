@@ -371,9 +371,7 @@ func TestAbortDownload(t *testing.T) {
 	c.Send("RETR big")
 	dc := c.OpenData(addr)
 	dc.Read(make([]byte, 1000)) // the transfer is running; stop reading
-	c.Send("ABOR")
-	c.Expect(426)
-	c.Expect(226)
+	c.Abort()
 	c.Cmd(200, "NOOP")
 }
 
@@ -674,9 +672,7 @@ func TestAbortedOverwriteKeepsOldFile(t *testing.T) {
 					}()
 					s.Log.Wait(t, `msg=command .* cmd=STOR`, 1, 5*time.Second)
 					time.Sleep(50 * time.Millisecond)
-					c.Send("ABOR")
-					c.Expect(426)
-					c.Expect(226)
+					c.Abort()
 					if err := <-done; err != nil {
 						t.Fatal(err)
 					}

@@ -114,9 +114,7 @@ func TestSessions(t *testing.T) {
 		x := srv.Sessions()[0].Transfer
 		return x != nil && x.Bytes >= 2<<20 && x.Bytes > got[0].Transfer.Bytes
 	})
-	alice.Send("ABOR")
-	alice.Expect(426)
-	alice.Expect(226)
+	alice.Abort()
 	if x := srv.Sessions()[0].Transfer; x != nil {
 		t.Errorf("transfer after ABOR: %+v, want none", *x)
 	}

@@ -14,7 +14,7 @@ import (
 // activeTransfer plays the client of one active data connection: it
 // listens on 127.0.0.1, has b connect there through Active, and runs the
 // TLS client handshake with cfg on the accepted connection. It returns
-// Accept's error, and on success checks that a line goes through.
+// Accept's error (see finishData).
 func activeTransfer(t *testing.T, b *Binding, cfg *tls.Config) (serverResumed bool, err error) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -44,26 +44,7 @@ func activeTransfer(t *testing.T, b *Binding, cfg *tls.Config) (serverResumed bo
 	client := tls.Client(raw, cfg)
 	t.Cleanup(func() { client.Close() })
 	client.SetDeadline(time.Now().Add(5 * time.Second))
-	herr := client.HandshakeContext(t.Context())
-	r := waitAccept(t, ch)
-	if r.err != nil {
-		if herr == nil {
-			if _, rerr := client.Read(make([]byte, 1)); rerr == nil {
-				t.Error("client read data on a refused data connection")
-			}
-		}
-		return false, r.err
-	}
-	if herr != nil {
-		t.Fatalf("client data handshake: %v", herr)
-	}
-	tc := r.conn.(*tls.Conn)
-	if _, err := io.WriteString(tc, "data\n"); err != nil {
-		t.Fatal(err)
-	}
-	readLine(t, client, "data\n")
-	tc.Close()
-	return tc.ConnectionState().DidResume, nil
+	return finishData(t, client, client.HandshakeContext(t.Context()), ch)
 }
 
 // TestActiveResumption: an active data connection is held to the same
@@ -183,22 +164,22 @@ func TestActiveConnectAndClose(t *testing.T) {
 		t.Errorf("second Accept: %v, want ErrClosed", err)
 	}
 
-	a, err = b.Active(closedPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
-	if _, err := a.Accept(t.Context(), false); !errors.Is(err, ErrClosed) {
-		t.Errorf("Accept after Close: %v, want ErrClosed", err)
-	}
-
-	a, err = b.Active(closedPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	if _, err := a.Accept(t.Context(), false); !errors.Is(err, ErrClosed) {
-		t.Errorf("Accept after the Binding's Close: %v, want ErrClosed", err)
+	// The Binding's Close comes last: it ends the Binding too.
+	for _, tc := range []struct {
+		name  string
+		close func(*Active)
+	}{
+		{"Close", func(a *Active) { a.Close() }},
+		{"the Binding's Close", func(*Active) { b.Close() }},
+	} {
+		a, err := b.Active(closedPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.close(a)
+		if _, err := a.Accept(t.Context(), false); !errors.Is(err, ErrClosed) {
+			t.Errorf("Accept after %s: %v, want ErrClosed", tc.name, err)
+		}
 	}
 	if _, err := b.Active(closedPort); !errors.Is(err, ErrClosed) {
 		t.Errorf("Active after the Binding's Close: %v, want ErrClosed", err)

@@ -201,6 +201,14 @@ func readLine(t *testing.T, r io.Reader, want string) {
 	}
 }
 
+// assertPortsFree fails the test unless every port went back to m's pool.
+func assertPortsFree(t *testing.T, m *Manager) {
+	t.Helper()
+	if n := m.InUse(); n != 0 {
+		t.Errorf("InUse() = %d, want 0: a port was not given back", n)
+	}
+}
+
 type acceptResult struct {
 	conn net.Conn
 	err  error

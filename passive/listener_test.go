@@ -70,12 +70,21 @@ func TestForeignPeerDropped(t *testing.T) {
 }
 
 // transferOn finishes a TLS data connection with cfg on a listener whose
-// Accept already runs (ch). On success the server writes a line that the
-// client reads (delivering TLS 1.3 tickets issued on the data connection
-// to the client's cache).
+// Accept already runs (ch); see finishData.
 func transferOn(t *testing.T, l *Listener, ch <-chan acceptResult, cfg *tls.Config) (serverResumed bool, err error) {
 	t.Helper()
 	client, herr := dialData(t, l.Port(), cfg)
+	return finishData(t, client, herr, ch)
+}
+
+// finishData waits for the Accept running behind ch, whose client side is
+// client (herr: its handshake's error), and returns Accept's error. A
+// refused client must see the connection end; on success the server
+// writes a line that the client reads (delivering TLS 1.3 tickets issued
+// on the data connection to the client's cache), and both sides must agree
+// on whether the session resumed.
+func finishData(t *testing.T, client *tls.Conn, herr error, ch <-chan acceptResult) (serverResumed bool, err error) {
+	t.Helper()
 	r := waitAccept(t, ch)
 	if r.err != nil {
 		if herr == nil {
@@ -170,9 +179,7 @@ func TestAcceptEnds(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("Accept took %v", d)
 			}
-			if n := m.InUse(); n != 0 {
-				t.Errorf("InUse() = %d, want 0", n)
-			}
+			assertPortsFree(t, m)
 			if _, err := l.Accept(t.Context(), true); !errors.Is(err, ErrClosed) {
 				t.Errorf("second Accept: %v, want ErrClosed", err)
 			}
@@ -205,7 +212,5 @@ func TestAcceptOnlyOne(t *testing.T) {
 		c2.Close()
 		t.Fatal("second dial to a used passive port succeeded")
 	}
-	if n := m.InUse(); n != 0 {
-		t.Errorf("InUse() = %d, want 0", n)
-	}
+	assertPortsFree(t, m)
 }

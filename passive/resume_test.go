@@ -3,6 +3,7 @@ package passive
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -97,21 +98,27 @@ func TestDataResumption(t *testing.T) {
 				}
 				for i := range tt.rounds {
 					resumed, err := transfer(t, s.b, data)
-					if !errors.Is(err, tt.wantErr) {
-						t.Fatalf("round %d: Accept error %v, want %v", i+1, err, tt.wantErr)
-					}
-					if err == nil && resumed != tt.wantResumed {
-						t.Fatalf("round %d: DidResume %v, want %v", i+1, resumed, tt.wantResumed)
-					}
+					checkRound(t, i, resumed, err, tt.wantErr, tt.wantResumed, logs)
 				}
 				if tt.wantLog != "" && !strings.Contains(logs.String(), tt.wantLog) {
 					t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
 				}
-				if n := m.InUse(); n != 0 {
-					t.Errorf("InUse() = %d after the transfers, want 0", n)
-				}
+				assertPortsFree(t, m)
 			})
 		}
+	}
+}
+
+// checkRound fails the test unless round i (from 0) of transfers ended
+// with Accept's error wantErr and, when it was accepted, resumed as
+// wantResumed says.
+func checkRound(t *testing.T, i int, resumed bool, err, wantErr error, wantResumed bool, logs fmt.Stringer) {
+	t.Helper()
+	if !errors.Is(err, wantErr) {
+		t.Fatalf("round %d: Accept error %v, want %v\n%s", i+1, err, wantErr, logs)
+	}
+	if err == nil && resumed != wantResumed {
+		t.Fatalf("round %d: DidResume %v, want %v", i+1, resumed, wantResumed)
 	}
 }
 

@@ -105,12 +105,7 @@ func TestUserScope(t *testing.T) {
 						tt.between(a, b)
 					}
 					resumed, err := transfer(t, a.b, data)
-					if !errors.Is(err, want) {
-						t.Fatalf("round %d: Accept error %v, want %v\n%s", i+1, err, want, logs)
-					}
-					if err == nil && !resumed {
-						t.Fatalf("round %d: accepted without resumption", i+1)
-					}
+					checkRound(t, i, resumed, err, want, true, logs)
 				}
 				l := logs.String()
 				if tt.wantTicket != "" {
@@ -122,9 +117,7 @@ func TestUserScope(t *testing.T) {
 				if got := strings.Contains(l, `needs tls_resumption = \"user\"`); got != tt.wantHint {
 					t.Errorf("hint in the log: %t, want %t:\n%s", got, tt.wantHint, l)
 				}
-				if n := m.InUse(); n != 0 {
-					t.Errorf("InUse() = %d after the transfers, want 0", n)
-				}
+				assertPortsFree(t, m)
 			})
 		}
 	}

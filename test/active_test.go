@@ -23,6 +23,20 @@ func activeServer(t *testing.T) *ftpstest.Server {
 	return ftpstest.NewServer(t, ftpstest.Options{Server: func(c *ftps.Config) { c.ActiveMode = true }})
 }
 
+// assertActiveOnly checks that client's session ran at TLS version and
+// used active mode only, and that the server refused none of its data
+// connections for want of resumption.
+func assertActiveOnly(t *testing.T, s *ftpstest.Server, client, version string) {
+	t.Helper()
+	assertControlTLS(t, s, version)
+	if s.Log.Contains("TLS session not resumed") {
+		t.Errorf("the server refused an active %s data connection at %s", client, version)
+	}
+	if s.Log.Contains("cmd=PASV") || s.Log.Contains("cmd=EPSV") {
+		t.Errorf("%s used passive mode", client)
+	}
+}
+
 // curlActiveBroken reports a curl that never starts TLS on an active data
 // connection: 7.87.0 to 7.88.x lost the TLS filter there (curl issue
 // #10666, fixed in 8.0.0). Debian 12 ships 7.88.1.
@@ -101,13 +115,7 @@ func TestCurlActive(t *testing.T) {
 			testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
 
 			assertCommands(t, s, tc.verb, "LIST", "RETR", "STOR")
-			assertControlTLS(t, s, "TLS 1.3")
-			if s.Log.Contains("TLS session not resumed") {
-				t.Error("the server refused an active curl data connection at TLS 1.3")
-			}
-			if s.Log.Contains("cmd=PASV") || s.Log.Contains("cmd=EPSV") {
-				t.Error("curl used passive mode")
-			}
+			assertActiveOnly(t, s, "curl", "TLS 1.3")
 		})
 	}
 }
@@ -116,12 +124,7 @@ func TestCurlActive(t *testing.T) {
 // control session on active data connections, at TLS 1.3 and 1.2.
 func TestLftpActive(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, priority, version string
-	}{
-		{"default", "", "TLS 1.3"},
-		{"TLS1.2", "NORMAL:-VERS-TLS1.3", "TLS 1.2"},
-	} {
+	for _, tc := range lftpVersions() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := activeServer(t)
@@ -140,13 +143,7 @@ func TestLftpActive(t *testing.T) {
 			testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
 
 			assertCommands(t, s, "PORT", "LIST", "RETR", "STOR")
-			assertControlTLS(t, s, tc.version)
-			if s.Log.Contains("TLS session not resumed") {
-				t.Error("the server refused an active lftp data connection")
-			}
-			if s.Log.Contains("cmd=PASV") || s.Log.Contains("cmd=EPSV") {
-				t.Error("lftp used passive mode")
-			}
+			assertActiveOnly(t, s, "lftp", tc.version)
 		})
 	}
 }

@@ -418,9 +418,7 @@ func TestSTOUNamesAreNeverShared(t *testing.T) {
 	// ABOR before the data connection: the announced file goes away.
 	a.Pasv()
 	msg := a.Cmd(150, "STOU gone.txt")
-	a.Send("ABOR")
-	a.Expect(426)
-	a.Expect(226)
+	a.Abort()
 	if !strings.Contains(msg, "gone.txt") {
 		t.Errorf("150 %q", msg)
 	}
@@ -464,9 +462,7 @@ func TestOverwriteWithDirectorySwappedForSymlink(t *testing.T) {
 				// The upload lands in the directory it was started in.
 				testutil.AssertContent(t, filepath.Join(home, "moved", "doc.bin"), newData)
 			} else {
-				c.Send("ABOR")
-				c.Expect(426)
-				c.Expect(226)
+				c.Abort()
 				testutil.AssertContent(t, filepath.Join(home, "moved", "doc.bin"), old)
 			}
 			filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {

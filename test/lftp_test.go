@@ -66,17 +66,21 @@ func (c *lftpClient) ok(cmds ...string) string {
 	return out
 }
 
+// lftpVersions are the GnuTLS priorities that make lftp speak TLS 1.3
+// (its default) and TLS 1.2, with the version the server then logs.
+func lftpVersions() []struct{ name, priority, version string } {
+	return []struct{ name, priority, version string }{
+		{"default", "", "TLS 1.3"},
+		{"TLS1.2", "NORMAL:-VERS-TLS1.3", "TLS 1.2"},
+	}
+}
+
 // TestLftp: lftp resumes the control session on every data connection
 // (GnuTLS, like FileZilla), so the default "required" mode serves it at
 // TLS 1.3 and at TLS 1.2.
 func TestLftp(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, priority, version string
-	}{
-		{"default", "", "TLS 1.3"},
-		{"TLS1.2", "NORMAL:-VERS-TLS1.3", "TLS 1.2"},
-	} {
+	for _, tc := range lftpVersions() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := ftpstest.NewServer(t, ftpstest.Options{})

@@ -849,9 +849,7 @@ func TestServiceXferlog(t *testing.T) {
 			t.Fatalf("the server did not store the %d bytes sent within 10s", sent)
 		}
 	}
-	conn.Send("ABOR")
-	conn.Expect(426)
-	conn.Expect(226)
+	conn.Abort()
 	conn.Cmd(221, "QUIT")
 
 	// Each line is written before the transfer's final reply: all there.

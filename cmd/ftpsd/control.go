@@ -229,22 +229,8 @@ func startControl(stateDir string, api *controlAPI, log *slog.Logger) (*controlS
 		}
 		log.Info("replaced a stale control socket", "path", path)
 	}
-	// Bind under a temporary name, restrict it, then rename: the socket is
-	// never reachable under its name with a wider mode.
-	tmp := filepath.Join(stateDir, fmt.Sprintf(".%s.%d", controlSocketName, os.Getpid()))
-	os.Remove(tmp)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, err
-	}
-	ln.SetUnlinkOnClose(false) // the name changes: Close removes path itself
-	err = os.Chmod(tmp, 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		ln.Close()
-		os.Remove(tmp)
 		return nil, err
 	}
 	c := &controlServer{path: path, done: make(chan struct{}), http: &http.Server{
@@ -261,6 +247,36 @@ func startControl(stateDir string, api *controlAPI, log *slog.Logger) (*controlS
 		}
 	}()
 	return c, nil
+}
+
+// listenPrivate listens on a Unix socket at path with mode 0600. The
+// socket is bound with the umask's mode, so it is bound in a new directory
+// of mode 0700 beside path, restricted, and only then renamed to path:
+// nobody else can connect to it in between, whatever the umask and the
+// mode of path's directory (a connection made in that moment would be
+// served after the chmod).
+func listenPrivate(path string) (*net.UnixListener, error) {
+	// Short names: a socket's path has at most 107 bytes.
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".s")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ln.SetUnlinkOnClose(false) // the name changes: controlServer.Close removes path
+	err = os.Chmod(tmp, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // Close stops serving, waiting a moment for requests in progress, and

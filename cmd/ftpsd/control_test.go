@@ -148,3 +148,35 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("GET /bans on the new socket: %v", err)
 	}
 }
+
+// TestListenPrivate: the control socket is bound in a private directory
+// and moved into place with mode 0600, even in a directory everyone may
+// enter (a socket bound there directly would be reachable under the
+// umask's mode until its chmod), and nothing else is left behind.
+func TestListenPrivate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, controlSocketName)
+	ln, err := listenPrivate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v, %v; want mode 0600", fi, err)
+	}
+	testutil.AssertDirHolds(t, dir, controlSocketName)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the socket under its final name: %v", err)
+	}
+	c.Close()
+}

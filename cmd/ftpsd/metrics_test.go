@@ -170,19 +170,16 @@ func TestHealthListenerDown(t *testing.T) {
 // while it serves, /metrics carries the ftpsd families, and both stop
 // with the server.
 func TestRunServeMetrics(t *testing.T) {
-	path := exampleInTemp(t,
-		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
-		`format = "text"`, `format = "json"`,
-		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
+	path := exampleInTemp(t, inProcess(
 		"lists the metrics.\nlisten = \"\"", "lists the metrics.\nlisten = \"127.0.0.1:0\"",
-	)
+	)...)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stderr testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 	var addr string
-	testutil.WaitFor(t, 20*time.Second, "metrics listening", func() bool {
+	waitFor(t, 20*time.Second, `a "metrics listening" log line`, &stderr, done, func() bool {
 		if rec := logLine(stderr.String(), "metrics listening"); rec != nil {
 			addr, _ = rec["addr"].(string)
 		}
@@ -220,14 +217,7 @@ func TestRunServeMetrics(t *testing.T) {
 		}
 	}
 	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("serve exit code = %d\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("serve did not stop:\n%s", stderr.String())
-	}
+	waitServeExit(t, done, &stderr)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/healthz", nil)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()

@@ -66,6 +66,40 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return exitUsage
 }
 
+// runGroup runs a command made of subcommands ("ftpsd user", "ftpsd ban"):
+// its -h text is intro followed by the subcommands' summaries, and args[0]
+// picks the subcommand, which gets the rest of args.
+func runGroup(ctx context.Context, name, synopsis, intro, example string, cmds []command,
+	args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var desc strings.Builder
+	desc.WriteString(intro)
+	desc.WriteString("\n\nCommands:\n")
+	for _, c := range cmds {
+		fmt.Fprintf(&desc, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&desc, "\nRun \"ftpsd %s <command> -h\" for its flags.", name)
+	fs := newFlagSet(name, synopsis, desc.String(), example, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(stderr, "ftpsd %s: missing command\n", name)
+		fs.Usage()
+		return exitUsage
+	}
+	for _, c := range cmds {
+		if c.name == fs.Arg(0) {
+			return c.run(ctx, fs.Args()[1:], stdin, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "ftpsd %s: unknown command %q\n", name, fs.Arg(0))
+	fs.Usage()
+	return exitUsage
+}
+
 // usage writes the top-level help.
 func usage(w io.Writer) {
 	var b strings.Builder

@@ -370,12 +370,34 @@ func logLine(log, msg string) map[string]any {
 	return nil
 }
 
-func TestRunServe(t *testing.T) {
-	path := exampleInTemp(t,
+// waitServeExit waits for a serve whose context was cancelled to end (its
+// exit code on done), and fails the test unless it ends with exit code 0
+// within 15 s.
+func waitServeExit(t *testing.T, done <-chan int, stderr *testutil.LogBuffer) {
+	t.Helper()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exit code = %d, want 0\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("serve did not stop after cancel:\n%s", stderr.String())
+	}
+}
+
+// inProcess returns the edits of the example configuration (old, new
+// pairs for exampleInTemp) that let serve run in a test, then more: an
+// ephemeral port, JSON logs to read back, a short shutdown.
+func inProcess(more ...string) []string {
+	return append([]string{
 		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
 		`format = "text"`, `format = "json"`,
 		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
-	)
+	}, more...)
+}
+
+func TestRunServe(t *testing.T) {
+	path := exampleInTemp(t, inProcess()...)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stdout, stderr testutil.LogBuffer
@@ -383,22 +405,14 @@ func TestRunServe(t *testing.T) {
 	go func() { done <- serveCommand(ctx, []string{"-config", path}, &stderr, unprivileged) }()
 
 	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited with %d before listening:\n%s", code, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
+	waitFor(t, 20*time.Second, `a "listening" log line`, &stderr, done, func() bool {
 		if rec := logLine(stderr.String(), "listening"); rec != nil {
-			addr, _ = rec["addr"].(string)
-			if addr == "" {
+			if addr, _ = rec["addr"].(string); addr == "" {
 				t.Fatalf("listening record has no addr: %v", rec)
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no \"listening\" log line:\n%s", stderr.String())
-		}
-	}
+		return addr != ""
+	})
 
 	conn := ftpstest.Dial(t, addr)
 	defer conn.Close()
@@ -409,14 +423,7 @@ func TestRunServe(t *testing.T) {
 	if code, msg, err := conn.TryRead(); err != nil || code != 421 {
 		t.Errorf("after shutdown the idle session got %d %q, %v; want 421", code, msg, err)
 	}
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("serve exit code = %d, want 0\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("serve did not stop after cancel:\n%s", stderr.String())
-	}
+	waitServeExit(t, done, &stderr)
 	if logLine(stderr.String(), "stopped") == nil {
 		t.Errorf("no \"stopped\" log line:\n%s", stderr.String())
 	}

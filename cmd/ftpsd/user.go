@@ -38,49 +38,37 @@ func userCommands() []command {
 
 // runUser implements "ftpsd user": it picks the subcommand.
 func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var desc strings.Builder
-	desc.WriteString(`Manage the users of the file named by [auth] users_file, like Pure-FTPd's
+	return runGroup(ctx, "user", "<command> [NAME] -config FILE [flags]",
+		`Manage the users of the file named by [auth] users_file, like Pure-FTPd's
 pure-pw. Every command takes -config FILE, the main configuration file. A
 change is checked as serve checks the configuration, then written at once
 (a temporary file renamed over the old one, which keeps its mode and owner;
 a new file is created 0640), and the running server is told to reload, which
 closes the sessions of deleted and disabled users. The users of the main
-file's [[users]] are listed, but edited by hand.
-
-Commands:
-`)
-	for _, c := range userCommands() {
-		fmt.Fprintf(&desc, "  %-8s %s\n", c.name, c.summary)
-	}
-	desc.WriteString("\nRun \"ftpsd user <command> -h\" for its flags.")
-	fs := newFlagSet("user", "<command> [NAME] -config FILE [flags]", desc.String(),
+file's [[users]] are listed, but edited by hand.`,
 		`  ftpsd user add alice -home /srv/ftp/alice -perm all -config /etc/ftpsd/config.toml
-  ftpsd user list -config /etc/ftpsd/config.toml`, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "ftpsd user: missing command")
-		fs.Usage()
-		return exitUsage
-	}
-	for _, c := range userCommands() {
-		if c.name == fs.Arg(0) {
-			return c.run(ctx, fs.Args()[1:], stdin, stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "ftpsd user: unknown command %q\n", fs.Arg(0))
-	fs.Usage()
-	return exitUsage
+  ftpsd user list -config /etc/ftpsd/config.toml`, userCommands(), args, stdin, stdout, stderr)
 }
 
 // parseNameFlags parses "NAME [flags]" or "[flags] NAME" and requires
 // -config (the flag behind config). ok is false when the command must stop,
 // with code as its exit code (0 after -h).
 func parseNameFlags(fs *flag.FlagSet, args []string, config *string) (name string, code int, ok bool) {
+	return parseOperandFlags(fs, args, config, "NAME", func(name string) error {
+		if name == "" || strings.ContainsFunc(name, unicode.IsControl) {
+			return fmt.Errorf("NAME %q: empty or with a control character", name)
+		}
+		return nil
+	})
+}
+
+// parseOperandFlags parses a command line of one operand and flags, in
+// either order ("NAME -config FILE", "-config FILE NAME"): it requires the
+// operand (called what in messages), checks it with check (whose error is
+// the message, operand named), then requires
+// -config (the flag behind config). ok is false when the command must
+// stop, with code as its exit code (0 after -h).
+func parseOperandFlags(fs *flag.FlagSet, args []string, config *string, what string, check func(string) error) (operand string, code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return "", exitOK, false
@@ -88,22 +76,22 @@ func parseNameFlags(fs *flag.FlagSet, args []string, config *string) (name strin
 		return "", exitUsage, false
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(fs.Output(), "%s: missing NAME\n", fs.Name())
+		fmt.Fprintf(fs.Output(), "%s: missing %s\n", fs.Name(), what)
 		fs.Usage()
 		return "", exitUsage, false
 	}
-	name = fs.Arg(0)
+	operand = fs.Arg(0)
 	if code, ok := parseFlags(fs, fs.Args()[1:]); !ok {
 		return "", code, false
 	}
-	if name == "" || strings.ContainsFunc(name, unicode.IsControl) {
-		fmt.Fprintf(fs.Output(), "%s: NAME %q: empty or with a control character\n", fs.Name(), name)
+	if err := check(operand); err != nil {
+		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
 		return "", exitUsage, false
 	}
 	if code, ok := requireConfig(fs, *config); !ok {
 		return "", code, false
 	}
-	return name, exitOK, true
+	return operand, exitOK, true
 }
 
 // userFlagSet is newFlagSet for "ftpsd user <name>", with -config.

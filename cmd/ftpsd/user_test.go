@@ -434,13 +434,10 @@ func TestUserFileOwnership(t *testing.T) {
 // run in parallel with other tests, since the SIGHUP goes to the whole
 // test process.
 func TestUserAgainstServer(t *testing.T) {
-	config := userConfig(t,
-		`listen = "127.0.0.1:2121"`, `listen = "127.0.0.1:0"`,
-		`format = "text"`, `format = "json"`,
-		`shutdown_timeout = "30s"`, `shutdown_timeout = "5s"`,
+	config := userConfig(t, inProcess(
 		`failure_delay = "1s"`, `failure_delay = "100ms"`,
 		`max_failures = 5`, `max_failures = 50`, // the refused logins below must not ban 127.0.0.1
-	)
+	)...)
 	dir := filepath.Dir(config)
 	user := func(stdin string, args ...string) result {
 		t.Helper()

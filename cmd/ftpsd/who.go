@@ -32,21 +32,9 @@ control socket, server.state_dir/ftpsd.sock (mode 0600: run this as the
 server's user or root). -json prints the server's answer for scripts.`,
 		`  ftpsd who -config /etc/ftpsd/config.toml
   ftpsd who -json -config /etc/ftpsd/config.toml`, stderr)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	path, code, ok := parseConfigFlags(fs, args)
-	if !ok {
-		return code
-	}
-	sock, err := controlSocketOf(path)
-	if err != nil {
-		return fail(stderr, err)
-	}
 	var doc sessionsDoc
-	if err := controlCall(ctx, sock, http.MethodGet, "/sessions", &doc); err != nil {
-		return fail(stderr, err)
-	}
-	if *asJSON {
-		return printJSON(stdout, stderr, doc)
+	if code, done := queryControl(ctx, fs, args, "/sessions", &doc, stdout, stderr); done {
+		return code
 	}
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
@@ -87,41 +75,14 @@ func banCommands() []command {
 
 // runBan implements "ftpsd ban": it picks the subcommand.
 func runBan(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var desc strings.Builder
-	desc.WriteString(`List and lift the login bans of the running server (see [auth]
+	return runGroup(ctx, "ban", "<command> [ADDR] -config FILE [flags]",
+		`List and lift the login bans of the running server (see [auth]
 max_failures). The server answers on its control socket,
 server.state_dir/ftpsd.sock (mode 0600: run this as the server's user or
 root). A lifted ban is saved at once (server.state_dir/bans.json).
-Networks in [auth] never_ban are never banned.
-
-Commands:
-`)
-	for _, c := range banCommands() {
-		fmt.Fprintf(&desc, "  %-8s %s\n", c.name, c.summary)
-	}
-	desc.WriteString("\nRun \"ftpsd ban <command> -h\" for its flags.")
-	fs := newFlagSet("ban", "<command> [ADDR] -config FILE [flags]", desc.String(),
+Networks in [auth] never_ban are never banned.`,
 		`  ftpsd ban list -config /etc/ftpsd/config.toml
-  ftpsd ban remove 192.0.2.7 -config /etc/ftpsd/config.toml`, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "ftpsd ban: missing command")
-		fs.Usage()
-		return exitUsage
-	}
-	for _, c := range banCommands() {
-		if c.name == fs.Arg(0) {
-			return c.run(ctx, fs.Args()[1:], stdin, stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "ftpsd ban: unknown command %q\n", fs.Arg(0))
-	fs.Usage()
-	return exitUsage
+  ftpsd ban remove 192.0.2.7 -config /etc/ftpsd/config.toml`, banCommands(), args, stdin, stdout, stderr)
 }
 
 // runBanList implements "ftpsd ban list".
@@ -131,21 +92,9 @@ func runBanList(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 their ban, and those whose failed logins are counting toward one. A client
 is an IPv4 address or an IPv6 /64.`,
 		`  ftpsd ban list -config /etc/ftpsd/config.toml`, stderr)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	path, code, ok := parseConfigFlags(fs, args)
-	if !ok {
-		return code
-	}
-	sock, err := controlSocketOf(path)
-	if err != nil {
-		return fail(stderr, err)
-	}
 	var doc bansDoc
-	if err := controlCall(ctx, sock, http.MethodGet, "/bans", &doc); err != nil {
-		return fail(stderr, err)
-	}
-	if *asJSON {
-		return printJSON(stdout, stderr, doc)
+	if code, done := queryControl(ctx, fs, args, "/bans", &doc, stdout, stderr); done {
+		return code
 	}
 	if len(doc.Bans) == 0 {
 		fmt.Fprintln(stdout, "no bans, no failed logins counting")
@@ -174,28 +123,14 @@ address lifts its /64) or a client as "ftpsd ban list" shows it.`,
 		`  ftpsd ban remove 192.0.2.7 -config /etc/ftpsd/config.toml
   ftpsd ban remove 2001:db8:1:2::/64 -config /etc/ftpsd/config.toml`, stderr)
 	config := configFlag(fs)
-	// "ADDR -config FILE" or "-config FILE ADDR".
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+	addr, code, ok := parseOperandFlags(fs, args, config, "ADDR", func(s string) error {
+		if _, err := parseClient(s); err != nil {
+			return fmt.Errorf("ADDR: %w", err)
 		}
-		return exitUsage
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintf(fs.Output(), "%s: missing ADDR\n", fs.Name())
-		fs.Usage()
-		return exitUsage
-	}
-	addr := fs.Arg(0)
-	if code, ok := parseFlags(fs, fs.Args()[1:]); !ok {
+		return nil
+	})
+	if !ok {
 		return code
-	}
-	if code, ok := requireConfig(fs, *config); !ok {
-		return code
-	}
-	if _, err := parseClient(addr); err != nil {
-		fmt.Fprintf(fs.Output(), "%s: ADDR: %v\n", fs.Name(), err)
-		return exitUsage
 	}
 	sock, err := controlSocketOf(*config)
 	if err != nil {
@@ -207,6 +142,30 @@ address lifts its /64) or a client as "ftpsd ban list" shows it.`,
 	}
 	fmt.Fprintf(stdout, "lifted: %s can log in again\n", strings.TrimSuffix(doc.Client, "/32"))
 	return exitOK
+}
+
+// queryControl is the start of a subcommand that shows the running
+// server's state: it parses "[-json] -config FILE", asks the control socket
+// for path and decodes the answer into doc. done is true when the command
+// is over, with code its exit code: a usage error, a failure, or -json (the
+// answer is printed as JSON); else the caller prints doc for people.
+func queryControl(ctx context.Context, fs *flag.FlagSet, args []string, path string, doc any, stdout, stderr io.Writer) (code int, done bool) {
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	config, code, ok := parseConfigFlags(fs, args)
+	if !ok {
+		return code, true
+	}
+	sock, err := controlSocketOf(config)
+	if err != nil {
+		return fail(stderr, err), true
+	}
+	if err := controlCall(ctx, sock, http.MethodGet, path, doc); err != nil {
+		return fail(stderr, err), true
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, doc), true
+	}
+	return exitOK, false
 }
 
 // controlSocketOf finds the control socket of the server that runs with

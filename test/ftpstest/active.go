@@ -3,7 +3,6 @@ package ftpstest
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -118,17 +117,5 @@ func (c *Conn) XferActive(mode, line string, send []byte) []byte {
 	if !dc.(*tls.Conn).ConnectionState().DidResume {
 		t.Errorf("%s: the active data connection did not resume the control TLS session", line)
 	}
-	var got []byte
-	if send != nil {
-		if _, err := dc.Write(send); err != nil {
-			t.Fatalf("%s: write data: %v", line, err)
-		}
-	} else if got, err = io.ReadAll(dc); err != nil {
-		t.Fatalf("%s: read data: %v", line, err)
-	}
-	if err := dc.Close(); err != nil {
-		t.Fatalf("%s: close data: %v", line, err)
-	}
-	c.Expect(226)
-	return got
+	return c.finishXfer(dc, line, send)
 }

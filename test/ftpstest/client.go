@@ -142,6 +142,15 @@ func (c *Conn) Cmd(want int, line string) string {
 	return c.Expect(want)
 }
 
+// Abort sends ABOR while a transfer runs and expects its two replies: 426
+// for the transfer, then 226 for the ABOR.
+func (c *Conn) Abort() {
+	c.t.Helper()
+	c.Send("ABOR")
+	c.Expect(426)
+	c.Expect(226)
+}
+
 // AuthTLS runs AUTH TLS and the handshake with cfg.
 func (c *Conn) AuthTLS(cfg *tls.Config) {
 	c.t.Helper()

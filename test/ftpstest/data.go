@@ -82,7 +82,16 @@ func (c *Conn) XferWith(cfg *tls.Config, line string, send []byte) []byte {
 	if tc, ok := dc.(*tls.Conn); ok && !cfg.SessionTicketsDisabled && !tc.ConnectionState().DidResume {
 		t.Errorf("%s: data connection did not resume the control TLS session", line)
 	}
+	return c.finishXfer(dc, line, send)
+}
+
+// finishXfer moves the data of line on the open data connection dc (sends
+// send, or reads everything when send is nil), closes it and expects 226.
+func (c *Conn) finishXfer(dc net.Conn, line string, send []byte) []byte {
+	t := c.t
+	t.Helper()
 	var got []byte
+	var err error
 	if send != nil {
 		if _, err := dc.Write(send); err != nil {
 			t.Fatalf("%s: write data: %v", line, err)
