@@ -246,6 +246,10 @@ func TestPrometheusScrapesServe(t *testing.T) {
 		{`ftpsd_passive_ports_in_use`, 0},
 		{`ftpsd_data_connections_refused_total{reason="not_resumed"}`, 0},
 		{`ftpsd_bans_active`, 0},
+		// The good login and the wrong password hashed; the unknown user
+		// is never looked up.
+		{`ftpsd_login_cache_misses_total`, 2},
+		{`ftpsd_login_cache_hits_total`, 0},
 		{`ftpsd_acme_results_total{operation="obtain",result="ok"}`, 0},
 		// The self-signed certificate is valid for a year or more.
 		{`ftpsd_certificate_expiry_timestamp_seconds{name="localhost"} - time() > bool 300 * 86400`, 1},
