@@ -17,7 +17,7 @@ import (
 // 64 MiB; FileZilla logs in again on every transfer connection).
 //
 // What it keeps, per user name: the HMAC-SHA256, under a random secret
-// made when the cache is (per process and per reload, never stored), of
+// made with the cache (at start and at each reload; never stored), of
 // the name, the password and the user's encoded hash, and when the entry
 // expires. Never the password, and nothing that verifies a password
 // without the secret. Only a successful full verification adds an entry;
@@ -33,10 +33,12 @@ import (
 // out of the cache by Store.Authenticate: a banned address is refused
 // before the lookup (and a ban that starts meanwhile answers ErrBlocked
 // failure_delay after the call, as a ban found at the start does); a
-// disabled or removed user is not in the set, so there is nothing to look
-// up; a login from outside the user's allowed_networks skips the cache
+// disabled or removed user is unknown to the set, and the set's cache,
+// new with it, only ever holds entries of its own users; a login from outside the user's allowed_networks never uses a hit
 // and pays the full hash, so its refusal takes as long as a wrong
-// password's and cannot confirm the password. The cost: whoever can read
+// password's and cannot confirm the password. Every login, whoever it
+// names, computes the MAC and looks it up before its hash, so that this
+// step takes the same time for all of them. The cost: whoever can read
 // the process's memory could test guesses against a cached MAC at
 // SHA-256 speed rather than argon2id's; such a reader already sees
 // passwords arrive in the TLS buffers, and entries expire after ttl.

@@ -285,16 +285,19 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	}
 	// The login cache only answers for a known user logging in from an
 	// allowed network: a right password that must be refused pays the
-	// full hash like a wrong one (see loginCache).
+	// full hash like a wrong one (see loginCache). Every login computes
+	// the MAC and looks it up, so that the work before the hash is the
+	// same whoever logs in.
 	var (
 		ok, cacheable bool
 		mac           [32]byte
 		started       time.Time
 	)
-	if set.cache != nil && known && u.user.Limits.Allows(ip) {
-		cacheable = true
+	if set.cache != nil {
 		mac = set.cache.sum(name, password, h.encoded)
-		ok = set.cache.hit(name, mac, s.now())
+		hit := set.cache.hit(name, mac, s.now())
+		cacheable = known && u.user.Limits.Allows(ip)
+		ok = hit && cacheable
 	}
 	if ok {
 		s.cacheHits.Add(1)
