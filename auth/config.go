@@ -15,6 +15,19 @@ const (
 	defaultBanDuration   = 15 * time.Minute
 	defaultFailureDelay  = time.Second
 	defaultHashMemoryMiB = 256
+
+	// defaultLoginCacheTTL covers a client's burst of logins (FileZilla
+	// logs in again for each of its transfer connections, an rclone or
+	// lftp job reconnects as it goes) while making every password pass the
+	// full hash again at least every few minutes.
+	defaultLoginCacheTTL = 5 * time.Minute
+	// maxLoginCacheTTL keeps the cache short-lived whatever the file says.
+	maxLoginCacheTTL = time.Hour
+	// defaultLoginCacheSize is the number of users whose last successful
+	// login is remembered (about 150 bytes each).
+	defaultLoginCacheSize = 4096
+	// maxLoginCacheSize bounds it (some 150 MB).
+	maxLoginCacheSize = 1_000_000
 )
 
 // Config is the [auth] section: the login throttle and the bounds of
@@ -46,6 +59,14 @@ type Config struct {
 	// more logins be verified at once on a machine with many CPUs. Default
 	// 256.
 	MaxHashMemoryMiB int `toml:"max_hash_memory_mib"`
+	// LoginCacheTTL is how long a successful password verification is
+	// remembered, so that the same user logging in again with the same
+	// password within that time skips the hash (see loginCache). Unset:
+	// 5m; 0 turns the cache off; at most 1h.
+	LoginCacheTTL *time.Duration `toml:"login_cache_ttl"`
+	// LoginCacheSize is the most users the cache remembers at once; the
+	// oldest entry goes first. Default 4096.
+	LoginCacheSize int `toml:"login_cache_size"`
 	// NeverBan lists networks (CIDR, or single addresses) whose failed
 	// logins are never counted and that are never banned: a monitoring
 	// probe, an office network. Their failures are still logged. Loopback
@@ -90,12 +111,35 @@ func (c *Config) Validate() error {
 			*d.v = d.def
 		}
 	}
+	switch ttl := c.LoginCacheTTL; {
+	case ttl == nil:
+		d := defaultLoginCacheTTL
+		c.LoginCacheTTL = &d
+	case *ttl < 0:
+		errs = append(errs, fmt.Errorf("auth.login_cache_ttl: %v: must not be negative (0: no cache)", *ttl))
+	case *ttl > maxLoginCacheTTL:
+		errs = append(errs, fmt.Errorf("auth.login_cache_ttl: %v: at most %v", *ttl, maxLoginCacheTTL))
+	}
+	switch {
+	case c.LoginCacheSize < 0 || c.LoginCacheSize > maxLoginCacheSize:
+		errs = append(errs, fmt.Errorf("auth.login_cache_size: %d: want 1..%d (login_cache_ttl = \"0s\" turns the cache off)", c.LoginCacheSize, maxLoginCacheSize))
+	case c.LoginCacheSize == 0:
+		c.LoginCacheSize = defaultLoginCacheSize
+	}
 	for i, n := range c.NeverBan {
 		if _, err := parseNetwork(n); err != nil {
 			errs = append(errs, fmt.Errorf("auth.never_ban[%d]: %v", i, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loginCacheTTL is the validated login_cache_ttl (0: no cache).
+func (c *Config) loginCacheTTL() time.Duration {
+	if c.LoginCacheTTL == nil {
+		return defaultLoginCacheTTL
+	}
+	return *c.LoginCacheTTL
 }
 
 // neverBan returns the validated never_ban networks.

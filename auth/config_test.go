@@ -11,7 +11,9 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	defaults := Config{MaxFailures: 5, FailureWindow: 5 * time.Minute, BanDuration: 15 * time.Minute, FailureDelay: time.Second, MaxHashMemoryMiB: 256}
+	dur := func(d time.Duration) *time.Duration { return &d }
+	defaults := Config{MaxFailures: 5, FailureWindow: 5 * time.Minute, BanDuration: 15 * time.Minute, FailureDelay: time.Second, MaxHashMemoryMiB: 256,
+		LoginCacheTTL: dur(5 * time.Minute), LoginCacheSize: 4096}
 	for _, tc := range []struct {
 		name    string
 		in      Config
@@ -21,9 +23,17 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero takes defaults", in: Config{}, want: defaults},
 		{
 			name: "explicit values kept",
-			in:   Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1},
-			want: Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1},
+			in:   Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1, LoginCacheTTL: dur(time.Minute), LoginCacheSize: 10},
+			want: Config{MaxFailures: 3, FailureWindow: time.Minute, BanDuration: time.Hour, FailureDelay: time.Millisecond, MaxHashMemoryMiB: 1, LoginCacheTTL: dur(time.Minute), LoginCacheSize: 10},
 		},
+		{
+			name: "login_cache_ttl 0 turns the cache off",
+			in:   Config{LoginCacheTTL: dur(0)},
+			want: func() Config { c := defaults; c.LoginCacheTTL = dur(0); return c }(),
+		},
+		{name: "negative login_cache_ttl", in: Config{LoginCacheTTL: dur(-time.Second)}, wantErr: []string{"auth.login_cache_ttl: -1s: must not be negative (0: no cache)"}},
+		{name: "login_cache_ttl too long", in: Config{LoginCacheTTL: dur(2 * time.Hour)}, wantErr: []string{"auth.login_cache_ttl: 2h0m0s: at most 1h0m0s"}},
+		{name: "negative login_cache_size", in: Config{LoginCacheSize: -1}, wantErr: []string{"auth.login_cache_size: -1: want 1..1000000"}},
 		{name: "negative max_failures", in: Config{MaxFailures: -1}, wantErr: []string{"auth.max_failures: must be >= 1"}},
 		{name: "negative failure_window", in: Config{FailureWindow: -time.Second}, wantErr: []string{"auth.failure_window: -1s: must not be negative"}},
 		{name: "negative ban_duration", in: Config{BanDuration: -time.Minute}, wantErr: []string{"auth.ban_duration: -1m0s: must not be negative"}},
@@ -31,8 +41,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative max_hash_memory_mib", in: Config{MaxHashMemoryMiB: -1}, wantErr: []string{"auth.max_hash_memory_mib: must be >= 1"}},
 		{
 			name:    "all reported",
-			in:      Config{MaxFailures: -5, FailureWindow: -1, BanDuration: -1, FailureDelay: -1, MaxHashMemoryMiB: -1},
-			wantErr: []string{"auth.max_failures", "auth.failure_window", "auth.ban_duration", "auth.failure_delay", "auth.max_hash_memory_mib"},
+			in:      Config{MaxFailures: -5, FailureWindow: -1, BanDuration: -1, FailureDelay: -1, MaxHashMemoryMiB: -1, LoginCacheTTL: dur(-1), LoginCacheSize: -1},
+			wantErr: []string{"auth.max_failures", "auth.failure_window", "auth.ban_duration", "auth.failure_delay", "auth.max_hash_memory_mib", "auth.login_cache_ttl", "auth.login_cache_size"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

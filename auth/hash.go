@@ -94,6 +94,10 @@ type passwordHash struct {
 	// bcrypt: the whole encoded hash and its cost
 	bcrypt []byte
 	cost   int
+
+	// encoded is the hash as configured ("" for a dummy): the login cache
+	// binds its entries to it, so that a changed hash misses.
+	encoded string
 }
 
 // HashPassword hashes password with argon2id (m=65536 KiB, t=3, p=2, a random
@@ -147,15 +151,23 @@ func parseHash(encoded string) (*passwordHash, error) {
 			return nil, errors.New("contains a space, control or non-ASCII character")
 		}
 	}
+	var h *passwordHash
+	var err error
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):
-		return parseArgon2id(encoded)
+		h, err = parseArgon2id(encoded)
 	case strings.HasPrefix(encoded, "$2a$"), strings.HasPrefix(encoded, "$2b$"), strings.HasPrefix(encoded, "$2y$"):
-		return parseBcrypt(encoded)
+		h, err = parseBcrypt(encoded)
 	case strings.HasPrefix(encoded, "$argon2i$"), strings.HasPrefix(encoded, "$argon2d$"):
 		return nil, errors.New("argon2i and argon2d are not supported (want argon2id)")
+	default:
+		return nil, errors.New("not an argon2id or bcrypt hash")
 	}
-	return nil, errors.New("not an argon2id or bcrypt hash")
+	if err != nil {
+		return nil, err
+	}
+	h.encoded = encoded
+	return h, nil
 }
 
 func parseArgon2id(encoded string) (*passwordHash, error) {

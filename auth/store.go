@@ -53,6 +53,9 @@ type Store struct {
 	now      func() time.Time // the throttle's clock (tests replace it)
 	waiting  atomic.Int32     // attempts waiting for a busy address (for tests)
 	saveMu   sync.Mutex       // orders SaveBans: the last file written holds the newest state
+
+	cacheHits, cacheMisses atomic.Uint64 // login cache lookups (LoginCacheStats)
+	hashed                 atomic.Uint64 // verifications computed (for tests)
 }
 
 // userSet is what a reload replaces: the users, the dummy hash that matches
@@ -62,6 +65,9 @@ type userSet struct {
 	dummy *passwordHash         // verified for unknown users
 	delay time.Duration
 	caps  ServerLimits // [limits] total_download_rate, total_upload_rate
+	// cache remembers successful logins verified against these users
+	// (nil: login_cache_ttl = 0). A reload's set starts with an empty one.
+	cache *loginCache
 }
 
 // New validates cfg (filling its defaults) and users, requires every home to
@@ -138,6 +144,9 @@ func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, err
 	if set.dummy, err = slowestHash(parsed).dummy(); err != nil {
 		return nil, fmt.Errorf("auth: making the dummy hash: %w", err)
 	}
+	if set.cache, err = newLoginCache(cfg.loginCacheTTL(), cfg.LoginCacheSize); err != nil {
+		return nil, fmt.Errorf("auth: making the login cache: %w", err)
+	}
 	return set, nil
 }
 
@@ -188,8 +197,9 @@ func (s *Store) PrepareReload(cfg Config, users []UserConfig) (*PendingReload, e
 	return &PendingReload{s: s, cfg: cfg, set: set}, nil
 }
 
-// Apply puts the prepared users and limits in force for the next login.
-// Logins being checked finish with the users they started with.
+// Apply puts the prepared users and limits in force for the next login,
+// with an empty login cache. Logins being checked finish with the users
+// they started with.
 func (p *PendingReload) Apply() {
 	p.s.throttle.setLimits(p.cfg)
 	p.s.set.Store(p.set)
@@ -233,6 +243,11 @@ func slowestHash(users []parsedUser) *passwordHash {
 // unknown users and bans take the same time as long as the slowest hash
 // takes less than failure_delay. Verifications share a memory budget
 // (max_hash_memory_mib); callers beyond it wait, honouring ctx.
+//
+// A right password that verified within login_cache_ttl for the same user
+// and hash succeeds without hashing again (see loginCache): bans,
+// allowed_networks and disabled users are judged as before; wrong
+// passwords never use the cache.
 func (s *Store) Authenticate(ctx context.Context, name, password string, ip netip.Addr) (*User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -268,10 +283,38 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	if known {
 		h = u.hash
 	}
-	ok, started, err := s.verify(ctx, h, password)
-	if err != nil {
-		s.throttle.cancel(key, res, s.now())
-		return nil, err
+	// The login cache only answers for a known user logging in from an
+	// allowed network: a right password that must be refused pays the
+	// full hash like a wrong one (see loginCache). Every login computes
+	// the MAC and looks it up, so that the work before the hash is the
+	// same whoever logs in.
+	var (
+		ok, cacheable bool
+		mac           [32]byte
+		started       time.Time
+	)
+	if set.cache != nil {
+		mac = set.cache.sum(name, password, h.encoded)
+		hit := set.cache.hit(name, mac, s.now())
+		cacheable = known && u.user.Limits.Allows(ip)
+		ok = hit && cacheable
+	}
+	if ok {
+		s.cacheHits.Add(1)
+		started = time.Now()
+	} else {
+		if cacheable {
+			s.cacheMisses.Add(1)
+		}
+		var err error
+		ok, started, err = s.verify(ctx, h, password)
+		if err != nil {
+			s.throttle.cancel(key, res, s.now())
+			return nil, err
+		}
+		if ok && cacheable {
+			set.cache.add(name, mac, s.now())
+		}
 	}
 	deadline := started.Add(set.delay)
 	// A right password from outside the user's networks is a failure like
@@ -296,6 +339,21 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	return nil, s.failAt(ctx, deadline, ErrInvalidCredentials)
 }
 
+// LoginCacheStats counts the lookups of the login cache.
+type LoginCacheStats struct {
+	Hits   uint64 // logins answered from the cache, without hashing
+	Misses uint64 // lookups that had to hash: first logins, expired entries, wrong passwords
+	// Entries are the users remembered now (expired ones not yet dropped
+	// included).
+	Entries int
+}
+
+// LoginCacheStats returns the login cache's counts since New (reloads
+// included) and its size now. Cheap: call it at scrape time.
+func (s *Store) LoginCacheStats() LoginCacheStats {
+	return LoginCacheStats{Hits: s.cacheHits.Load(), Misses: s.cacheMisses.Load(), Entries: s.set.Load().cache.len()}
+}
+
 // verify computes h against password once the hash limiter lets it, and
 // returns when it started computing: the time before, spent waiting for
 // other logins, does not depend on the user.
@@ -305,6 +363,7 @@ func (s *Store) verify(ctx context.Context, h *passwordHash, password string) (o
 		return false, time.Time{}, err
 	}
 	defer s.hashes.release(g)
+	s.hashed.Add(1)
 	started = time.Now()
 	return h.verify(password), started, nil
 }

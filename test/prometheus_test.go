@@ -222,6 +222,10 @@ func TestPrometheusScrapesServe(t *testing.T) {
 	if code, _ := s.tryLogin(t, "nobody", pass); code != 530 {
 		t.Errorf("unknown user: %d, want 530", code)
 	}
+	// A second login with the right password, as FileZilla's transfer
+	// connections do: the login cache answers it.
+	again := s.login(t, user, pass)
+	again.Cmd(221, "QUIT")
 
 	// Each query names what it must equal once Prometheus has scraped
 	// after the sessions above ended.
@@ -230,22 +234,26 @@ func TestPrometheusScrapesServe(t *testing.T) {
 		value float64
 	}{
 		{`up{job="ftpsd"}`, 1},
-		{`ftpsd_logins_total{result="ok"}`, 1},
+		{`ftpsd_logins_total{result="ok"}`, 2},
 		{`ftpsd_logins_total{result="bad_password"}`, 1},
 		{`ftpsd_logins_total{result="unknown_user"}`, 1},
 		{`ftpsd_logins_total{result="banned"}`, 0},
-		{`ftpsd_login_duration_seconds_count{result="ok"}`, 1},
+		{`ftpsd_login_duration_seconds_count{result="ok"}`, 2},
 		{`ftpsd_transfers_total{direction="upload",result="ok"}`, 1},
 		{`ftpsd_transfers_total{direction="download",result="ok"}`, 1},
 		{`ftpsd_transfer_duration_seconds_count{direction="download"}`, 1},
 		{`ftpsd_data_received_bytes_total`, float64(len(payload))},
 		{`ftpsd_data_sent_bytes_total`, float64(len(payload))},
-		{`ftpsd_sessions_total`, 3},
+		{`ftpsd_sessions_total`, 4},
 		{`ftpsd_sessions_open`, 0},
 		{`ftpsd_passive_ports`, 20},
 		{`ftpsd_passive_ports_in_use`, 0},
 		{`ftpsd_data_connections_refused_total{reason="not_resumed"}`, 0},
 		{`ftpsd_bans_active`, 0},
+		// The first good login and the wrong password hashed, the second
+		// good login did not; the unknown user is not counted.
+		{`ftpsd_login_cache_misses_total`, 2},
+		{`ftpsd_login_cache_hits_total`, 1},
 		{`ftpsd_acme_results_total{operation="obtain",result="ok"}`, 0},
 		// The self-signed certificate is valid for a year or more.
 		{`ftpsd_certificate_expiry_timestamp_seconds{name="localhost"} - time() > bool 300 * 86400`, 1},

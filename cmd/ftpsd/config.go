@@ -176,6 +176,9 @@ func isDurationField(t reflect.Type, k toml.Key) bool {
 		}
 		t = f.Type
 	}
+	for t.Kind() == reflect.Pointer { // an optional duration (auth.login_cache_ttl)
+		t = t.Elem()
+	}
 	return t == reflect.TypeFor[time.Duration]()
 }
 

@@ -99,6 +99,7 @@ type statsCollector struct {
 	tm    *tlsctl.Manager
 
 	ports, portsInUse, exhausted, refused, bans, expiry, acme *prometheus.Desc
+	cacheHits, cacheMisses                                    *prometheus.Desc
 }
 
 func newStatsCollector(pm *passive.Manager, store *auth.Store, tm *tlsctl.Manager) *statsCollector {
@@ -115,6 +116,10 @@ func newStatsCollector(pm *passive.Manager, store *auth.Store, tm *tlsctl.Manage
 			[]string{"reason"}, nil),
 		bans: prometheus.NewDesc("ftpsd_bans_active",
 			"Clients (IPv4 addresses, IPv6 /64s) banned from logging in now.", nil, nil),
+		cacheHits: prometheus.NewDesc("ftpsd_login_cache_hits_total",
+			"Logins whose password was recognised by the login cache (auth.login_cache_ttl), without hashing.", nil, nil),
+		cacheMisses: prometheus.NewDesc("ftpsd_login_cache_misses_total",
+			"Login cache lookups that had to hash the password: first logins, expired entries, wrong passwords.", nil, nil),
 		expiry: prometheus.NewDesc("ftpsd_certificate_expiry_timestamp_seconds",
 			"End of validity (NotAfter) of the certificate served for each name, as a Unix time.",
 			[]string{"name"}, nil),
@@ -125,7 +130,7 @@ func newStatsCollector(pm *passive.Manager, store *auth.Store, tm *tlsctl.Manage
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.ports, c.portsInUse, c.exhausted, c.refused, c.bans, c.expiry, c.acme} {
+	for _, d := range []*prometheus.Desc{c.ports, c.portsInUse, c.exhausted, c.refused, c.bans, c.expiry, c.acme, c.cacheHits, c.cacheMisses} {
 		ch <- d
 	}
 }
@@ -139,6 +144,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(ps.Refused[r]), r.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.bans, prometheus.GaugeValue, float64(c.store.ActiveBans()))
+	lc := c.store.LoginCacheStats()
+	ch <- prometheus.MustNewConstMetric(c.cacheHits, prometheus.CounterValue, float64(lc.Hits))
+	ch <- prometheus.MustNewConstMetric(c.cacheMisses, prometheus.CounterValue, float64(lc.Misses))
 	for name, notAfter := range c.tm.Expiries() {
 		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(notAfter.Unix()), name)
 	}

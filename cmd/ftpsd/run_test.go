@@ -74,6 +74,10 @@ func TestConfigMistakesRefusedAlike(t *testing.T) {
 	}{
 		{"duration without unit", []string{`login_timeout = "1m"`, `login_timeout = 60`, `data_timeout = "1m"`, `data_timeout = 30`},
 			nil, []string{"{line of login_timeout = 60}: server.login_timeout: a duration needs a unit: use a string such as \"60s\"", "server.data_timeout: a duration needs a unit"}},
+		{"optional duration without unit", []string{`login_cache_ttl = "5m"`, `login_cache_ttl = 300`}, nil,
+			[]string{"{line of login_cache_ttl = 300}: auth.login_cache_ttl: a duration needs a unit"}},
+		{"login cache too long", []string{`login_cache_ttl = "5m"`, `login_cache_ttl = "24h"`}, nil,
+			[]string{"auth.login_cache_ttl: 24h0m0s: at most 1h0m0s"}},
 		{"duration with a bad unit", []string{`idle_timeout = "5m"`, `idle_timeout = "5 minutes"`}, nil, []string{"server.idle_timeout"}},
 		{"unknown key", []string{`banner =`, `baner =`}, nil, []string{`unknown key "server.baner"`}},
 		{"home is a file", nil, func(t *testing.T, dir string) {
