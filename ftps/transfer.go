@@ -248,7 +248,7 @@ func execute(x *transfer) reply {
 	// ABOR or shutdown: make any blocked read or write return at once.
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
+	r := x.run(x, &dataConn{Conn: dc, w: passive.Gather(dc), ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
 	if x.ctx.Err() != nil && r.code < 300 {
 		r = reply{426, "Transfer aborted."}
 	}
@@ -298,6 +298,7 @@ func (s *session) waitTransfer() {
 // once when the transfer is aborted, and counts bytes.
 type dataConn struct {
 	net.Conn
+	w       io.Writer // writes to Conn: passive.Gather's, one system call per Write
 	ctx     context.Context
 	timeout time.Duration
 	n       *atomic.Int64
@@ -329,15 +330,21 @@ func (c *dataConn) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := c.Conn.Write(p)
+	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
 	c.metrics.addSent(n)
 	return n, err
 }
 
-// copyBufs recycles transfer buffers: 128 KiB moves eight full TLS records
-// per system call.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+// copyBufs recycles transfer buffers. A 128 KiB Write to a TLS data
+// connection is eight 16 KiB records, which dataConn sends in one write
+// system call (passive.Gather); crypto/tls alone would make one per record.
+// Uploads read about one record per call from crypto/tls, whose socket
+// reads passive batches (128 KiB at a time).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyBufSize is the size of the transfer buffers.
+const copyBufSize = 128 << 10
 
 // copyData copies src to dst through a pooled buffer. The reader and the
 // writer are wrapped so that os.File's WriterTo/ReaderFrom cannot bypass
@@ -346,6 +353,24 @@ func copyData(dst io.Writer, src io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+}
+
+// fullReader fills each Read's buffer from r before returning, unless r
+// ends or fails first. crypto/tls returns one record (at most 16 KiB) per
+// Read, so an upload would otherwise write its file 16 KiB at a time: eight
+// write system calls per copy buffer instead of one.
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := f.r.Read(p[n:])
+		n += m
+		if err != nil || m == 0 {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // failed maps a copy failure to the final reply: the client's side (426)
