@@ -248,7 +248,7 @@ func execute(x *transfer) reply {
 	// ABOR or shutdown: make any blocked read or write return at once.
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := x.run(x, &dataConn{Conn: dc, w: passive.Gather(dc), ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
+	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
 	if x.ctx.Err() != nil && r.code < 300 {
 		r = reply{426, "Transfer aborted."}
 	}
@@ -298,7 +298,6 @@ func (s *session) waitTransfer() {
 // once when the transfer is aborted, and counts bytes.
 type dataConn struct {
 	net.Conn
-	w       io.Writer // writes to Conn: passive.Gather's, one system call per Write
 	ctx     context.Context
 	timeout time.Duration
 	n       *atomic.Int64
@@ -330,17 +329,19 @@ func (c *dataConn) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := c.w.Write(p)
+	n, err := c.Conn.Write(p)
 	c.n.Add(int64(n))
 	c.metrics.addSent(n)
 	return n, err
 }
 
-// copyBufs recycles transfer buffers. A 128 KiB Write to a TLS data
-// connection is eight 16 KiB records, which dataConn sends in one write
-// system call (passive.Gather); crypto/tls alone would make one per record.
-// Uploads read about one record per call from crypto/tls, whose socket
-// reads passive batches (128 KiB at a time).
+// copyBufs recycles transfer buffers. The buffer sets how much a file
+// read or write moves per system call; on the network side crypto/tls
+// still writes each record of at most 16 KiB with its own write system
+// call, eight per 128 KiB Write, and returns one record per Read.
+// Gathering the records of a Write into one system call was tried and
+// measured (docs/performance.md): the copy it adds costs as much CPU as
+// the seven system calls it saves.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // copyBufSize is the size of the transfer buffers.

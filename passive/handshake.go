@@ -94,7 +94,7 @@ func (b *Binding) finish(ctx context.Context, g *guard, conn net.Conn, secure bo
 // handshake runs the TLS server handshake on conn with a data config of
 // the session and applies the resumption policy.
 func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where slog.Attr) (net.Conn, error) {
-	conn = &dataNetConn{Conn: conn} // see EndedWithoutCloseNotify and Gather
+	conn = &eofConn{Conn: conn} // see EndedWithoutCloseNotify
 	if b.tls == nil {
 		conn.Close()
 		return nil, errors.New("passive: secure data connection without a TLS config")
