@@ -78,10 +78,9 @@ func (p *portPool) release(port uint16, id uint64) {
 	}
 }
 
-// listen binds a random free port of the pool on ip. A
-// port that another process holds is skipped; after maxBindAttempts ports
-// (or when none is free) it returns ErrNoPorts. An invalid ip listens on
-// all addresses.
+// listen binds a random free port of the pool on ip. A port that another
+// process holds is skipped; after maxBindAttempts ports (or when none is
+// free) it returns ErrNoPorts. An invalid ip listens on all addresses.
 func (p *portPool) listen(ip netip.Addr) (*net.TCPListener, uint16, uint64, error) {
 	network := "tcp"
 	ip = ip.Unmap()
