@@ -166,7 +166,7 @@ func (x *transfer) receive(dc *dataConn, up *upload) reply {
 		return createFailed(err)
 	}
 	side := &fileSide{}
-	n, err := copyData(trackedWriter{w, side}, throttle(x.ctx, dc, x.rates...))
+	n, err := copyData(trackedWriter{w, side}, fullReader{throttle(x.ctx, dc, x.rates...)})
 	truncated := err == nil && dc.endedWithoutCloseNotify() ||
 		errors.Is(err, io.ErrUnexpectedEOF) && side.err == nil
 	if isQuotaError(side.err) {

@@ -109,7 +109,7 @@ func (a *Active) dial(ctx context.Context) (net.Conn, error) {
 	stop := context.AfterFunc(a.stop, cancel)
 	defer stop()
 
-	d := net.Dialer{}
+	d := net.Dialer{KeepAlive: -1} // as portPool.listen
 	if l := a.b.local.Addr(); l.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(l, 0))
 	}

@@ -1,6 +1,7 @@
 package passive
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -77,10 +78,9 @@ func (p *portPool) release(port uint16, id uint64) {
 	}
 }
 
-// listen binds a random free port of the pool on ip with net.ListenTCP. A
-// port that another process holds is skipped; after maxBindAttempts ports
-// (or when none is free) it returns ErrNoPorts. An invalid ip listens on
-// all addresses.
+// listen binds a random free port of the pool on ip. A port that another
+// process holds is skipped; after maxBindAttempts ports (or when none is
+// free) it returns ErrNoPorts. An invalid ip listens on all addresses.
 func (p *portPool) listen(ip netip.Addr) (*net.TCPListener, uint16, uint64, error) {
 	network := "tcp"
 	ip = ip.Unmap()
@@ -90,6 +90,10 @@ func (p *portPool) listen(ip netip.Addr) (*net.TCPListener, uint16, uint64, erro
 	case ip.Is6():
 		network = "tcp6"
 	}
+	// No TCP keep-alive on data connections: one lives for one transfer,
+	// under the stall timeout, and the four setsockopt calls keep-alive
+	// costs per connection are a measurable part of a small file's.
+	lc := net.ListenConfig{KeepAlive: -1}
 	busy := 0
 	cands := p.candidates(maxBindAttempts)
 	for _, port := range cands {
@@ -101,9 +105,9 @@ func (p *portPool) listen(ip netip.Addr) (*net.TCPListener, uint16, uint64, erro
 		if ip.IsValid() {
 			addr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, port))
 		}
-		ln, err := net.ListenTCP(network, addr)
+		ln, err := lc.Listen(context.Background(), network, addr.String())
 		if err == nil {
-			return ln, port, id, nil
+			return ln.(*net.TCPListener), port, id, nil
 		}
 		p.release(port, id)
 		if errors.Is(err, syscall.EADDRINUSE) {

@@ -183,6 +183,10 @@ var errNoTicket = errors.New("passive: data connection did not resume; no ticket
 func (b *Binding) dataConfig(wait context.Context, mode resumptionMode) (*tls.Config, *dataCheck) {
 	chk := &dataCheck{}
 	cfg := b.base.Clone()
+	// Full 16 KiB records from the first byte: a data connection moves
+	// files, and small first records (sized for a web page's first
+	// paint) only cost records and system calls.
+	cfg.DynamicRecordSizingDisabled = true
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		if !cs.DidResume && (mode == modeRequired || mode == modeUser) {
 			chk.noTicket = true

@@ -50,6 +50,7 @@ var sizes = []struct {
 	name string
 	n    int
 }{
+	{"4KiB", 4 << 10},
 	{"1MiB", 1 << 20},
 	{"64MiB", 64 << 20},
 }
@@ -216,6 +217,7 @@ func BenchmarkRETR(b *testing.B) {
 			testutil.WriteFile(b, s.Home(user), "file.bin", testutil.Payload(size.n, 0))
 			c := login(b, s, s.ClientTLS())
 			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
 			for b.Loop() {
 				if n := dataCmd(b, c, "RETR file.bin", nil, io.Discard); n != int64(size.n) {
 					b.Fatalf("RETR got %d bytes, want %d", n, size.n)
