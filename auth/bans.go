@@ -126,7 +126,11 @@ func (s *Store) LoadBans(path string) (int, error) {
 // node's own (the longer ban and the larger count win). A Redis that
 // cannot be reached is logged and leaves the node's list.
 func (s *Store) mergeShared(local []Ban) []Ban {
-	shared, err := s.cluster.list(context.Background())
+	c := s.cluster.Load()
+	if c.down.Load() {
+		return local // logged when the outage began
+	}
+	shared, err := c.list(context.Background())
 	if err != nil {
 		s.log.Warn("could not list the bans in redis: showing this node's only", "err", err)
 		return local
@@ -177,7 +181,7 @@ func (s *Store) Bans() []Ban {
 		out = append(out, b)
 	}
 	t.mu.Unlock()
-	if c := s.cluster; c != nil {
+	if s.cluster.Load() != nil {
 		out = s.mergeShared(out)
 	}
 	slices.SortFunc(out, func(a, b Ban) int {
@@ -208,7 +212,7 @@ func (s *Store) Bans() []Ban {
 func (s *Store) Unban(ip netip.Addr) (netip.Prefix, bool) {
 	k := ClientKey(ip)
 	ok := s.throttle.clear(k, s.now())
-	if c := s.cluster; c != nil {
+	if c := s.cluster.Load(); c != nil {
 		shared, err := c.unban(context.Background(), k)
 		if err != nil {
 			s.log.Warn("could not lift the ban in redis: lifted on this node only", "client", k.String(), "err", err)

@@ -19,9 +19,9 @@ import (
 // Redis keys and channel of the shared login throttle. A client key
 // (ClientKey, e.g. "192.0.2.7/32") follows the prefixes.
 const (
-	redisFailPrefix = "ftpsd:fail:"  // failures in the running window; TTL failure_window
-	redisBanPrefix  = "ftpsd:ban:"   // a running ban; TTL ban_duration
-	redisChannel    = "ftpsd:bans"   // "ban <key> <until unix ms>", "unban <key>"
+	redisFailPrefix = "ftpsd:fail:" // failures in the running window; TTL failure_window
+	redisBanPrefix  = "ftpsd:ban:"  // a running ban; TTL ban_duration
+	redisChannel    = "ftpsd:bans"  // "ban <key> <until unix ms>", "unban <key>"
 	defaultTimeout  = 200 * time.Millisecond
 	healthInterval  = time.Second // how often an unreachable Redis is tried again
 	adminTimeout    = 2 * time.Second
@@ -150,7 +150,7 @@ func (s *Store) JoinCluster(cfg ClusterConfig) error {
 	if cfg.Redis == "" {
 		return nil
 	}
-	if s.cluster != nil {
+	if s.cluster.Load() != nil {
 		return errors.New("auth: already in a cluster")
 	}
 	o, err := cfg.options()
@@ -169,14 +169,19 @@ func (s *Store) JoinCluster(cfg ClusterConfig) error {
 	}
 	c.wg.Go(func() { c.subscribe(ctx) })
 	c.wg.Go(func() { c.health(ctx) })
-	s.cluster = c
+	if !s.cluster.CompareAndSwap(nil, c) {
+		cancel()
+		c.rdb.Close()
+		c.wg.Wait()
+		return errors.New("auth: already in a cluster")
+	}
 	return nil
 }
 
 // Close stops the cluster connection, if any. The Store keeps working
 // from its memory.
 func (s *Store) Close() error {
-	c := s.cluster
+	c := s.cluster.Swap(nil)
 	if c == nil {
 		return nil
 	}
@@ -189,7 +194,8 @@ func (s *Store) Close() error {
 // ClusterUp reports whether the Store shares its throttle through Redis
 // now: false without [cluster] redis, and during an outage.
 func (s *Store) ClusterUp() bool {
-	return s.cluster != nil && !s.cluster.down.Load()
+	c := s.cluster.Load()
+	return c != nil && !c.down.Load()
 }
 
 // markDown records an outage; only its first error is logged.

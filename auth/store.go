@@ -49,7 +49,7 @@ type Store struct {
 	log      *slog.Logger
 	set      atomic.Pointer[userSet] // replaced as a whole by a reload
 	throttle *throttle               // kept across reloads: bans survive them
-	cluster  *cluster                 // nil unless JoinCluster: bans shared through Redis
+	cluster  atomic.Pointer[cluster] // nil unless JoinCluster: bans shared through Redis
 	hashes   *hashLimiter
 	now      func() time.Time // the throttle's clock (tests replace it)
 	waiting  atomic.Int32     // attempts waiting for a busy address (for tests)
@@ -241,8 +241,8 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	key := ClientKey(ip)
 	res, wake := exempt, (<-chan struct{})(nil)
 	if !s.throttle.exempt(ip) {
-		if s.cluster != nil {
-			s.cluster.sync(ctx, key) // bounded by cluster.timeout; memory alone on error
+		if c := s.cluster.Load(); c != nil {
+			c.sync(ctx, key) // bounded by cluster.timeout; memory alone on error
 		}
 		res, wake = s.throttle.reserve(key, s.now())
 	}
@@ -283,7 +283,7 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	netRefused := known && ok && !u.user.Limits.Allows(ip)
 	failed := !(known && ok) || netRefused
 	banned, banStarted := s.throttle.finish(key, res, s.now(), failed)
-	if c := s.cluster; c != nil && res != exempt {
+	if c := s.cluster.Load(); c != nil && res != exempt {
 		switch {
 		case banStarted:
 			_, ban := s.throttle.limits()

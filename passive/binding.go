@@ -125,10 +125,6 @@ func (b *Binding) controlConfig(base *tls.Config) *tls.Config {
 	return cfg
 }
 
-func (b *Binding) hasTag(ss *tls.SessionState) bool {
-	return slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
-}
-
 // observeHello records which ticket extensions a control ClientHello
 // offered (data connections have their own config without this hook).
 func (b *Binding) observeHello(hello *tls.ClientHelloInfo) {
