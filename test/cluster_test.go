@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/test/acmetest"
+	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
 	"github.com/ftpsd/ftpsd/tlsctl"
@@ -105,6 +108,104 @@ func TestClusterTicketResumption(t *testing.T) {
 			onC.Xfer("STOR c.bin", payload)
 			onC.AssertRetr("c.bin", payload)
 		})
+	}
+}
+
+// TestClusterTwoProcesses: two "ftpsd serve" processes configured as a
+// cluster in their TOML files ([tls] ticket_key_file, [cluster] redis).
+// A client's second control connection, to the other node, resumes the
+// first node's session and transfers; a brute force on node A gets the
+// address refused on node B.
+func TestClusterTwoProcesses(t *testing.T) {
+	r := testutil.StartRedis(t)
+	bin := ftpsdproc.Build(t)
+	shared := t.TempDir()
+	caFile, certFile, keyFile := testutil.NewPKI(t).WriteFiles(t, shared)
+	secret := filepath.Join(shared, "ticket.key")
+	b := make([]byte, 64)
+	rand.Read(b)
+	if err := os.WriteFile(secret, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ftpsdproc.Own(shared); err != nil {
+		t.Fatal(err)
+	}
+	const pass = "cluster-pass"
+	var nodes []*ftpsdproc.Proc
+	for range 2 {
+		dir := t.TempDir()
+		pasv := acmetest.FreePort(t)
+		cfg := fmt.Sprintf(`[server]
+listen = "127.0.0.1:0"
+state_dir = "state"
+[passive]
+ports = "%d"
+[tls]
+mode = "files"
+cert_file = %q
+key_file = %q
+ticket_key_file = %q
+[auth]
+max_failures = 3
+failure_delay = "10ms"
+[cluster]
+redis = %q
+[[users]]
+name = "alice"
+password_hash = %q
+home = "home"
+permissions = ["all"]
+`, pasv, certFile, keyFile, secret, r.URL(), ftpstest.CheapHash(pass))
+		path := filepath.Join(dir, "ftpsd.toml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := ftpsdproc.Own(dir); err != nil {
+			t.Fatal(err)
+		}
+		p, err := ftpsdproc.Start(t, bin, path, ftpsdproc.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, p)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := ftpstest.ClientTLS(pool)
+
+	onA := ftpstest.Dial(t, nodes[0].Addr)
+	onA.Login(client, "alice", pass)
+	onA.Xfer("STOR a.bin", []byte("from A"))
+	onA.Cmd(221, "QUIT")
+	onB := ftpstest.Dial(t, nodes[1].Addr)
+	onB.Login(client, "alice", pass)
+	if !onB.ControlState().DidResume {
+		t.Fatal("the control connection to node B did not resume the session of node A")
+	}
+	onB.Xfer("STOR b.bin", []byte("from B"))
+	onB.Cmd(221, "QUIT")
+
+	login := func(addr, ip, pw string) int {
+		c := ftpstest.DialFrom(t, addr, ip)
+		defer c.Close()
+		c.AuthTLS(ftpstest.ClientTLS(pool))
+		c.Cmd(331, "USER alice")
+		c.Send("PASS " + pw)
+		code, _ := c.Read()
+		return code
+	}
+	for range 3 {
+		login(nodes[0].Addr, "127.0.0.41", "wrong")
+	}
+	if code := login(nodes[1].Addr, "127.0.0.41", pass); code != 421 {
+		t.Fatalf("right password on node B after a brute force on node A: %d, want 421", code)
+	}
+	if code := login(nodes[1].Addr, "127.0.0.42", pass); code != 230 {
+		t.Fatalf("right password on node B from another address: %d, want 230", code)
 	}
 }
 
