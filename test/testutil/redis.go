@@ -102,4 +102,6 @@ func (r *Redis) Stop() {
 }
 
 // String names the server in test logs.
-func (r *Redis) String() string { return fmt.Sprintf("redis-server pid %d on %s", r.cmd.Process.Pid, r.Addr()) }
+func (r *Redis) String() string {
+	return fmt.Sprintf("redis-server pid %d on %s", r.cmd.Process.Pid, r.Addr())
+}
