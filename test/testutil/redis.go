@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -99,9 +98,4 @@ func (r *Redis) Stop() {
 		<-r.done
 	}
 	r.cmd = nil
-}
-
-// String names the server in test logs.
-func (r *Redis) String() string {
-	return fmt.Sprintf("redis-server pid %d on %s", r.cmd.Process.Pid, r.Addr())
 }
