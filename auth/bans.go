@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,6 +122,36 @@ func (s *Store) LoadBans(path string) (int, error) {
 	return n, nil
 }
 
+// mergeShared adds the bans and failure counts held in Redis to the
+// node's own (the longer ban and the larger count win). A Redis that
+// cannot be reached is logged and leaves the node's list.
+func (s *Store) mergeShared(local []Ban) []Ban {
+	c := s.cluster.Load()
+	if c.down.Load() {
+		return local // logged when the outage began
+	}
+	shared, err := c.list(context.Background())
+	if err != nil {
+		s.log.Warn("could not list the bans in redis: showing this node's only", "err", err)
+		return local
+	}
+	for i, b := range local {
+		if r, ok := shared[b.Client]; ok {
+			if r.Until.After(b.Until) {
+				local[i].Until = r.Until
+			}
+			local[i].Failures = max(b.Failures, r.Failures)
+			delete(shared, b.Client)
+		}
+	}
+	for _, b := range shared {
+		if !b.Until.IsZero() || b.Failures > 0 {
+			local = append(local, b)
+		}
+	}
+	return local
+}
+
 // Ban is a client the login throttle holds: banned, or counting failures
 // toward a ban.
 type Ban struct {
@@ -150,6 +181,9 @@ func (s *Store) Bans() []Ban {
 		out = append(out, b)
 	}
 	t.mu.Unlock()
+	if s.cluster.Load() != nil {
+		out = s.mergeShared(out)
+	}
 	slices.SortFunc(out, func(a, b Ban) int {
 		if a.Until.IsZero() != b.Until.IsZero() {
 			if a.Until.IsZero() {
@@ -169,22 +203,21 @@ func (s *Store) Bans() []Ban {
 }
 
 // Unban lifts the ban of ip's client (ClientKey(ip): an IPv6 address
-// lifts its /64) and forgets its failures. It returns that key, and false
-// when there was neither a ban nor a failure to forget. The caller saves
-// the bans (SaveBans) to make it outlast a restart. Attempts in flight
-// keep their reservations.
+// lifts its /64) and forgets its failures, on every node of the cluster
+// when the Store shares its bans through Redis. It returns that key, and
+// false when there was neither a ban nor a failure to forget. The caller
+// saves the bans (SaveBans) to make it outlast a restart. Attempts in
+// flight keep their reservations. A Redis that cannot be reached is
+// logged; the ban is lifted on this node only.
 func (s *Store) Unban(ip netip.Addr) (netip.Prefix, bool) {
 	k := ClientKey(ip)
-	now := s.now()
-	t := s.throttle
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r, ok := t.m[k]
-	if !ok || (!now.Before(r.bannedUntil) && (r.failures == 0 || now.Sub(r.windowStart) >= t.window)) {
-		return k, false
+	ok := s.throttle.clear(k, s.now())
+	if c := s.cluster.Load(); c != nil {
+		shared, err := c.unban(context.Background(), k)
+		if err != nil {
+			s.log.Warn("could not lift the ban in redis: lifted on this node only", "client", k.String(), "err", err)
+		}
+		ok = ok || shared
 	}
-	r.failures, r.windowStart, r.bannedUntil = 0, time.Time{}, time.Time{}
-	t.storeLocked(k, r, now)
-	t.endedLocked() // attempts waiting on this key may now be judged
-	return k, true
+	return k, ok
 }

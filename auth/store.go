@@ -49,6 +49,7 @@ type Store struct {
 	log      *slog.Logger
 	set      atomic.Pointer[userSet] // replaced as a whole by a reload
 	throttle *throttle               // kept across reloads: bans survive them
+	cluster  atomic.Pointer[cluster] // nil unless JoinCluster: bans shared through Redis
 	hashes   *hashLimiter
 	now      func() time.Time // the throttle's clock (tests replace it)
 	waiting  atomic.Int32     // attempts waiting for a busy address (for tests)
@@ -255,6 +256,9 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	key := ClientKey(ip)
 	res, wake := exempt, (<-chan struct{})(nil)
 	if !s.throttle.exempt(ip) {
+		if c := s.cluster.Load(); c != nil {
+			c.sync(ctx, key) // bounded by cluster.timeout; memory alone on error
+		}
 		res, wake = s.throttle.reserve(key, s.now())
 	}
 	for res == busy {
@@ -320,7 +324,18 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	// A right password from outside the user's networks is a failure like
 	// a wrong one: it counts towards a ban and is answered the same way.
 	netRefused := known && ok && !u.user.Limits.Allows(ip)
-	banned, banStarted := s.throttle.finish(key, res, s.now(), !(known && ok) || netRefused)
+	failed := !(known && ok) || netRefused
+	banned, banStarted := s.throttle.finish(key, res, s.now(), failed)
+	if c := s.cluster.Load(); c != nil && res != exempt {
+		switch {
+		case banStarted:
+			_, ban := s.throttle.limits()
+			c.ban(ctx, key, s.now().Add(ban))
+		case failed && !banned && c.fail(ctx, key):
+			// The failures of every node together reached max_failures.
+			banned, banStarted = true, true
+		}
+	}
 	if banStarted {
 		maxFailures, ban := s.throttle.limits()
 		s.log.Warn("login ban started", "ip", ip.String(), "banned", key.String(),

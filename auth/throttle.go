@@ -227,6 +227,45 @@ func (t *throttle) storeLocked(k netip.Prefix, r ipRecord, now time.Time) {
 	t.m[k] = r
 }
 
+// merge puts what the cluster knows of k in its record: a ban until
+// bannedUntil (the longer ban wins) and failures counted since
+// windowStart (the larger count wins). Zero values add nothing.
+func (t *throttle) merge(k netip.Prefix, now, bannedUntil time.Time, failures int, windowStart time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[k]
+	if !ok && !t.makeRoomLocked(now) {
+		return
+	}
+	if bannedUntil.After(r.bannedUntil) {
+		r.bannedUntil = bannedUntil
+	}
+	if failures > 0 && now.Sub(windowStart) < t.window {
+		if r.failures > 0 && now.Sub(r.windowStart) >= t.window {
+			r.failures, r.windowStart = 0, time.Time{}
+		}
+		if failures > r.failures {
+			r.failures, r.windowStart = failures, windowStart
+		}
+	}
+	t.storeLocked(k, r, now)
+}
+
+// clear lifts k's ban and forgets its failures; it reports false when
+// there was neither. Attempts in flight keep their reservations.
+func (t *throttle) clear(k netip.Prefix, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[k]
+	if !ok || (!now.Before(r.bannedUntil) && (r.failures == 0 || now.Sub(r.windowStart) >= t.window)) {
+		return false
+	}
+	r.failures, r.windowStart, r.bannedUntil = 0, time.Time{}, time.Time{}
+	t.storeLocked(k, r, now)
+	t.endedLocked() // attempts waiting on this key may now be judged
+	return true
+}
+
 // blocked reports whether k is banned at now (for tests).
 func (t *throttle) blocked(k netip.Prefix, now time.Time) bool {
 	t.mu.Lock()

@@ -85,22 +85,28 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 }
 
 // controlConfig clones base and installs the ticket hooks of the control
-// connection: every ticket it issues carries the tag, and it resumes only
-// tickets that carry it. The clone encrypts and decrypts tickets itself: it
-// shares base's explicit ticket keys. The data side is dataConfig.
+// connection: every ticket it issues carries the tag (and no other
+// session's), so that the session's data connections can tell its tickets
+// from any other's. It resumes any ticket that base's keys decrypt: a
+// client reconnecting (to this node, or to another node of a cluster that
+// derives its keys from the same tls.ticket_key_file) saves a full
+// handshake. That grants nothing: the login still follows, and the new
+// tickets this connection issues carry this session's tag only (crypto/tls
+// makes them from a fresh SessionState, without the resumed one's Extra),
+// so data connections stay bound to this session. The clone encrypts and
+// decrypts tickets itself: it shares base's explicit ticket keys. The data
+// side is dataConfig.
 func (b *Binding) controlConfig(base *tls.Config) *tls.Config {
 	cfg := base.Clone()
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		if !b.hasTag(ss) {
-			ss.Extra = append(ss.Extra, b.tag)
-		}
+		ss.Extra = slices.DeleteFunc(ss.Extra, func(e []byte) bool { return bytes.HasPrefix(e, []byte(tagPrefix)) })
+		ss.Extra = append(ss.Extra, b.tag)
 		return cfg.EncryptTicket(cs, ss)
 	}
 	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := cfg.DecryptTicket(identity, cs)
-		if err != nil || ss == nil || !b.hasTag(ss) {
-			// Another session's (or an unreadable) ticket: no
-			// resumption, a full handshake, DidResume == false.
+		if err != nil || ss == nil {
+			// Unreadable (other keys, expired): a full handshake.
 			return nil, nil
 		}
 		return ss, nil
@@ -117,10 +123,6 @@ func (b *Binding) controlConfig(base *tls.Config) *tls.Config {
 		return nil
 	}
 	return cfg
-}
-
-func (b *Binding) hasTag(ss *tls.SessionState) bool {
-	return slices.ContainsFunc(ss.Extra, func(e []byte) bool { return bytes.Equal(e, b.tag) })
 }
 
 // observeHello records which ticket extensions a control ClientHello

@@ -5,7 +5,7 @@
 #
 # 1. installs what the tests drive when it is missing: the FTPS clients
 #    curl and lftp, the DNS server BIND9, systemd-analyze and logrotate
-#    for docs/deploy, Prometheus (with promtool) (apt), the ACME test CA Pebble
+#    for docs/deploy, Prometheus (with promtool), redis-server (apt), the ACME test CA Pebble
 #    (go install), and checks that the clients run with TLS support;
 # 2. go vet and staticcheck (installed into GOPATH/bin when missing);
 # 3. go test -race on every package, last, so its ok/FAIL lines end the
@@ -37,9 +37,11 @@ as_root() {
 # check the files in docs/deploy; prometheus scrapes ftpsd in
 # test/prometheus_test.go and its promtool checks the shipped alert rules;
 # Debian's rclone (1.60, at /usr/bin: a newer one may come first on PATH)
-# shares one ticket cache across its connections (tls_resumption = "user").
+# shares one ticket cache across its connections (tls_resumption = "user");
+# redis-server shares login bans between nodes ([cluster] redis: the tests
+# start their own on a free loopback port).
 missing=()
-for tool in curl lftp named systemd-analyze logrotate prometheus promtool; do
+for tool in curl lftp named systemd-analyze logrotate prometheus promtool redis-server; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 [ -x /usr/bin/rclone ] || missing+=(rclone)

@@ -62,6 +62,12 @@ type Config struct {
 	// two and three rotation periods (and never more than Go's 7 days).
 	// Default 24h.
 	TicketKeyRotation time.Duration `toml:"ticket_key_rotation"`
+	// TicketKeyFile, if set, is a secret of at least 32 random bytes that
+	// the ticket keys are derived from (HKDF-SHA256 per rotation epoch), so
+	// that the nodes of a cluster sharing it resume each other's sessions.
+	// Their clocks must agree to well within ticket_key_rotation. Empty:
+	// random keys, known to this process only.
+	TicketKeyFile string `toml:"ticket_key_file"`
 	// StateDir is the server's state directory ([server] state_dir), set by
 	// cmd. The self-signed mode keeps its certificate in StateDir/tls.
 	StateDir string `toml:"-"`
@@ -213,6 +219,14 @@ func (c *Config) Validate() error {
 	}
 	if c.TicketKeyRotation < 0 {
 		return fmt.Errorf("tls.ticket_key_rotation: %s (want a positive duration)", c.TicketKeyRotation)
+	}
+	if c.TicketKeyFile != "" {
+		if c.TicketKeyRotation < time.Second {
+			return fmt.Errorf("tls.ticket_key_rotation: %s (want at least 1s with tls.ticket_key_file)", c.TicketKeyRotation)
+		}
+		if _, err := readTicketSecret(c.TicketKeyFile); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -86,7 +86,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Manager, error) {
 		log.Warn("tls.legacy_ciphers is on: TLS 1.2 also accepts CBC cipher suites with SHA-1 MACs; turn it off once old clients are gone")
 	}
 	m.base = base
-	m.tickets = newTicketKeys(base, cfg.TicketKeyRotation, log)
+	var secret []byte
+	if cfg.TicketKeyFile != "" {
+		if secret, err = readTicketSecret(cfg.TicketKeyFile); err != nil {
+			src.Close()
+			return nil, err
+		}
+	}
+	m.tickets = newTicketKeys(base, cfg.TicketKeyRotation, secret, log)
 	return m, nil
 }
 
@@ -133,9 +140,12 @@ type PendingReload struct {
 	// Restart lists the keys that changed but need a restart.
 	Restart []string
 
-	m   *Manager
-	cfg Config
-	src source // nil: the certificate settings did not change
+	m      *Manager
+	cfg    Config
+	src    source // nil: the certificate settings did not change
+	secret []byte // ticket_key_file's content, read again at each reload
+
+	discarded bool
 }
 
 // PrepareReload is the first half of Reload: validation and the new
@@ -163,8 +173,18 @@ func (m *Manager) PrepareReload(ctx context.Context, cfg Config) (*PendingReload
 	// Keep what needs a restart as it is, so that the comparison below
 	// looks at the certificate settings only.
 	cfg.MinVersion, cfg.LegacyCiphers, cfg.TicketKeyRotation = m.cfg.MinVersion, m.cfg.LegacyCiphers, m.cfg.TicketKeyRotation
+	// The ticket secret is read again even when its path is the same: a
+	// reload is how a rotated secret reaches the running nodes.
+	if cfg.TicketKeyFile != "" {
+		var err error
+		if p.secret, err = readTicketSecret(cfg.TicketKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	p.cfg = cfg
-	if reflect.DeepEqual(cfg, m.cfg) {
+	same := cfg
+	same.TicketKeyFile = m.cfg.TicketKeyFile
+	if reflect.DeepEqual(same, m.cfg) {
 		return p, nil
 	}
 	src, err := newSource(ctx, cfg, m.log, m.acme)
@@ -175,18 +195,26 @@ func (m *Manager) PrepareReload(ctx context.Context, cfg Config) (*PendingReload
 	return p, nil
 }
 
-// Apply serves the prepared certificate source from the next handshake on
-// and stops the previous one. It is a no-op when the certificate settings
+// Apply installs the ticket keys of the ticket_key_file read by
+// PrepareReload (if it changed), serves the prepared certificate source
+// from the next handshake on and stops the previous one. The latter is a
+// no-op when the certificate settings
 // did not change, or after Discard.
 func (p *PendingReload) Apply() {
-	if p.src == nil {
-		return
-	}
 	m := p.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		p.src.Close()
+		if p.src != nil {
+			p.src.Close()
+		}
+		return
+	}
+	if !p.discarded {
+		m.tickets.setSecret(p.secret)
+		m.cfg.TicketKeyFile = p.cfg.TicketKeyFile
+	}
+	if p.src == nil {
 		return
 	}
 	old := m.src.Swap(&sourceBox{p.src})
@@ -201,6 +229,7 @@ func (p *PendingReload) Apply() {
 
 // Discard stops the prepared source of a reload that will not be applied.
 func (p *PendingReload) Discard() {
+	p.discarded = true
 	if p.src != nil {
 		p.src.Close()
 		p.src = nil

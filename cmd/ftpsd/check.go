@@ -56,6 +56,7 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 
 	warnings := pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)
 	warnings = append(warnings, cfg.Metrics.warnings()...)
+	warnings = append(warnings, clusterWarnings(&cfg.Cluster)...)
 	if err := writeReport(stdout, path, cfg, cert, warnings); err != nil {
 		return fail(stderr, err)
 	}

@@ -23,14 +23,15 @@ import (
 // package that uses it; this struct only composes them, so a key is defined
 // (and validated) in exactly one place.
 type fileConfig struct {
-	Server  ftps.Config       `toml:"server"`
-	TLS     tlsctl.Config     `toml:"tls"`
-	Passive passive.Config    `toml:"passive"`
-	Auth    auth.Config       `toml:"auth"`
-	Users   []auth.UserConfig `toml:"users"`
-	Limits  auth.LimitsConfig `toml:"limits"`
-	Log     logConfig         `toml:"log"`
-	Metrics metricsConfig     `toml:"metrics"`
+	Server  ftps.Config        `toml:"server"`
+	TLS     tlsctl.Config      `toml:"tls"`
+	Passive passive.Config     `toml:"passive"`
+	Auth    auth.Config        `toml:"auth"`
+	Users   []auth.UserConfig  `toml:"users"`
+	Limits  auth.LimitsConfig  `toml:"limits"`
+	Log     logConfig          `toml:"log"`
+	Metrics metricsConfig      `toml:"metrics"`
+	Cluster auth.ClusterConfig `toml:"cluster"`
 }
 
 // logConfig is the [log] section: how the daemon writes its log to stderr.
@@ -334,6 +335,9 @@ func (c *fileConfig) validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Metrics.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -150,6 +150,13 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		log.Info("restored login bans and failure counts", "file", bans, "entries", n)
 	}
 	defer d.saveBans()
+	if cfg.Cluster.Redis != "" {
+		auth.SetRedisLogger(log.With("component", "redis"))
+		if err := d.store.JoinCluster(cfg.Cluster); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		defer d.store.Close() // deferred before the server starts: runs after it stopped
+	}
 
 	var reg *prometheus.Registry
 	var metrics *ftps.Metrics
@@ -192,6 +199,9 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 		log.Warn(w)
 	}
 	for _, w := range cfg.Metrics.warnings() {
+		log.Warn(w)
+	}
+	for _, w := range clusterWarnings(&cfg.Cluster) {
 		log.Warn(w)
 	}
 	cert := d.tm.Certificate()
@@ -327,6 +337,15 @@ func (d *daemon) reopenLogs() {
 	d.log.Info("log files reopened")
 }
 
+// clusterWarnings are the [cluster] settings worth a WARN line at start
+// and in check-config.
+func clusterWarnings(c *auth.ClusterConfig) []string {
+	if c.PasswordInURL() {
+		return []string{"cluster.redis holds a password, readable by whoever reads the configuration file: move it to cluster.redis_password_file (mode 0600)"}
+	}
+	return nil
+}
+
 // saveBans writes the login throttle to the state directory, so that a
 // restart is not a way to reset a ban.
 func (d *daemon) saveBans() {
@@ -419,6 +438,11 @@ func keepRestartOnly(cur, next *fileConfig) []restartKey {
 	keep("log.file", &cur.Log.File, &next.Log.File)
 	keep("log.xferlog", &cur.Log.Xferlog, &next.Log.Xferlog)
 	keep("metrics.listen", &cur.Metrics.Listen, &next.Metrics.Listen)
+	if cur.Cluster != next.Cluster {
+		// Not shown: the URL may hold a password.
+		out = append(out, restartKey{"cluster", "(not shown)", "(changed)"})
+		next.Cluster = cur.Cluster
+	}
 	if cur.Auth.MaxHashMemoryMiB != next.Auth.MaxHashMemoryMiB {
 		out = append(out, restartKey{"auth.max_hash_memory_mib", strconv.Itoa(cur.Auth.MaxHashMemoryMiB), strconv.Itoa(next.Auth.MaxHashMemoryMiB)})
 		next.Auth.MaxHashMemoryMiB = cur.Auth.MaxHashMemoryMiB

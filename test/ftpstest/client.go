@@ -40,6 +40,10 @@ func (s *Server) DialFrom(t testing.TB, ip string) *Conn {
 	return dialFrom(t, s.Addr, ip)
 }
 
+// DialFrom connects to addr (a server of another process) from the
+// local address ip.
+func DialFrom(t testing.TB, addr, ip string) *Conn { return dialFrom(t, addr, ip) }
+
 func dialFrom(t testing.TB, addr, ip string) *Conn {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
