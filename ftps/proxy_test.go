@@ -31,10 +31,12 @@ const (
 
 // proxiedServer trusts only the balancer, with a short header timeout.
 func proxiedServer(t *testing.T) *ftpstest.Server {
-	return ftpstest.NewServer(t, ftpstest.Options{Implicit: true, Server: func(c *ftps.Config) {
-		c.TrustedProxies = []string{balancer}
-		c.ProxyHeaderTimeout = 300 * time.Millisecond
-	}})
+	return ftpstest.NewServer(t, ftpstest.Options{Implicit: true, Server: trustBalancer})
+}
+
+func trustBalancer(c *ftps.Config) {
+	c.TrustedProxies = []string{balancer}
+	c.ProxyHeaderTimeout = 300 * time.Millisecond
 }
 
 // proxyHeader is a PROXY header of version v (1 or 2) from src to dst.
@@ -171,10 +173,11 @@ func TestProxyHeaderRefused(t *testing.T) {
 }
 
 // TestProxyHeaderLocal: a LOCAL header (HAProxy's health checks) gets the
-// greeting exchange as the balancer itself, logged at Debug only.
+// greeting exchange as the balancer itself, logged at Debug only and not
+// counted as a session in the metrics.
 func TestProxyHeaderLocal(t *testing.T) {
 	t.Parallel()
-	s := proxiedServer(t)
+	s, reg := metricsServer(t, ftpstest.Options{Server: trustBalancer})
 	for _, tt := range []struct {
 		name string
 		pre  []byte
@@ -188,6 +191,14 @@ func TestProxyHeaderLocal(t *testing.T) {
 	}
 	if n := s.Log.Count(`level=INFO msg="session (opened|closed)"`); n != 0 {
 		t.Errorf("health checks logged %d session lines at Info, want none:\n%s", n, s.Log)
+	}
+	c := ftpstest.NewConn(t, dialVia(t, s.Addr, balancer, proxyHeader(t, 2, proxClient+":50020", frontAddr+":21")))
+	c.Cmd(221, "QUIT")
+	testutil.WaitFor(t, 5*time.Second, "sessions to close", func() bool {
+		return gather(t, reg, "ftpsd_sessions_open").value == 0
+	})
+	if got := gather(t, reg, "ftpsd_sessions_total").value; got != 1 {
+		t.Errorf("ftpsd_sessions_total = %v after two health checks and one client, want 1", got)
 	}
 }
 

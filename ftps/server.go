@@ -274,7 +274,9 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart, p
 		s.prelogin[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
-		s.deps.Metrics.sessionOpened()
+		if !probe { // a balancer's checks are not sessions in the metrics
+			s.deps.Metrics.sessionOpened()
+		}
 	}
 	s.mu.Unlock()
 
@@ -367,7 +369,9 @@ func (s *Server) untrackLocked(sess *session) {
 	}
 	delete(s.sessions, sess)
 	delete(s.prelogin, sess)
-	s.deps.Metrics.sessionClosed()
+	if !sess.probe {
+		s.deps.Metrics.sessionClosed()
+	}
 	if s.perIP[sess.key]--; s.perIP[sess.key] <= 0 {
 		delete(s.perIP, sess.key)
 	}

@@ -83,7 +83,7 @@ func TestProxiesPolicy(t *testing.T) {
 }
 
 // header is a PROXY header of version v (1 or 2) from src to dst.
-func header(t *testing.T, v byte, src, dst string) []byte {
+func header(t testing.TB, v byte, src, dst string) []byte {
 	t.Helper()
 	h := proxyproto.HeaderProxyFromAddrs(v,
 		net.TCPAddrFromAddrPort(netip.MustParseAddrPort(src)), net.TCPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
@@ -172,6 +172,50 @@ func TestProxiedDataConnection(t *testing.T) {
 			}
 			if tt.reason == RefusedProxy && logs.Count(`data connection refused: not through a trusted proxy`) != 1 {
 				t.Errorf("refusal not logged:\n%s", logs)
+			}
+		})
+	}
+}
+
+// BenchmarkProxiesAccept measures what trusted_proxies adds to accepting
+// a connection on loopback: the policy and the header read (v1 text, v2
+// binary), against no proxies at all.
+func BenchmarkProxiesAccept(b *testing.B) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	trusted := Proxies{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, bc := range []struct {
+		name    string
+		proxies Proxies
+		v       byte
+	}{{"none", nil, 0}, {"v1", trusted, 1}, {"v2", trusted, 2}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var pre []byte
+			if bc.v != 0 {
+				pre = header(b, bc.v, "203.0.113.7:50123", "198.51.100.1:21")
+			}
+			for b.Loop() {
+				c, err := net.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Write(append(pre, 'x'))
+				s, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				pc, _, err := bc.proxies.Accept(s, time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(pc, make([]byte, 1)); err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				c.Close()
 			}
 		})
 	}
