@@ -237,6 +237,7 @@ func dialFromVia(t *testing.T, src, addr string, pre []byte) net.Conn {
 // node is refused, and when a node dies new sessions go to the other
 // while its transfers go on.
 func TestClusterHAProxy(t *testing.T) {
+	t.Parallel()
 	haproxy := needHAProxy(t)
 	needTool(t, "lftp")
 	needTool(t, "curl")
