@@ -124,9 +124,14 @@ func (l *Listener) unproxy(ctx context.Context, tc *net.TCPConn, cfg *Config) (c
 		return tc, src, true
 	}
 	// The header read must not outlive the accept: ctx and Close end it.
+	if !l.g.setPending(tc) {
+		tc.Close()
+		return nil, netip.AddrPort{}, false
+	}
 	stop := context.AfterFunc(ctx, func() { tc.SetReadDeadline(time.Unix(1, 0)) })
 	pc, h, err := cfg.TrustedProxies.Accept(tc, cfg.ProxyHeaderTimeout)
 	stop()
+	l.g.setPending(nil)
 	switch {
 	case err == nil && h.Command.IsLocal():
 		err = errors.New("LOCAL PROXY header: no client behind it")

@@ -177,6 +177,32 @@ func TestProxiedDataConnection(t *testing.T) {
 	}
 }
 
+// TestProxiedCloseDuringHeader: Close ends an Accept waiting for a
+// trusted proxy's header (the header timeout here is longer than
+// waitAccept waits).
+func TestProxiedCloseDuringHeader(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, Config{
+		TrustedProxies:     Proxies{netip.MustParsePrefix("127.0.0.0/8")},
+		ProxyHeaderTimeout: time.Minute, AcceptTimeout: time.Minute,
+	}, nil)
+	b := m.Bind(nil, netip.MustParseAddrPort("127.0.0.1:21"), netip.MustParseAddrPort("127.0.0.1:50000"))
+	defer b.Close()
+	l := mustListen(t, b)
+	ch := acceptAsync(t, l, false)
+	c, err := net.Dial("tcp4", "127.0.0.1:"+strconv.Itoa(int(l.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // Accept is now reading the header
+	l.Close()
+	if r := waitAccept(t, ch); !errors.Is(r.err, ErrClosed) {
+		t.Errorf("Accept = %v, want ErrClosed", r.err)
+	}
+	assertPortsFree(t, m)
+}
+
 // BenchmarkProxiesAccept measures what trusted_proxies adds to accepting
 // a connection on loopback: the policy and the header read (v1 text, v2
 // binary), against no proxies at all.
