@@ -59,8 +59,8 @@ func (s *session) startTLS(how string) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		level := slog.LevelWarn
-		if s.implicit && errors.Is(err, io.EOF) {
-			level = slog.LevelDebug // closed without a byte: a probe of the implicit port
+		if s.implicit && errors.Is(err, io.EOF) || s.probe {
+			level = slog.LevelDebug // closed without a byte, or a balancer's check: a probe of the implicit port
 		}
 		s.log.Log(s.ctx, level, "control TLS handshake failed", "via", how, "err", err)
 		return false

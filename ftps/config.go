@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/ftpsd/ftpsd/passive"
 )
 
 // Config is the [server] section: the control listener, the session policy
@@ -70,7 +72,24 @@ type Config struct {
 	// connects only to the control connection's peer IP and to ports from
 	// 1024 up (RFC 2577), from an ephemeral port.
 	ActiveMode bool `toml:"active_mode"`
+	// TrustedProxies lists the load balancers (CIDRs or IP addresses)
+	// in front of this node. When set, every connection, control (both
+	// listeners) and passive data, must come from one of them and start
+	// with a PROXY protocol header (v1 or v2), whose source address is
+	// the client's for everything: limits, bans, the data connection's
+	// address check, logs, metrics. Connections from any other source are
+	// closed without a byte. Empty (default): no PROXY protocol.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// ProxyHeaderTimeout bounds the wait for the PROXY header of a
+	// connection from a trusted proxy. Default 5s.
+	ProxyHeaderTimeout time.Duration `toml:"proxy_header_timeout"`
+
+	proxies passive.Proxies // TrustedProxies parsed by Validate
 }
+
+// Proxies returns server.trusted_proxies as parsed by Validate, for the
+// passive manager's data connections (passive.Config.TrustedProxies).
+func (c *Config) Proxies() passive.Proxies { return c.proxies }
 
 // Validate fills defaults and reports the first invalid key.
 func (c *Config) Validate() error {
@@ -125,6 +144,17 @@ func (c *Config) Validate() error {
 	case c.MaxPreloginConnections > c.MaxConnections:
 		return fmt.Errorf("server.max_prelogin_connections: %d is more than server.max_connections (%d)", c.MaxPreloginConnections, c.MaxConnections)
 	}
+	proxies, err := passive.ParseProxies("server.trusted_proxies", c.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	c.proxies = proxies
+	if len(proxies) > 0 && c.ActiveMode {
+		// The node would connect to the client itself, around the
+		// balancer: from another address than the one the client knows,
+		// through a firewall that admits only the balancer.
+		return fmt.Errorf("server.active_mode: cannot be on with server.trusted_proxies (behind a load balancer only passive mode works)")
+	}
 	durs := []struct {
 		key string
 		v   *time.Duration
@@ -136,6 +166,7 @@ func (c *Config) Validate() error {
 		{"tls_handshake_timeout", &c.TLSHandshakeTimeout, 10 * time.Second},
 		{"data_timeout", &c.DataTimeout, time.Minute},
 		{"shutdown_timeout", &c.ShutdownTimeout, 30 * time.Second},
+		{"proxy_header_timeout", &c.ProxyHeaderTimeout, passive.DefaultProxyHeaderTimeout},
 	}
 	for _, f := range durs {
 		if *f.v == 0 {

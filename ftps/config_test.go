@@ -21,6 +21,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.MaxPreloginConnections = -1 }, "server.max_prelogin_connections"},
 		{func(c *Config) { c.MaxPreloginConnections = 101 }, "server.max_prelogin_connections"},
 		{func(c *Config) { c.AuthTLSTimeout = -time.Second }, "server.auth_tls_timeout"},
+		{func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "lb1"} }, `server.trusted_proxies[1]: "lb1"`},
+		{func(c *Config) { c.TrustedProxies = []string{"10.0.0.5"}; c.ActiveMode = true }, "server.active_mode: cannot be on with server.trusted_proxies"},
+		{func(c *Config) { c.ProxyHeaderTimeout = -time.Second }, "server.proxy_header_timeout"},
+		{func(c *Config) { c.TrustedProxies = []string{"10.0.0.5", "2001:db8::/48"} }, ""},
 	}
 	for i, tt := range tests {
 		var c Config
@@ -33,7 +37,8 @@ func TestConfigValidate(t *testing.T) {
 	var c Config
 	c.Validate()
 	if c.Listen != ":21" || c.IdleTimeout != 5*time.Minute || c.MaxConnectionsPerIP != 10 ||
-		c.MaxPreloginConnections != 25 || c.AuthTLSTimeout != 10*time.Second {
+		c.MaxPreloginConnections != 25 || c.AuthTLSTimeout != 10*time.Second || c.ProxyHeaderTimeout != 5*time.Second ||
+		c.Proxies() != nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	small := Config{MaxConnections: 2, MaxConnectionsPerIP: 1}

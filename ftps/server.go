@@ -197,8 +197,33 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, start tlsStart) err
 			continue
 		}
 		backoff = 0
-		s.startSession(ctx, c, start)
+		if cfg := s.config(); len(cfg.proxies) > 0 {
+			// The header may take a while: read it off the accept loop.
+			go s.startProxied(ctx, c, start, cfg)
+			continue
+		}
+		s.startSession(ctx, c, start, false)
 	}
+}
+
+// startProxied applies server.trusted_proxies to an accepted connection:
+// one from another source is closed without a byte (a node behind
+// balancers serves them only); one from a trusted proxy must bring a valid
+// PROXY header in time, whose source address becomes the session's client.
+// A LOCAL header (HAProxy's health checks send one) gives a probe session
+// with the balancer's own address, logged at Debug.
+func (s *Server) startProxied(ctx context.Context, c net.Conn, start tlsStart, cfg *Config) {
+	pc, h, err := cfg.proxies.Accept(c, cfg.ProxyHeaderTimeout)
+	if err != nil {
+		msg := "connection refused: no valid PROXY header from a trusted proxy"
+		if errors.Is(err, passive.ErrUntrustedProxy) {
+			msg = "connection refused: not from a trusted proxy (server.trusted_proxies)"
+		}
+		s.log.Warn(msg, "source", addrPortOf(c.RemoteAddr()), "err", err)
+		c.Close()
+		return
+	}
+	s.startSession(ctx, pc, start, h.Command.IsLocal())
 }
 
 func (s *Server) trackListener(ln net.Listener, add bool) bool {
@@ -220,7 +245,10 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 // connections that have not logged in, a pre-login connection is evicted to
 // make room (see preloginVictimLocked): connections that never log in must
 // not be able to lock real users out. Logged-in sessions are never evicted.
-func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
+//
+// probe marks a balancer's health check (a LOCAL PROXY header): its
+// session logs at Debug only.
+func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart, probe bool) {
 	remote := addrPortOf(c.RemoteAddr())
 	ip := auth.ClientKey(remote.Addr())
 
@@ -241,11 +269,14 @@ func (s *Server) startSession(ctx context.Context, c net.Conn, start tlsStart) {
 	if !full && !closing {
 		sess = newSession(ctx, s, cfg, c, s.nextID.Add(1))
 		sess.implicit = start == implicitTLS
+		sess.probe = probe
 		s.sessions[sess] = struct{}{}
 		s.prelogin[sess] = struct{}{}
 		s.perIP[ip]++
 		s.wg.Add(1)
-		s.deps.Metrics.sessionOpened()
+		if !probe { // a balancer's checks are not sessions in the metrics
+			s.deps.Metrics.sessionOpened()
+		}
 	}
 	s.mu.Unlock()
 
@@ -338,7 +369,9 @@ func (s *Server) untrackLocked(sess *session) {
 	}
 	delete(s.sessions, sess)
 	delete(s.prelogin, sess)
-	s.deps.Metrics.sessionClosed()
+	if !sess.probe {
+		s.deps.Metrics.sessionClosed()
+	}
 	if s.perIP[sess.key]--; s.perIP[sess.key] <= 0 {
 		delete(s.perIP, sess.key)
 	}

@@ -73,6 +73,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	implicit bool // TLS from the first byte (implicit FTPS)
+	probe    bool // a balancer's health check (LOCAL PROXY header): log at Debug
 	raw      net.Conn
 	tlsConn  *tls.Conn // nil until AUTH TLS (or the implicit handshake)
 	r        *bufio.Reader
@@ -113,7 +114,11 @@ type session struct {
 }
 
 func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id uint64) *session {
+	// Through a balancer (a PROXY header) remote is the client and local
+	// the balancer's address it connected to; the data listeners bind on
+	// this node's own address, the socket's.
 	local, remote := addrPortOf(c.LocalAddr()), addrPortOf(c.RemoteAddr())
+	sock := addrPortOf(passive.SocketAddr(c))
 	ctx, cancel := context.WithCancel(ctx)
 	s := &session{
 		ctx:       ctx,
@@ -122,7 +127,7 @@ func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id ui
 		cfg:       cfg,
 		log:       srv.log.With("session", id, "remote", remote.String()),
 		id:        id,
-		binding:   srv.deps.Passive.Bind(srv.deps.TLS, local, remote),
+		binding:   srv.deps.Passive.BindProxied(srv.deps.TLS, sock, remote, local.Addr()),
 		local:     local,
 		remote:    remote,
 		key:       auth.ClientKey(remote.Addr()),
@@ -182,7 +187,11 @@ func (s *session) serve() {
 func (s *session) noteActive() {
 	if !s.active {
 		s.active = true
-		s.log.Info("session opened", "local", s.local.String(), "implicit_tls", s.implicit)
+		lvl := slog.LevelInfo
+		if s.probe {
+			lvl = slog.LevelDebug
+		}
+		s.log.Log(context.Background(), lvl, "session opened", "local", s.local.String(), "implicit_tls", s.implicit)
 	}
 }
 
@@ -390,8 +399,8 @@ func (s *session) cleanup() {
 	}
 	s.raw.Close()
 	level := slog.LevelInfo
-	if !s.active {
-		level = slog.LevelDebug // closed before any command: a probe
+	if !s.active || s.probe {
+		level = slog.LevelDebug // closed before any command, or a balancer's check: a probe
 	}
 	s.log.Log(context.Background(), level, "session closed", "dur", time.Since(s.started).Round(time.Millisecond),
 		"bytes_in", s.bytesIn.Load(), "bytes_out", s.bytesOut.Load())

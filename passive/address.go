@@ -29,7 +29,7 @@ const (
 // back to the local address (logged at Warn). The result is unmapped.
 func (b *Binding) PassiveAddr(ctx context.Context) netip.Addr {
 	m := b.m.settings()
-	local := b.local.Addr()
+	local := b.front // behind a balancer, its address, never this node's
 	if m.isLocalPeer(b.remote.Addr()) {
 		return local
 	}

@@ -36,7 +36,8 @@ const (
 // with Manager.Bind per control connection; it is safe for concurrent use.
 type Binding struct {
 	m      *Manager
-	local  netip.AddrPort // control connection's local address, unmapped
+	local  netip.AddrPort // control connection's local address, unmapped: where data listeners bind
+	front  netip.Addr     // the address the client connected to (local's, or a balancer's)
 	remote netip.AddrPort // control connection's peer, unmapped
 	tag    []byte
 	base   *tls.Config // the server's config; data connections clone it
@@ -64,6 +65,16 @@ type Binding struct {
 // in the session's clone. A nil base (plain FTP) gives a nil ControlTLS,
 // and secure Accepts fail. Close must be called when the session ends.
 func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding {
+	return m.BindProxied(base, local, remote, local.Addr())
+}
+
+// BindProxied is Bind for a control connection that came through a
+// balancer (a PROXY header): local is the socket's own address, where the
+// data listeners bind; remote is the client's, from the header; front is
+// the address the client connected to on the balancer (the header's
+// destination), which PassiveAddr advertises where Bind would advertise
+// local's.
+func (m *Manager) BindProxied(base *tls.Config, local, remote netip.AddrPort, front netip.Addr) *Binding {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	var raw [16]byte
@@ -71,6 +82,7 @@ func (m *Manager) Bind(base *tls.Config, local, remote netip.AddrPort) *Binding 
 	b := &Binding{
 		m:      m,
 		local:  local,
+		front:  front.Unmap(),
 		remote: remote,
 		tag:    []byte(tagPrefix + hex.EncodeToString(raw[:])),
 		log:    m.log.With("remote", remote),

@@ -65,6 +65,14 @@ type Config struct {
 	// "off"; see ResumptionRequired, ResumptionUser, ResumptionCompatible
 	// and ResumptionOff.
 	TLSResumption string `toml:"tls_resumption"`
+
+	// TrustedProxies and ProxyHeaderTimeout are server.trusted_proxies
+	// and server.proxy_header_timeout, which the caller copies here (one
+	// key for the administrator): when set, data connections must come
+	// from a trusted proxy with a PROXY header, whose source address is
+	// the one compared with the control connection's client.
+	TrustedProxies     Proxies       `toml:"-"`
+	ProxyHeaderTimeout time.Duration `toml:"-"`
 }
 
 // Validate fills defaults and checks every key. Its errors name the key
@@ -107,6 +115,13 @@ func (c *Config) Validate() error {
 		case *d.d == 0:
 			*d.d = d.def
 		}
+	}
+
+	switch {
+	case c.ProxyHeaderTimeout < 0:
+		return fmt.Errorf("server.proxy_header_timeout: %s is negative", c.ProxyHeaderTimeout)
+	case c.ProxyHeaderTimeout == 0:
+		c.ProxyHeaderTimeout = DefaultProxyHeaderTimeout
 	}
 
 	mode := strings.ToLower(strings.TrimSpace(c.TLSResumption))

@@ -93,12 +93,14 @@ func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
 
 	want := l.b.remote.Addr()
 	for {
-		c, err := l.ln.AcceptTCP()
+		tc, err := l.ln.AcceptTCP()
 		if err != nil {
 			return nil, l.acceptErr(ctx, err)
 		}
-		ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-		peer := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		c, peer, ok := l.unproxy(ctx, tc, cfg)
+		if !ok {
+			continue
+		}
 		if peer.Addr() != want {
 			l.b.log.Warn("data connection from a foreign address dropped",
 				"peer", peer, "port", l.port)
@@ -108,6 +110,45 @@ func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
 		}
 		return c, nil
 	}
+}
+
+// unproxy applies server.trusted_proxies to an accepted data connection:
+// it returns the connection and the client's address, which is the PROXY
+// header's source when the connection came through a trusted balancer. A
+// connection from another source, or without a valid header, or with a
+// LOCAL one (no client behind it) is closed, logged and counted, and ok is
+// false: the listener keeps waiting.
+func (l *Listener) unproxy(ctx context.Context, tc *net.TCPConn, cfg *Config) (c net.Conn, peer netip.AddrPort, ok bool) {
+	src, _ := tcpAddrPort(tc.RemoteAddr())
+	if len(cfg.TrustedProxies) == 0 {
+		return tc, src, true
+	}
+	// The header read must not outlive the accept: ctx and Close end it.
+	if !l.g.setPending(tc) {
+		tc.Close()
+		return nil, netip.AddrPort{}, false
+	}
+	stop := context.AfterFunc(ctx, func() { tc.SetReadDeadline(time.Unix(1, 0)) })
+	pc, h, err := cfg.TrustedProxies.Accept(tc, cfg.ProxyHeaderTimeout)
+	stop()
+	l.g.setPending(nil)
+	switch {
+	case err == nil && h.Command.IsLocal():
+		err = errors.New("LOCAL PROXY header: no client behind it")
+		fallthrough
+	case err != nil:
+		lvl := slog.LevelWarn
+		if h != nil {
+			lvl = slog.LevelDebug // a balancer's probe
+		}
+		l.b.log.Log(ctx, lvl, "data connection refused: not through a trusted proxy (server.trusted_proxies)",
+			"source", src, "port", l.port, "err", err)
+		l.b.m.refused.add(RefusedProxy)
+		tc.Close()
+		return nil, netip.AddrPort{}, false
+	}
+	peer, _ = tcpAddrPort(pc.RemoteAddr())
+	return pc, peer, true
 }
 
 // acceptErr says why AcceptTCP failed: Close, ctx, or the accept deadline.

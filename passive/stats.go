@@ -25,12 +25,15 @@ const (
 	// RefusedConnect: active mode, the client refused the connection or
 	// could not be reached.
 	RefusedConnect
+	// RefusedProxy: with server.trusted_proxies set, it came from another
+	// source, or without a valid PROXY header (or with a LOCAL one).
+	RefusedProxy
 
 	numRefusalReasons
 )
 
 // String is the reason's name in metrics: not_resumed, foreign_ip,
-// handshake_failure, timeout, privileged_port, connect_failure.
+// handshake_failure, timeout, privileged_port, connect_failure, proxy.
 func (r RefusalReason) String() string {
 	switch r {
 	case RefusedNotResumed:
@@ -45,6 +48,8 @@ func (r RefusalReason) String() string {
 		return "privileged_port"
 	case RefusedConnect:
 		return "connect_failure"
+	case RefusedProxy:
+		return "proxy"
 	}
 	return "unknown"
 }
@@ -52,7 +57,7 @@ func (r RefusalReason) String() string {
 // RefusalReasons lists every reason, in order.
 func RefusalReasons() []RefusalReason {
 	return []RefusalReason{RefusedNotResumed, RefusedForeignIP, RefusedHandshake, RefusedTimeout,
-		RefusedPrivilegedPort, RefusedConnect}
+		RefusedPrivilegedPort, RefusedConnect, RefusedProxy}
 }
 
 // Stats is a snapshot of a Manager's counters, for metrics.

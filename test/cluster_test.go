@@ -1,301 +1,506 @@
 package test
 
+// Two real ftpsd nodes behind a real HAProxy, configured from the shipped
+// docs/deploy/haproxy.cfg: the balancer on 127.0.0.1, node1 on 127.0.0.2,
+// node2 on 127.0.0.3, clients on other 127.x addresses (all loopback).
+
 import (
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ftpsd/ftpsd/auth"
-	"github.com/ftpsd/ftpsd/test/acmetest"
+	"github.com/pires/go-proxyproto"
+
+	"github.com/ftpsd/ftpsd/test/ftpsclient"
 	"github.com/ftpsd/ftpsd/test/ftpsdproc"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
-	"github.com/ftpsd/ftpsd/tlsctl"
 )
 
-// ticketSecret writes a tls.ticket_key_file (64 random bytes, mode 0600).
-func ticketSecret(t *testing.T) string {
+const balancerIP = "127.0.0.1"
+
+// needHAProxy returns haproxy's path (Debian puts it in /usr/sbin), or
+// skips (fails under CI=true) as needTool does.
+func needHAProxy(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ticket.key")
-	b := make([]byte, 64)
-	rand.Read(b)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
 	}
-	return path
+	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
+		return "/usr/sbin/haproxy"
+	}
+	return needTool(t, "haproxy")
 }
 
-// TestClusterTicketResumption: two nodes reading the same ticket_key_file.
-// A client logs in on node A (full handshake) and transfers; its next
-// control connection lands on node B and resumes A's session; it logs in
-// and transfers there with data resumption enforced (its data connections
-// resume B's session). A data connection on A that presents the ticket of
-// the session on B is refused (its tag names no session of A). A node with
-// another secret makes a full handshake, and works.
-func TestClusterTicketResumption(t *testing.T) {
-	t.Parallel()
-	shared, other := ticketSecret(t), ticketSecret(t)
-	node := func(secret string) *ftpstest.Server {
-		return ftpstest.NewServer(t, ftpstest.Options{TLS: func(c *tlsctl.Config) { c.TicketKeyFile = secret }})
+// freePort returns a TCP port free on ip right now.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", ip+":0")
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", ip, err)
 	}
-	a, b, c := node(shared), node(shared), node(other)
-	pool := x509.NewCertPool() // each test server has its own CA
-	for _, s := range []*ftpstest.Server{a, b, c} {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool.AppendCertsFromPEM(pem)
-	}
-	payload := testutil.Payload(100_000, 11)
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
-			// One client: one session cache for every node (they share
-			// the name "localhost"), as a client reconnecting to a
-			// balancer's address has.
-			client := ftpstest.ClientTLS(pool)
-			client.MinVersion, client.MaxVersion = v, v
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
 
-			onA := a.Login(t, client)
-			if onA.ControlState().DidResume {
-				t.Fatal("first control connection resumed")
-			}
-			onA.Xfer("STOR a.bin", payload)
-			onA.Cmd(221, "QUIT")
-
-			onB := b.Login(t, client)
-			if !onB.ControlState().DidResume {
-				t.Fatal("control connection on node B did not resume the session of node A")
-			}
-			onB.Xfer("STOR b.bin", payload) // fails unless the data connection resumed B's session
-			onB.AssertRetr("b.bin", payload)
-
-			// client's cache now holds a ticket of the session on B. A
-			// session on A whose data connection presents it is refused.
-			victim := a.Login(t, ftpstest.ClientTLS(pool))
-			addr := victim.Pasv()
-			victim.Send("STOR stolen.bin")
-			dc, err := ftpstest.DialData(t, addr, client)
-			victim.Expect(150)
-			if err == nil {
-				if dc.(*tls.Conn).ConnectionState().DidResume {
-					t.Error("A resumed the ticket of a session on B on a data connection")
+// freeBlock returns the first of n consecutive ports free on every ip,
+// below the ephemeral range.
+func freeBlock(t *testing.T, n int, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		first := 10000 + mrand.IntN(20000)
+		ok := true
+		for p := first; p < first+n && ok; p++ {
+			for _, ip := range ips {
+				l, err := net.Listen("tcp4", ip+":"+strconv.Itoa(p))
+				if err != nil {
+					ok = false
+					break
 				}
-				dc.Write(payload)
-				io.ReadAll(dc)
+				l.Close()
 			}
-			if msg := victim.Expect(425); !strings.Contains(msg, "TLS session of data connection not resumed") {
-				t.Errorf("425 %q", msg)
-			}
-			testutil.AssertMissing(t, filepath.Join(a.Home(ftpstest.DefaultUser.Name), "stolen.bin"))
-			if a.Log.Count(`ticket=closed_session`) == 0 {
-				t.Errorf("refusal on A does not name an unknown session's ticket:\n%s", a.Log)
-			}
-			victim.Xfer("STOR own.bin", payload) // its own ticket still works
-
-			onC := c.Login(t, client)
-			if onC.ControlState().DidResume {
-				t.Fatal("node C (another secret) resumed a ticket of A or B")
-			}
-			onC.Xfer("STOR c.bin", payload)
-			onC.AssertRetr("c.bin", payload)
-		})
+		}
+		if ok {
+			return first
+		}
 	}
+	t.Fatalf("no block of %d free ports", n)
+	return 0
 }
 
-// TestClusterTwoProcesses: two "ftpsd serve" processes configured as a
-// cluster in their TOML files ([tls] ticket_key_file, [cluster] redis).
-// A client's second control connection, to the other node, resumes the
-// first node's session and transfers; a brute force on node A gets the
-// address refused on node B.
-func TestClusterTwoProcesses(t *testing.T) {
-	r := testutil.StartRedis(t)
-	bin := ftpsdproc.Build(t)
-	shared := t.TempDir()
-	caFile, certFile, keyFile := testutil.NewPKI(t).WriteFiles(t, shared)
-	secret := filepath.Join(shared, "ticket.key")
-	b := make([]byte, 64)
-	rand.Read(b)
-	if err := os.WriteFile(secret, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := ftpsdproc.Own(shared); err != nil {
-		t.Fatal(err)
-	}
-	const pass = "cluster-pass"
-	var nodes []*ftpsdproc.Proc
-	for range 2 {
-		dir := t.TempDir()
-		pasv := acmetest.FreePort(t)
-		cfg := fmt.Sprintf(`[server]
-listen = "127.0.0.1:0"
+// clusterNode is one ftpsd node of the cluster.
+type clusterNode struct {
+	*service
+	name  string
+	ip    string
+	port  int    // control
+	first int    // passive sub-range
+	last  int    //
+	conf  string // its configuration file's text
+}
+
+// nodeConfig is the configuration an administrator writes for a node,
+// following the comments of docs/deploy/haproxy.cfg.
+func nodeConfig(n *clusterNode, certFile, keyFile, homes string) string {
+	return fmt.Sprintf(`[server]
+listen = "%s:%d"
 state_dir = "state"
+trusted_proxies = [%q]
+
 [passive]
-ports = "%d"
+ports = "%d-%d"
+public_address = %q
+
 [tls]
 mode = "files"
 cert_file = %q
 key_file = %q
-ticket_key_file = %q
+
 [auth]
-max_failures = 3
-failure_delay = "10ms"
-[cluster]
-redis = %q
+failure_delay = "1ms"
+max_failures = 1000
+
+[log]
+format = "json"
+level = "debug"
+
 [[users]]
-name = "alice"
+name = %q
 password_hash = %q
-home = "home"
+home = %q
 permissions = ["all"]
-`, pasv, certFile, keyFile, secret, r.URL(), ftpstest.CheapHash(pass))
-		path := filepath.Join(dir, "ftpsd.toml")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+
+[[users]]
+name = "slow"
+password_hash = %q
+home = %q
+permissions = ["all"]
+download_rate = "2MiB"
+`, n.ip, n.port, balancerIP, n.first, n.last, balancerIP, certFile, keyFile,
+		user, ftpstest.CheapHash(pass), filepath.Join(homes, user),
+		ftpstest.CheapHash("slow-secret"), filepath.Join(homes, user))
+}
+
+// startHAProxy runs haproxy in the foreground on cfg and stops it by pid
+// at cleanup; its output goes to the returned buffer.
+func startHAProxy(t *testing.T, bin, cfg string) *testutil.LogBuffer {
+	t.Helper()
+	out := &testutil.LogBuffer{}
+	cmd := exec.Command(bin, "-f", cfg, "-db")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("haproxy: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("haproxy (pid %d) output:\n%s", cmd.Process.Pid, out)
+		}
+	})
+	return out
+}
+
+// haproxyConfig rewrites the shipped example for loopback: the balancer's
+// and the nodes' addresses and the ports; its timings stay as shipped.
+func haproxyConfig(t *testing.T, front int, n1, n2 *clusterNode) string {
+	t.Helper()
+	shipped, err := os.ReadFile("../docs/deploy/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(shipped)
+	for _, r := range []struct{ old, new string }{
+		{"203.0.113.10:21", fmt.Sprintf("%s:%d", balancerIP, front)},
+		{"203.0.113.10:50000-50049", fmt.Sprintf("%s:%d-%d", balancerIP, n1.first, n1.last)},
+		{"203.0.113.10:50050-50099", fmt.Sprintf("%s:%d-%d", balancerIP, n2.first, n2.last)},
+		{"10.0.0.11:21", fmt.Sprintf("%s:%d", n1.ip, n1.port)},
+		{"10.0.0.12:21", fmt.Sprintf("%s:%d", n2.ip, n2.port)},
+		{"10.0.0.11", n1.ip},
+		{"10.0.0.12", n2.ip},
+	} {
+		if !strings.Contains(cfg, r.old) {
+			t.Fatalf("docs/deploy/haproxy.cfg no longer holds %q: update this test with it", r.old)
+		}
+		cfg = strings.ReplaceAll(cfg, r.old, r.new)
+	}
+	return cfg
+}
+
+// remoteIs matches a record of a session from the client address ip.
+func remoteIs(msg, ip string) func(logRec) bool {
+	return func(r logRec) bool { return r.str("msg") == msg && strings.HasPrefix(r.str("remote"), ip+":") }
+}
+
+// dialFromVia opens a TCP connection from the local address src to addr
+// and sends pre (a PROXY header) when it is not nil.
+func dialFromVia(t *testing.T, src, addr string, pre []byte) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.DialContext(t.Context(), "tcp4", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if pre != nil {
+		c.Write(pre)
+	}
+	return c
+}
+
+// TestClusterHAProxy stands up the shipped two-node example on loopback
+// and drives it with lftp, curl and the raw client from several source
+// addresses: every transfer succeeds with TLS resumption required, both
+// nodes serve, each logs the real client addresses, a data connection
+// from another address is refused, a forged PROXY header straight to a
+// node is refused, and when a node dies new sessions go to the other
+// while its transfers go on.
+func TestClusterHAProxy(t *testing.T) {
+	t.Parallel()
+	haproxy := needHAProxy(t)
+	needTool(t, "lftp")
+	needTool(t, "curl")
+	bin := ftpsdproc.Build(t)
+
+	dir := t.TempDir()
+	pki := testutil.NewPKI(t)
+	caFile, certFile, keyFile := pki.WriteFiles(t, dir)
+	if err := os.Chmod(keyFile, 0o644); err != nil { // the nodes run as nobody
+		t.Fatal(err)
+	}
+	if err := ftpsdproc.Reach(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	// One home on "shared storage" for both nodes.
+	homes := filepath.Join(dir, "homes")
+	small := testutil.Payload(300<<10, 1)
+	big := testutil.Payload(6<<20, 2) // 3 s at the slow user's 2 MiB/s
+	testutil.WriteFile(t, filepath.Join(homes, user), "small.bin", small)
+	testutil.WriteFile(t, filepath.Join(homes, user), "big.bin", big)
+
+	front := freePort(t, balancerIP)
+	block := freeBlock(t, 20, balancerIP, "127.0.0.2", "127.0.0.3")
+	nodes := []*clusterNode{
+		{name: "node1", ip: "127.0.0.2", port: freePort(t, "127.0.0.2"), first: block, last: block + 9},
+		{name: "node2", ip: "127.0.0.3", port: freePort(t, "127.0.0.3"), first: block + 10, last: block + 19},
+	}
+	for _, n := range nodes {
+		nd := filepath.Join(dir, n.name)
+		if err := os.MkdirAll(nd, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := ftpsdproc.Own(dir); err != nil {
+		n.conf = nodeConfig(n, certFile, keyFile, homes)
+		path := filepath.Join(nd, "ftpsd.toml")
+		if err := os.WriteFile(path, []byte(n.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := ftpsdproc.Own(nd, homes); err != nil {
 			t.Fatal(err)
 		}
 		p, err := ftpsdproc.Start(t, bin, path, ftpsdproc.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes = append(nodes, p)
+		n.service = &service{Proc: p, bin: bin, dir: nd, path: path, pool: pki.CAPool}
 	}
-	pem, err := os.ReadFile(caFile)
+	n1, n2 := nodes[0], nodes[1]
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, []byte(haproxyConfig(t, front, n1, n2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hlog := startHAProxy(t, haproxy, cfgPath)
+	frontAddr := fmt.Sprintf("%s:%d", balancerIP, front)
+
+	// The health checks speak the PROXY protocol: each node answers them
+	// as probes from the balancer (LOCAL header), logged at debug level.
+	for _, n := range nodes {
+		n.await(t, 0, func(r logRec) bool {
+			return r.str("level") == "DEBUG" && remoteIs("session closed", balancerIP)(r)
+		})
+	}
+
+	// Which node serves which client address (balance source): probe
+	// addresses until each node has two.
+	byNode := map[*clusterNode][]string{}
+	for i := 11; i < 60 && (len(byNode[n1]) < 2 || len(byNode[n2]) < 2); i++ {
+		ip := "127.0.0." + strconv.Itoa(i)
+		c := ftpstest.NewConn(t, dialFromVia(t, ip, frontAddr, nil))
+		c.Cmd(221, "QUIT")
+		c.Close()
+		var served *clusterNode
+		testutil.WaitFor(t, 10*time.Second, "the session of "+ip+" on a node", func() bool {
+			for _, n := range nodes {
+				if n.count(0, remoteIs("session closed", ip)) > 0 {
+					served = n
+					return true
+				}
+			}
+			return false
+		})
+		if len(byNode[served]) < 2 {
+			byNode[served] = append(byNode[served], ip)
+		}
+	}
+	if len(byNode[n1]) < 2 || len(byNode[n2]) < 2 {
+		t.Fatalf("balance source spread 49 addresses as %v: want both nodes used", byNode)
+	}
+	t.Logf("client addresses by node: node1 %v, node2 %v", byNode[n1], byNode[n2])
+
+	// lftp (GnuTLS) and curl (OpenSSL, TLS 1.3) through the balancer, from
+	// addresses of each node: downloads, uploads, a listing. The nodes
+	// require TLS resumption on data connections (the default).
+	work := t.TempDir()
+	runLftp := func(src string, cmds ...string) error {
+		script := append([]string{
+			"set cmd:fail-exit yes", "set ftp:ssl-force true", "set ftp:ssl-protect-data true",
+			"set ftp:ssl-protect-list true", "set ssl:ca-file " + caFile, "set ssl:verify-certificate yes",
+			"set net:max-retries 1", "set net:timeout 10", "set ftp:passive-mode true", "set xfer:clobber on",
+			"set net:socket-bind-ipv4 " + src,
+			fmt.Sprintf("open -u %s,%s ftp://%s", user, pass, frontAddr),
+		}, cmds...)
+		_, _, err := runTool(t, work, nil, "lftp", "-d", "-c", strings.Join(script, "; "))
+		return err
+	}
+	curlArgs := func(src, who string, args ...string) []string {
+		return append([]string{"--ssl-reqd", "--cacert", caFile, "--tlsv1.3", "--interface", src,
+			"--user", who, "--silent", "--show-error", "--max-time", "50"}, args...)
+	}
+	upload := filepath.Join(work, "up.bin")
+	if err := os.WriteFile(upload, small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		lftpIP, curlIP := byNode[n][0], byNode[n][1]
+		got := filepath.Join(work, "lftp-"+n.name+".bin")
+		if err := runLftp(lftpIP, "ls", "get small.bin -o "+got, "put "+upload+" -o lftp-"+n.name+".bin"); err != nil {
+			t.Errorf("lftp through the balancer to %s: %v", n.name, err)
+		}
+		testutil.AssertContent(t, got, small)
+		testutil.AssertContent(t, filepath.Join(homes, user, "lftp-"+n.name+".bin"), small)
+
+		got = filepath.Join(work, "curl-"+n.name+".bin")
+		if _, _, err := runTool(t, work, nil, "curl", curlArgs(curlIP, user+":"+pass,
+			"ftp://"+frontAddr+"/small.bin", "-o", got)...); err != nil {
+			t.Errorf("curl download through the balancer to %s: %v", n.name, err)
+		}
+		testutil.AssertContent(t, got, small)
+		if _, _, err := runTool(t, work, nil, "curl", curlArgs(curlIP, user+":"+pass,
+			"-T", upload, "ftp://"+frontAddr+"/curl-"+n.name+".bin")...); err != nil {
+			t.Errorf("curl upload through the balancer to %s: %v", n.name, err)
+		}
+		testutil.AssertContent(t, filepath.Join(homes, user, "curl-"+n.name+".bin"), small)
+
+		// Each node saw the real client addresses, logged in, and moved
+		// data for them; no data connection failed to resume.
+		for _, ip := range []string{lftpIP, curlIP} {
+			if n.count(0, func(r logRec) bool { return remoteIs("transfer", ip)(r) && r.str("user") == user }) == 0 {
+				t.Errorf("%s logged no transfer for the client %s:\n%s", n.name, ip, n.Log())
+			}
+		}
+		if k := n.count(0, msgIs("data connection refused: TLS session not resumed")); k != 0 {
+			t.Errorf("%s refused %d data connections for want of TLS resumption", n.name, k)
+		}
+	}
+
+	// A data connection from another address through the balancer is
+	// refused; the client's own then works.
+	a := byNode[n1][0]
+	c := ftpstest.NewConn(t, dialFromVia(t, a, frontAddr, nil))
+	c.Login(ftpstest.ClientTLS(pki.CAPool), user, pass)
+	pasv := netip.MustParseAddrPort(c.Pasv())
+	if pasv.Addr().String() != balancerIP || int(pasv.Port()) < n1.first || int(pasv.Port()) > n1.last {
+		t.Fatalf("PASV from node1 advertised %v, want %s and a port of node1's range %d-%d", pasv, balancerIP, n1.first, n1.last)
+	}
+	c.Send("RETR small.bin")
+	mark := n1.Len()
+	thief := dialFromVia(t, "127.0.0.99", pasv.String(), nil)
+	n1.await(t, mark, func(r logRec) bool {
+		return r.str("msg") == "data connection from a foreign address dropped" && strings.HasPrefix(r.str("peer"), "127.0.0.99:")
+	})
+	thief.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := thief.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the foreign data connection through the balancer got %d bytes, %v: want it closed", n, err)
+	}
+	dc, err := ftpsclient.Handshake(t.Context(), dialFromVia(t, a, pasv.String(), nil), c.TLS, 5*time.Second)
+	if err != nil {
+		t.Fatalf("the client's own data connection: %v", err)
+	}
+	c.Expect(150)
+	if got, err := io.ReadAll(dc); err != nil || testutil.Sum(got) != testutil.Sum(small) {
+		t.Errorf("RETR through the balancer after a refused thief: %d bytes, %v", len(got), err)
+	}
+	dc.Close()
+	c.Expect(226)
+	c.Cmd(221, "QUIT")
+
+	// Straight to a node, around the balancer, with a forged header that
+	// names a client: closed without a byte.
+	h, err := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(a), Port: 40000},
+		&net.TCPAddr{IP: net.ParseIP(balancerIP), Port: front}).Format()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	client := ftpstest.ClientTLS(pool)
+	mark = n1.Len()
+	forged := dialFromVia(t, "127.0.0.5", fmt.Sprintf("%s:%d", n1.ip, n1.port), h)
+	forged.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := forged.Read(make([]byte, 64)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a forged PROXY header straight to node1 got %d bytes, %v: want the connection closed", n, err)
+	}
+	n1.await(t, mark, func(r logRec) bool {
+		return r.str("msg") == "connection refused: not from a trusted proxy (server.trusted_proxies)" &&
+			strings.HasPrefix(r.str("source"), "127.0.0.5:")
+	})
+	if k := n1.count(0, remoteIs("session opened", a)); k == 0 {
+		t.Errorf("node1 has no session of %s", a)
+	}
 
-	onA := ftpstest.Dial(t, nodes[0].Addr)
-	onA.Login(client, "alice", pass)
-	onA.Xfer("STOR a.bin", []byte("from A"))
-	onA.Cmd(221, "QUIT")
-	onB := ftpstest.Dial(t, nodes[1].Addr)
-	onB.Login(client, "alice", pass)
-	if !onB.ControlState().DidResume {
-		t.Fatal("the control connection to node B did not resume the session of node A")
+	// Kill node2 in the middle of two throttled downloads (one per node).
+	type run struct {
+		err    error
+		stderr string
+		out    []byte
 	}
-	onB.Xfer("STOR b.bin", []byte("from B"))
-	onB.Cmd(221, "QUIT")
-
-	login := func(addr, ip, pw string) int {
-		c := ftpstest.DialFrom(t, addr, ip)
-		defer c.Close()
-		c.AuthTLS(ftpstest.ClientTLS(pool))
-		c.Cmd(331, "USER alice")
-		c.Send("PASS " + pw)
-		code, _ := c.Read()
-		return code
+	download := func(src string) <-chan run {
+		ch := make(chan run, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "curl", curlArgs(src, "slow:slow-secret", "ftp://"+frontAddr+"/big.bin")...)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			ch <- run{err, errb.String(), out.Bytes()}
+		}()
+		return ch
 	}
-	for range 3 {
-		login(nodes[0].Addr, "127.0.0.41", "wrong")
+	m1, m2 := n1.Len(), n2.Len()
+	on1, on2 := download(byNode[n1][1]), download(byNode[n2][1])
+	for _, w := range []struct {
+		n    *clusterNode
+		mark int
+	}{{n1, m1}, {n2, m2}} {
+		w.n.await(t, w.mark, func(r logRec) bool { code, _ := r.num("code"); return r.str("msg") == "reply" && code == 150 })
 	}
-	if code := login(nodes[1].Addr, "127.0.0.41", pass); code != 421 {
-		t.Fatalf("right password on node B after a brute force on node A: %d, want 421", code)
-	}
-	if code := login(nodes[1].Addr, "127.0.0.42", pass); code != 230 {
-		t.Fatalf("right password on node B from another address: %d, want 230", code)
-	}
-}
-
-// TestClusterBansTwoServers: two in-process servers sharing a real
-// redis-server. Wrong passwords sent to node A from one address get that
-// address banned on node B (a right password there gets 421); the time for
-// the ban to reach B is logged. With Redis stopped, the right password
-// still logs in on both nodes; with Redis started again on the same port,
-// a new brute force on A is banned on B again.
-func TestClusterBansTwoServers(t *testing.T) {
-	r := testutil.StartRedis(t)
-	const maxFailures = 3
-	node := func() *ftpstest.Server {
-		s := ftpstest.NewServer(t, ftpstest.Options{Auth: func(c *auth.Config) {
-			c.MaxFailures, c.BanDuration = maxFailures, time.Minute
-		}})
-		if err := s.Auth().JoinCluster(auth.ClusterConfig{Redis: r.URL()}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Auth().Close() })
-		return s
-	}
-	a, b := node(), node()
-	user := ftpstest.DefaultUser
-
-	// login sends USER and PASS from ip over TLS and returns the reply code.
-	login := func(s *ftpstest.Server, ip, pass string) int {
-		c := s.DialFrom(t, ip)
-		defer c.Close()
-		c.AuthTLS(s.ClientTLS())
-		c.Cmd(331, "USER "+user.Name)
-		c.Send("PASS " + pass)
-		code, _ := c.Read()
-		return code
-	}
-	bruteForce := func(ip string) time.Time {
-		var last time.Time
-		for i := range maxFailures {
-			last = time.Now()
-			want := 530
-			if i == maxFailures-1 {
-				want = 421 // the failure that starts the ban is answered as banned
+	time.Sleep(500 * time.Millisecond) // a good part of the 3 s still to go
+	killed := time.Now()
+	n2.signal(t, syscall.SIGKILL)
+	// HAProxy marks node2 down (the control check; the passive range
+	// tracks it): when, measured meanwhile.
+	downAfter := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(killed) < 20*time.Second {
+			if strings.Contains(hlog.String(), "ftp_control/node2 is DOWN") {
+				downAfter <- time.Since(killed).Round(10 * time.Millisecond)
+				return
 			}
-			if code := login(a, ip, "wrong"); code != want {
-				t.Fatalf("wrong password %d on A: %d, want %d", i+1, code, want)
-			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		return last
+		close(downAfter)
+	}()
+
+	// A new session right away, from an address of node2's, before the
+	// health check has noticed: HAProxy retries the refused connection,
+	// and its last retry (redispatch) goes to node1.
+	mark = n1.Len()
+	early := runLftp(byNode[n2][0], "get small.bin -o "+filepath.Join(work, "early.bin"))
+	earlyDone := time.Since(killed).Round(time.Millisecond)
+	if early != nil || n1.count(mark, remoteIs("transfer", byNode[n2][0])) == 0 {
+		t.Errorf("a session from %s (node2's) started at the kill was not served by node1: %v", byNode[n2][0], early)
 	}
-	bannedOn := func(s *ftpstest.Server, ip string, since time.Time) time.Duration {
-		t.Helper()
-		k := auth.ClientKey(netip.MustParseAddr(ip))
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			for _, ban := range s.Auth().Bans() {
-				if ban.Client == k && !ban.Until.IsZero() {
-					return time.Since(since)
-				}
-			}
-		}
-		t.Fatalf("%s not banned on the other node 5s after the brute force", ip)
-		return 0
+	t.Logf("lftp from %s (node2's) started at the kill: served by node1, done %v after the kill", byNode[n2][0], earlyDone)
+	down, ok := <-downAfter
+	if !ok {
+		t.Fatalf("HAProxy did not mark node2 down within 20s:\n%s", hlog)
+	}
+	if !strings.Contains(hlog.String(), "ftp_passive_node2/node2 is DOWN") {
+		t.Errorf("node2's passive range was not marked down with it:\n%s", hlog)
 	}
 
-	start := bruteForce("127.0.0.21")
-	took := bannedOn(b, "127.0.0.21", start)
-	t.Logf("ban propagation A -> B: %v after the last failed PASS on A was sent", took)
-	if code := login(b, "127.0.0.21", user.Password); code != 421 {
-		t.Fatalf("right password on B from the banned address: %d, want 421", code)
+	r1 := <-on1
+	if r1.err != nil || testutil.Sum(r1.out) != testutil.Sum(big) {
+		t.Errorf("the download on the surviving node1 failed: %v %s (%d bytes of %d)", r1.err, r1.stderr, len(r1.out), len(big))
 	}
-	if code := login(b, "127.0.0.22", user.Password); code != 230 {
-		t.Fatalf("right password on B from another address: %d, want 230", code)
+	r2 := <-on2
+	t.Logf("download on the killed node2: err %v, %q, %d of %d bytes", r2.err, strings.TrimSpace(r2.stderr), len(r2.out), len(big))
+	if r2.err == nil {
+		t.Errorf("the download on the killed node2 succeeded: the node was not killed mid-transfer")
 	}
 
-	r.Stop()
-	for _, s := range []*ftpstest.Server{a, b, a, b} {
-		begin := time.Now()
-		if code := login(s, "127.0.0.23", user.Password); code != 230 {
-			t.Fatalf("right password with Redis stopped: %d, want 230", code)
+	// New sessions from node2's addresses go to node1 now.
+	for _, ip := range byNode[n2] {
+		mark = n1.Len()
+		got := filepath.Join(work, "after-"+ip+".bin")
+		if err := runLftp(ip, "get small.bin -o "+got); err != nil {
+			t.Errorf("lftp from %s after node2 died: %v", ip, err)
 		}
-		t.Logf("login with Redis stopped: %v", time.Since(begin))
+		testutil.AssertContent(t, got, small)
+		if n1.count(mark, remoteIs("transfer", ip)) == 0 {
+			t.Errorf("node1 did not serve %s after node2 died", ip)
+		}
 	}
-	a.Log.Wait(t, "redis unreachable", 1, 5*time.Second)
-
-	r.Start()
-	a.Log.Wait(t, "redis reachable again", 1, 10*time.Second)
-	b.Log.Wait(t, "redis reachable again", 1, 10*time.Second)
-	start = bruteForce("127.0.0.24")
-	took = bannedOn(b, "127.0.0.24", start)
-	t.Logf("ban propagation A -> B after Redis came back: %v", took)
-	if code := login(b, "127.0.0.24", user.Password); code != 421 {
-		t.Fatalf("right password on B after the recovery: %d, want 421", code)
+	t.Logf("node2 killed: HAProxy marked it down after %v", down)
+	if k := n1.count(0, func(r logRec) bool { return strings.HasPrefix(r.str("msg"), "connection refused") }); k != 1 {
+		t.Errorf("node1 refused %d connections, want only the forged one", k)
 	}
 }

@@ -5,7 +5,7 @@
 #
 # 1. installs what the tests drive when it is missing: the FTPS clients
 #    curl and lftp, the DNS server BIND9, systemd-analyze and logrotate
-#    for docs/deploy, Prometheus (with promtool), redis-server (apt), the ACME test CA Pebble
+#    for docs/deploy, Prometheus (with promtool), redis-server and HAProxy (apt), the ACME test CA Pebble
 #    (go install), and checks that the clients run with TLS support;
 # 2. go vet and staticcheck (installed into GOPATH/bin when missing);
 # 3. go test -race on every package, last, so its ok/FAIL lines end the
@@ -38,10 +38,12 @@ as_root() {
 # test/prometheus_test.go and its promtool checks the shipped alert rules;
 # Debian's rclone (1.60, at /usr/bin: a newer one may come first on PATH)
 # shares one ticket cache across its connections (tls_resumption = "user");
-# redis-server shares login bans between nodes ([cluster] redis: the tests
-# start their own on a free loopback port).
+# redis-server shares login bans between nodes ([cluster] redis), and
+# haproxy balances two ftpsd nodes in test/cluster_test.go (the tests run
+# their own in the foreground, on free loopback ports; the packaged
+# services are not needed).
 missing=()
-for tool in curl lftp named systemd-analyze logrotate prometheus promtool redis-server; do
+for tool in curl lftp named systemd-analyze logrotate prometheus promtool redis-server haproxy; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
 [ -x /usr/bin/rclone ] || missing+=(rclone)
@@ -60,6 +62,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null; then
 		:
+		# The tests run their own; the packaged services are not wanted.
+		for svc in haproxy redis-server; do
+			if [[ " ${pkgs[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
+				as_root systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
+			fi
+		done
 	else
 		echo "warning: could not install ${pkgs[*]}; the tests that need them are skipped (and fail under CI=true)" >&2
 	fi

@@ -129,6 +129,9 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 		row(1, "local networks", "(none: only loopback clients get the local address)")
 	}
 	row(1, "tls resumption", "%s", cfg.Passive.TLSResumption)
+	if len(cfg.Server.TrustedProxies) > 0 {
+		row(1, "trusted proxies", "%s (PROXY protocol required; no other source served)", strings.Join(cfg.Server.TrustedProxies, ", "))
+	}
 
 	section("firewall")
 	row(1, controlPort(cfg.Server.Listen)+"/tcp", "allow inbound: control connections")
@@ -136,6 +139,9 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 		row(1, controlPort(cfg.Server.ImplicitListen)+"/tcp", "allow inbound: implicit FTPS control connections")
 	}
 	row(1, portRange(first, last)+"/tcp", "allow inbound: passive data connections")
+	if len(cfg.Server.TrustedProxies) > 0 {
+		row(1, "(balancer)", "allow the ports above from %s only", strings.Join(cfg.Server.TrustedProxies, ", "))
+	}
 	if cfg.TLS.Mode == tlsctl.ModeACME {
 		if slices.Contains(cfg.TLS.Challenges, tlsctl.ChallengeHTTP01) {
 			row(1, "80/tcp", "allow inbound from the CA (http-01), forwarded to port %d here", cfg.TLS.HTTPPort)

@@ -306,6 +306,10 @@ func (c *fileConfig) validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// One key for the administrator: the data listeners trust the same
+	// balancers as the control listeners.
+	c.Passive.TrustedProxies = c.Server.Proxies()
+	c.Passive.ProxyHeaderTimeout = c.Server.ProxyHeaderTimeout
 	if err := c.Passive.Validate(); err != nil {
 		errs = append(errs, err)
 	}

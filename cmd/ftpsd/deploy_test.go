@@ -26,6 +26,7 @@ const (
 	repoRoot         = "../.."
 	deployUnit       = deployDir + "/ftpsd.service"
 	deployLogrotate  = deployDir + "/logrotate"
+	deployHAProxy    = deployDir + "/haproxy.cfg"
 	deployDockerfile = deployDir + "/Dockerfile"
 	deployDockerConf = deployDir + "/config.docker.toml"
 )
@@ -80,7 +81,7 @@ func rewrite(t *testing.T, src, base string, oldnew ...string) string {
 
 // TestDeployFilesPassTheirCheckers runs the system's own checkers over the
 // files in docs/deploy: systemd-analyze for the unit, logrotate for its
-// snippet. Any complaint fails, not only a non-zero exit: both tools
+// snippet, haproxy for the balancer example. Any complaint fails, not only a non-zero exit: both tools
 // report unknown keys on stderr and still exit 0.
 func TestDeployFilesPassTheirCheckers(t *testing.T) {
 	tests := []struct {
@@ -119,6 +120,20 @@ func TestDeployFilesPassTheirCheckers(t *testing.T) {
 				return []string{"security", "--offline=true", "--no-pager", "--threshold=" + maxExposure, unit}
 			},
 			complaint: regexp.MustCompile(`(?i)unknown|fail|error|ignoring`),
+		},
+		{
+			// test/cluster_test.go runs it, on loopback, in front
+			// of two nodes.
+			name: "haproxy -c",
+			tool: "haproxy",
+			prepare: func(t *testing.T) []string {
+				cfg, err := filepath.Abs(deployHAProxy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return []string{"-c", "-f", cfg}
+			},
+			complaint: regexp.MustCompile(`\[(WARNING|ALERT)\]`),
 		},
 		{
 			name: "logrotate -d",

@@ -112,7 +112,7 @@ func newStatsCollector(pm *passive.Manager, store *auth.Store, tm *tlsctl.Manage
 		exhausted: prometheus.NewDesc("ftpsd_passive_exhausted_total",
 			"PASV/EPSV requests that found no free passive port (answered 425).", nil, nil),
 		refused: prometheus.NewDesc("ftpsd_data_connections_refused_total",
-			"Data connections refused, by reason: not_resumed (TLS session not resumed), foreign_ip, handshake_failure, timeout (never opened), privileged_port and connect_failure (active mode).",
+			"Data connections refused, by reason: not_resumed (TLS session not resumed), foreign_ip, handshake_failure, timeout (never opened), privileged_port and connect_failure (active mode), proxy (not through a trusted proxy).",
 			[]string{"reason"}, nil),
 		bans: prometheus.NewDesc("ftpsd_bans_active",
 			"Clients (IPv4 addresses, IPv6 /64s) banned from logging in now.", nil, nil),

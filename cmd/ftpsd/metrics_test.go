@@ -129,7 +129,7 @@ func TestRegistry(t *testing.T) {
 		"ftpsd_transfers_total": 9, "ftpsd_transfer_duration_seconds": 3,
 		"ftpsd_data_received_bytes_total": 1, "ftpsd_data_sent_bytes_total": 1,
 		"ftpsd_passive_ports": 1, "ftpsd_passive_ports_in_use": 1, "ftpsd_passive_exhausted_total": 1,
-		"ftpsd_data_connections_refused_total": 6, "ftpsd_bans_active": 1,
+		"ftpsd_data_connections_refused_total": 7, "ftpsd_bans_active": 1,
 		"ftpsd_login_cache_hits_total": 1, "ftpsd_login_cache_misses_total": 1,
 		"ftpsd_certificate_expiry_timestamp_seconds": 3, // localhost, 127.0.0.1, ::1
 		"ftpsd_acme_results_total":                   4,

@@ -58,6 +58,16 @@ func dialFrom(t testing.TB, addr, ip string) *Conn {
 	return c
 }
 
+// NewConn wraps a control connection the caller opened itself (from a
+// chosen address, after a PROXY header...) and reads the 220 greeting.
+func NewConn(t testing.TB, raw net.Conn) *Conn {
+	t.Helper()
+	c := &Conn{t: t, raw: raw, c: raw, tp: textproto.NewConn(raw)}
+	t.Cleanup(func() { raw.Close() })
+	c.Expect(220)
+	return c
+}
+
 // DialTLS dials and runs AUTH TLS with the server's client configuration:
 // the state before USER.
 func (s *Server) DialTLS(t testing.TB) *Conn {

@@ -93,8 +93,16 @@ func NewServer(t testing.TB, opts Options) *Server {
 	tm, err := tlsctl.New(ctx, tcfg, log)
 	must(t, err)
 
+	scfg := ftps.Config{Listen: "127.0.0.1:0", StateDir: filepath.Join(dir, "state"), DataTimeout: 10 * time.Second}
+	if opts.Server != nil {
+		opts.Server(&scfg)
+	}
+	must(t, scfg.Validate())
+
 	first := 20000 + mrand.IntN(30000)
 	pcfg := passive.Config{Ports: fmt.Sprintf("%d-%d", first, first+49), AcceptTimeout: 10 * time.Second}
+	// As cmd/ftpsd does: the data listeners trust the same balancers.
+	pcfg.TrustedProxies, pcfg.ProxyHeaderTimeout = scfg.Proxies(), scfg.ProxyHeaderTimeout
 	if opts.Passive != nil {
 		opts.Passive(&pcfg)
 	}
@@ -134,10 +142,6 @@ func NewServer(t testing.TB, opts Options) *Server {
 	store, err := auth.New(acfg, ucfgs, log)
 	must(t, err)
 
-	scfg := ftps.Config{Listen: "127.0.0.1:0", StateDir: filepath.Join(dir, "state"), DataTimeout: 10 * time.Second}
-	if opts.Server != nil {
-		opts.Server(&scfg)
-	}
 	srv, err := ftps.New(scfg, ftps.Deps{TLS: tm.ServerConfig(), Auth: store, Passive: pm, Log: log, Metrics: opts.Metrics})
 	must(t, err)
 	ln, err := net.Listen("tcp", scfg.Listen)
