@@ -100,7 +100,7 @@ func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
 		ap := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		peer := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		if peer.Addr() != want {
-			l.b.log.Warn("data connection from a foreign address dropped",
+			l.b.logger().Warn("data connection from a foreign address dropped",
 				"peer", peer, "port", l.port)
 			l.b.m.refused.add(RefusedForeignIP)
 			c.Close()
