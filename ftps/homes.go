@@ -31,16 +31,10 @@ func (s *Server) openHome(st *userState, path string) (storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The newest root is the one later sessions share. (Two first logins
+	// at once each open one; the older keeps its sessions until they end.)
+	h := &homeRoot{path: path, root: r, refs: 1}
 	s.umu.Lock()
-	h := st.home
-	if h != nil && h.path == path && h.refs > 0 {
-		// Another login of the user opened it meanwhile: one is enough.
-		h.refs++
-		s.umu.Unlock()
-		r.Close()
-		return s.homeStorage(st, h), nil
-	}
-	h = &homeRoot{path: path, root: r, refs: 1}
 	st.home = h
 	s.umu.Unlock()
 	return s.homeStorage(st, h), nil
