@@ -75,7 +75,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "the ftpsd binary to measure (required)")
 	flag.IntVar(&o.n, "n", 1000, fmt.Sprintf("idle sessions to open (at most %d)", maxSessions))
 	flag.IntVar(&o.users, "users", 10, "users the sessions log in as, round robin, each with its own home")
-	flag.StringVar(&o.hash, "hash", "argon2id", `password hash: "argon2id" (the production parameters of "ftpsd hash-password") or "bcrypt" (cost 4, cheap)`)
+	flag.StringVar(&o.hash, "hash", "argon2id", `password hash: "argon2id" (the production parameters of "ftpsd hash-password"), "bcrypt" (cost 4, cheap), or "mixed" (user u0 argon2id, the others bcrypt: with -users 10, one login in ten hashes 64 MiB, spread over the whole run, in a tenth of the time)`)
 	flag.IntVar(&o.sources, "sources", 4, "source addresses 127.0.0.2, 127.0.0.3, ... (about 28k ephemeral ports each)")
 	flag.IntVar(&o.parallel, "parallel", 16, "logins in flight at once")
 	flag.DurationVar(&o.settle, "settle", 3*time.Minute, fmt.Sprintf("idle time after the last login before the final reading (at most %v)", maxSettle))
@@ -90,8 +90,8 @@ func main() {
 		fatalf("-n must be 1..%d", maxSessions)
 	case o.users < 1 || o.users > o.n:
 		fatalf("-users must be 1..-n")
-	case o.hash != "argon2id" && o.hash != "bcrypt":
-		fatalf(`-hash must be "argon2id" or "bcrypt"`)
+	case o.hash != "argon2id" && o.hash != "bcrypt" && o.hash != "mixed":
+		fatalf(`-hash must be "argon2id", "bcrypt" or "mixed"`)
 	case o.sources < 1 || o.sources > 250:
 		fatalf("-sources must be 1..250")
 	case o.parallel < 1 || o.parallel > 256:
@@ -132,11 +132,24 @@ func run(o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	hash, err := makeHash(ctx, bin, o.hash)
-	if err != nil {
-		return err
+	hashes := make([]string, o.users)
+	for i := range hashes {
+		kind := o.hash
+		if kind == "mixed" {
+			kind = "bcrypt"
+			if i == 0 {
+				kind = "argon2id"
+			}
+		}
+		if i > 0 && kind == o.hash {
+			hashes[i] = hashes[0]
+			continue
+		}
+		if hashes[i], err = makeHash(ctx, bin, kind); err != nil {
+			return err
+		}
 	}
-	cfgPath, err := writeConfig(dir, o, hash)
+	cfgPath, err := writeConfig(dir, o, hashes)
 	if err != nil {
 		return err
 	}
@@ -265,7 +278,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func writeConfig(dir string, o options, hash string) (string, error) {
+func writeConfig(dir string, o options, hashes []string) (string, error) {
 	port, err := freePort()
 	if err != nil {
 		return "", err
@@ -301,7 +314,7 @@ listen = "127.0.0.1:%d"
 		if err := os.MkdirAll(home, 0o750); err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, "\n[[users]]\nname = \"u%d\"\npassword_hash = %q\nhome = %q\npermissions = [\"all\"]\n", i, hash, home)
+		fmt.Fprintf(&b, "\n[[users]]\nname = \"u%d\"\npassword_hash = %q\nhome = %q\npermissions = [\"all\"]\n", i, hashes[i], home)
 	}
 	path := filepath.Join(dir, "config.toml")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
