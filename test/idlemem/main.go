@@ -103,7 +103,7 @@ func main() {
 	case o.timeout <= 0 || o.timeout > maxTimeout:
 		fatalf("-timeout must be 0..%v", maxTimeout)
 	}
-	if err := run(o); err != nil {
+	if err := run(o, os.Stdout); err != nil {
 		fatalf("%v", err)
 	}
 }
@@ -113,7 +113,7 @@ func fatalf(format string, args ...any) {
 	os.Exit(1)
 }
 
-func run(o options) error {
+func run(o options, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	if err := raiseNoFile(uint64(o.n) + 200); err != nil {
@@ -128,7 +128,7 @@ func run(o options) error {
 		return err
 	}
 	if o.keep {
-		fmt.Printf("scratch directory: %s\n", dir)
+		fmt.Fprintf(w, "scratch directory: %s\n", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
@@ -164,10 +164,10 @@ func run(o options) error {
 		return err
 	}
 	defer srv.stop()
-	fmt.Printf("server pid %d on %s (metrics %s), %s hash, %d sessions over %d users from %d source addresses\n",
+	fmt.Fprintf(w, "server pid %d on %s (metrics %s), %s hash, %d sessions over %d users from %d source addresses\n",
 		srv.pid, srv.addr, srv.metrics, o.hash, o.n, o.users, o.sources)
 	if l := srv.limitLines(); len(l) > 0 {
-		fmt.Printf("server log about the open-file limit:\n  %s\n", strings.Join(l, "\n  "))
+		fmt.Fprintf(w, "server log about the open-file limit:\n  %s\n", strings.Join(l, "\n  "))
 	}
 	roots := x509.NewCertPool()
 	pem, err := os.ReadFile(filepath.Join(dir, "state", "tls", "self-signed.crt"))
@@ -190,18 +190,18 @@ func run(o options) error {
 			c.Close()
 		}
 	}()
-	fmt.Printf("%d sessions logged in, %d failed, in %v (%.0f logins/s)\n", len(conns), fails.total(),
+	fmt.Fprintf(w, "%d sessions logged in, %d failed, in %v (%.0f logins/s)\n", len(conns), fails.total(),
 		time.Since(start).Round(time.Millisecond), float64(len(conns))/time.Since(start).Seconds())
-	fails.print()
+	fails.print(w)
 	if len(conns) == 0 {
 		return errors.New("no session logged in")
 	}
 
-	fmt.Printf("\n%8s %9s %9s %9s %10s %10s %10s %10s %8s %6s\n",
+	fmt.Fprintf(w, "\n%8s %9s %9s %9s %10s %10s %10s %10s %8s %6s\n",
 		"idle", "RSS", "PSS", "anon", "heapInuse", "heapAlloc", "heapIdle-", "stack", "gorout", "fds")
-	fmt.Printf("%8s %9s %9s %9s %10s %10s %10s %10s %8s %6s\n",
+	fmt.Fprintf(w, "%8s %9s %9s %9s %10s %10s %10s %10s %8s %6s\n",
 		"", "MiB", "MiB", "MiB", "MiB", "MiB", "released", "MiB", "", "")
-	printRow("before", before)
+	printRow(w, "before", before)
 	idleStart := time.Now()
 	var last reading
 	for {
@@ -210,7 +210,7 @@ func run(o options) error {
 			return err
 		}
 		last = r
-		printRow(time.Since(idleStart).Round(time.Second).String(), r)
+		printRow(w, time.Since(idleStart).Round(time.Second).String(), r)
 		if time.Since(idleStart) >= o.settle {
 			break
 		}
@@ -222,14 +222,14 @@ func run(o options) error {
 	}
 	n := float64(len(conns))
 	per := func(a, b float64) string { return fmt.Sprintf("%.1f KiB", (b-a)/n/1024) }
-	fmt.Printf("\nper session (final reading - before, / %d sessions), after %v idle:\n", len(conns), o.settle)
-	fmt.Printf("  RSS %s, PSS %s, anonymous %s\n", per(before.rss, last.rss), per(before.pss, last.pss), per(before.anon, last.anon))
-	fmt.Printf("  Go heap in use %s (allocated objects %s), stacks %s\n",
+	fmt.Fprintf(w, "\nper session (final reading - before, / %d sessions), after %v idle:\n", len(conns), o.settle)
+	fmt.Fprintf(w, "  RSS %s, PSS %s, anonymous %s\n", per(before.rss, last.rss), per(before.pss, last.pss), per(before.anon, last.anon))
+	fmt.Fprintf(w, "  Go heap in use %s (allocated objects %s), stacks %s\n",
 		per(before.heapInuse, last.heapInuse), per(before.heapAlloc, last.heapAlloc), per(before.stack, last.stack))
-	fmt.Printf("  file descriptors %.3f, goroutines %.2f, peak RSS (VmHWM) %.0f MiB, OS threads %.0f\n",
+	fmt.Fprintf(w, "  file descriptors %.3f, goroutines %.2f, peak RSS (VmHWM) %.0f MiB, OS threads %.0f\n",
 		(last.fds-before.fds)/n, (last.goroutines-before.goroutines)/n, last.hwm/(1<<20), last.threads)
 	if l := srv.problemLines(); len(l) > 0 {
-		fmt.Printf("server warnings and errors (%d, first 10):\n  %s\n", len(l), strings.Join(l[:min(10, len(l))], "\n  "))
+		fmt.Fprintf(w, "server warnings and errors (%d, first 10):\n  %s\n", len(l), strings.Join(l[:min(10, len(l))], "\n  "))
 	}
 	return nil
 }
@@ -501,9 +501,9 @@ func procFields(s string) map[string]float64 {
 	return out
 }
 
-func printRow(label string, r reading) {
+func printRow(w io.Writer, label string, r reading) {
 	mib := func(v float64) string { return fmt.Sprintf("%.1f", v/(1<<20)) }
-	fmt.Printf("%8s %9s %9s %9s %10s %10s %10s %10s %8.0f %6.0f\n", label, mib(r.rss), mib(r.pss), mib(r.anon),
+	fmt.Fprintf(w, "%8s %9s %9s %9s %10s %10s %10s %10s %8.0f %6.0f\n", label, mib(r.rss), mib(r.pss), mib(r.anon),
 		mib(r.heapInuse), mib(r.heapAlloc), mib(r.heapUnreleased), mib(r.stack), r.goroutines, r.fds)
 }
 
@@ -532,7 +532,7 @@ func (f *failures) total() int {
 	return n
 }
 
-func (f *failures) print() {
+func (f *failures) print(w io.Writer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var keys []string
@@ -541,7 +541,7 @@ func (f *failures) print() {
 	}
 	sort.Slice(keys, func(i, j int) bool { return f.by[keys[i]] > f.by[keys[j]] })
 	for _, k := range keys[:min(5, len(keys))] {
-		fmt.Printf("  %6d× %s\n", f.by[k], k)
+		fmt.Fprintf(w, "  %6d× %s\n", f.by[k], k)
 	}
 }
 
