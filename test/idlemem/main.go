@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -459,10 +460,17 @@ func (s *server) read() (reading, error) {
 	}
 	r.fds = float64(len(fds))
 
-	c := http.Client{Timeout: 30 * time.Second}
+	// A server out of descriptors cannot accept the scrape: the /proc
+	// figures still tell, and the Go ones read as NaN.
+	nan := math.NaN()
+	r.heapInuse, r.heapAlloc, r.heapUnreleased, r.stack, r.goroutines = nan, nan, nan, nan, nan
+	c := http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + s.metrics + "/metrics")
 	if err != nil {
-		return r, err
+		s.mu.Lock()
+		s.lines = append(s.lines, "idlemem: level=WARN metrics not read: "+err.Error())
+		s.mu.Unlock()
+		return r, nil
 	}
 	defer resp.Body.Close()
 	m := map[string]float64{}
