@@ -204,7 +204,7 @@ func (s *session) cmdPASS(r request) result {
 		s.log.Info("login refused: too many sessions", "user", u.Name, "max", u.Limits.MaxSessions)
 		return result{reply: reply{421, err.Error()}, quit: true}
 	}
-	st, err := openRootStorage(u.Home)
+	st, err := s.srv.openHome(limits, u.Home)
 	if err != nil {
 		s.srv.releaseUser(limits)
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)

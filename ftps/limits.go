@@ -106,14 +106,16 @@ func waitN(ctx context.Context, l *rate.Limiter, n int) error {
 }
 
 // userState is what the sessions of one user share while at least one is
-// logged in: their count, the user's rate limiters and its quota usage.
-// The fields are guarded by Server.umu, except the limiters and the quota,
-// which are safe for concurrent use.
+// logged in: their count, the user's rate limiters, its quota usage and
+// its home directory's root (homes.go). The fields are guarded by
+// Server.umu, except the limiters and the quota, which are safe for
+// concurrent use.
 type userState struct {
 	name     string
 	sessions int
 	down, up *rate.Limiter
 	quota    *quotaUsage // nil when the user has no quota
+	home     *homeRoot   // the root new sessions share; nil before the first
 }
 
 // errTooManySessions refuses a login over the user's max_sessions.

@@ -7,6 +7,7 @@
 package ftps
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -53,6 +54,10 @@ type Server struct {
 
 	help string // the HELP text, built from the command table
 
+	// readers are the line buffers of sessions reading a command (see
+	// lineReader): idle sessions hold none.
+	readers sync.Pool
+
 	inShutdown atomic.Bool
 	nextID     atomic.Uint64
 	hashing    atomic.Int32 // HASH commands running (server.max_hashes)
@@ -92,6 +97,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Log.Warn("server.allow_plaintext_data is on: clients may transfer files unencrypted (PROT C)")
 	}
 	s := &Server{
+		readers:   sync.Pool{New: func() any { return bufio.NewReaderSize(nil, lineBufSize) }},
 		help:      helpText(),
 		deps:      deps,
 		log:       deps.Log,

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
@@ -76,7 +77,7 @@ type session struct {
 	probe    bool // a balancer's health check (LOCAL PROXY header): log at Debug
 	raw      net.Conn
 	tlsConn  *tls.Conn // nil until AUTH TLS (or the implicit handshake)
-	r        *bufio.Reader
+	r        lineReader
 
 	wmu  sync.Mutex // guards conn for writes and swaps
 	conn net.Conn   // raw, or tlsConn after AUTH TLS
@@ -134,7 +135,7 @@ func newSession(ctx context.Context, srv *Server, cfg *Config, c net.Conn, id ui
 		started:   time.Now(),
 		raw:       c,
 		conn:      c,
-		r:         bufio.NewReaderSize(c, 4096),
+		r:         lineReader{src: c, pool: &srv.readers},
 		prot:      protClear,
 		cwd:       "/",
 		mlstFacts: allFacts,
@@ -166,9 +167,13 @@ func (s *session) serve() {
 	}
 	s.reply(reply{220, s.cfg.Banner})
 	for !s.quit {
-		s.setReadDeadline()
+		d := s.setReadDeadline()
 		if s.closing.Load() && !s.transferRunning() {
 			s.reply(reply{421, "Server shutting down; closing control connection."})
+			return
+		}
+		if err := s.awaitCommand(d); err != nil {
+			s.readFailed(err)
 			return
 		}
 		line, err := s.readLine()
@@ -227,8 +232,9 @@ func (s *session) readFailed(err error) {
 }
 
 // setReadDeadline applies the login deadline before PASS, no deadline while
-// a transfer runs (the transfer has its own), and the idle deadline otherwise.
-func (s *session) setReadDeadline() {
+// a transfer runs (the transfer has its own), and the idle deadline
+// otherwise, and returns it.
+func (s *session) setReadDeadline() time.Time {
 	var d time.Time
 	switch {
 	case s.state != stateReady:
@@ -242,6 +248,50 @@ func (s *session) setReadDeadline() {
 		d = time.Now().Add(s.cfg.IdleTimeout)
 	}
 	s.raw.SetReadDeadline(d)
+	return d
+}
+
+// awaitCommand waits, until deadline d, for the client to send something,
+// where an idle session should wait: on a shallow stack and with no read
+// buffer. The runtime halves a parked goroutine's stack at each collection
+// while it uses under a quarter of it; blocked in a read through
+// crypto/tls it uses too much to go below 8 KiB, parked here it goes to
+// 4 KiB. Without a socket to wait on, or while a transfer runs (its
+// goroutine restarts the idle clock), readLine just blocks.
+func (s *session) awaitCommand(d time.Time) error {
+	sc, ok := s.raw.(syscall.Conn)
+	if !ok || s.r.Buffered() > 0 || s.r.pending || s.transferRunning() {
+		return nil
+	}
+	if s.tlsConn != nil {
+		// crypto/tls may hold records that came with the last line: a
+		// read that must not wait tells (a timeout leaves a tls.Conn
+		// usable), without taking anything from the socket.
+		s.raw.SetReadDeadline(time.Unix(1, 0))
+		n, err := s.tlsConn.Read(s.r.first[:])
+		s.raw.SetReadDeadline(d)
+		if s.closing.Load() {
+			// Shutdown's wake-up, which the line above may have undone.
+			s.raw.SetReadDeadline(time.Unix(1, 0))
+		}
+		if n > 0 {
+			s.r.pending = true
+			return nil
+		}
+		if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	// Readable when a peek finds a byte, the end, or an error (which the
+	// read then reports).
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), s.r.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
 }
 
 // awaitingTLS reports whether the session must still start TLS before it
@@ -259,6 +309,7 @@ func (s *session) tlsDeadline() time.Time {
 // readLine reads one command line, without its CR LF, with Telnet IAC
 // sequences decoded (see decodeTelnet).
 func (s *session) readLine() (string, error) {
+	defer s.r.release()
 	var line []byte
 	for {
 		chunk, err := s.r.ReadSlice('\n')
@@ -279,6 +330,85 @@ func (s *session) readLine() (string, error) {
 		line = line[:n-1]
 	}
 	return decodeTelnet(line), nil
+}
+
+// lineBufSize is the read buffer of a session while it reads a line.
+const lineBufSize = 4096
+
+// lineReader reads the command lines of a control connection. A session
+// waiting for its next command holds no read buffer: most sessions are
+// idle, and 4 KiB each adds up. The wait is a one-byte read; the buffer
+// comes from the server's pool for the rest of the line and goes back as
+// soon as nothing is left in it (release). Commands pipelined behind a
+// line stay buffered, as with a plain bufio.Reader.
+type lineReader struct {
+	src     io.Reader // the connection: raw, then TLS
+	pool    *sync.Pool
+	br      *bufio.Reader // nil while idle
+	first   [1]byte       // the byte the idle wait read
+	pending bool          // first is not yet in br
+	peek    [1]byte       // for awaitCommand's MSG_PEEK
+}
+
+// ReadSlice is bufio.Reader.ReadSlice.
+func (l *lineReader) ReadSlice(delim byte) ([]byte, error) {
+	if l.br == nil {
+		if !l.pending {
+			n, err := l.src.Read(l.first[:])
+			if n == 0 {
+				if err == nil {
+					err = io.ErrNoProgress
+				}
+				return nil, err
+			}
+			l.pending = true
+		}
+		l.br = l.pool.Get().(*bufio.Reader)
+		l.br.Reset(lineSource{l})
+	}
+	return l.br.ReadSlice(delim)
+}
+
+// lineSource is what br reads: the byte of the idle wait, then the
+// connection.
+type lineSource struct{ l *lineReader }
+
+func (s lineSource) Read(p []byte) (int, error) {
+	if l := s.l; l.pending && len(p) > 0 {
+		p[0], l.pending = l.first[0], false
+		return 1, nil
+	}
+	return s.l.src.Read(p)
+}
+
+// Buffered is the number of bytes read from the connection and not yet
+// returned.
+func (l *lineReader) Buffered() int {
+	if l.br == nil {
+		return 0
+	}
+	return l.br.Buffered()
+}
+
+// release gives the buffer back when nothing is left in it.
+func (l *lineReader) release() {
+	if l.br != nil && l.br.Buffered() == 0 && !l.pending {
+		l.br.Reset(nil) // keeps no reference to this session
+		l.pool.Put(l.br)
+		l.br = nil
+	}
+}
+
+// Reset reads from src from now on; what was buffered is dropped (AUTH
+// refuses to upgrade when anything is).
+func (l *lineReader) Reset(src io.Reader) {
+	l.pending = false
+	if l.br != nil {
+		l.br.Reset(nil)
+		l.pool.Put(l.br)
+		l.br = nil
+	}
+	l.src = src
 }
 
 // Telnet bytes that can follow IAC (RFC 854).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -20,17 +21,21 @@ const noBlock = syscall.O_NONBLOCK
 
 // rootStorage is the default storage: the user's home opened as an
 // os.Root, so that "..", absolute paths and symbolic links cannot leave it.
+// A session's root is shared with the other sessions of its user (see
+// Server.openHome); Close ends this storage's use of it, once.
 type rootStorage struct {
-	root *os.Root
+	root  *os.Root
+	close func() error
 }
 
-// openRootStorage opens home; a session does it once, at login.
+// openRootStorage opens home as a storage of its own (the quota scan's);
+// Close closes the root.
 func openRootStorage(home string) (*rootStorage, error) {
 	r, err := os.OpenRoot(home)
 	if err != nil {
 		return nil, err
 	}
-	return &rootStorage{root: r}, nil
+	return &rootStorage{root: r, close: sync.OnceValue(r.Close)}, nil
 }
 
 func (s *rootStorage) Stat(name string) (fs.FileInfo, error)  { return s.root.Stat(name) }
@@ -38,7 +43,7 @@ func (s *rootStorage) Lstat(name string) (fs.FileInfo, error) { return s.root.Ls
 func (s *rootStorage) Rename(from, to string) error           { return s.root.Rename(from, to) }
 func (s *rootStorage) Remove(name string) error               { return s.root.Remove(name) }
 func (s *rootStorage) Mkdir(name string) error                { return s.root.Mkdir(name, 0o755) }
-func (s *rootStorage) Close() error                           { return s.root.Close() }
+func (s *rootStorage) Close() error                           { return s.close() }
 
 func (s *rootStorage) Chtimes(name string, mtime time.Time) error {
 	return s.root.Chtimes(name, mtime, mtime)

@@ -57,12 +57,12 @@ type Active struct {
 func (b *Binding) Active(addr netip.AddrPort) (*Active, error) {
 	ip := addr.Addr().Unmap()
 	if ip.WithZone("") != b.remote.Addr().WithZone("") {
-		b.log.Warn("active data address refused: not the client's address", "addr", addr)
+		b.logger().Warn("active data address refused: not the client's address", "addr", addr)
 		b.m.refused.add(RefusedForeignIP)
 		return nil, ErrForeignAddress
 	}
 	if addr.Port() < MinActivePort {
-		b.log.Warn("active data address refused: privileged port", "addr", addr)
+		b.logger().Warn("active data address refused: privileged port", "addr", addr)
 		b.m.refused.add(RefusedPrivilegedPort)
 		return nil, ErrPrivilegedPort
 	}

@@ -39,7 +39,7 @@ func (b *Binding) PassiveAddr(ctx context.Context) netip.Addr {
 	case m.resolver != nil:
 		ip, err := m.resolver.get(ctx)
 		if err != nil {
-			b.log.Warn("passive.public_address not resolved; advertising the local address",
+			b.logger().Warn("passive.public_address not resolved; advertising the local address",
 				"host", m.resolver.host, "addr", local, "err", err)
 			return local
 		}

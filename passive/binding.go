@@ -42,7 +42,6 @@ type Binding struct {
 	tag    []byte
 	base   *tls.Config // the server's config; data connections clone it
 	tls    *tls.Config // control side: every ticket carries the tag
-	log    *slog.Logger
 
 	// offered records which ticket extensions the latest control
 	// ClientHello carried (offeredTLS12|offeredTLS13).
@@ -85,7 +84,6 @@ func (m *Manager) BindProxied(base *tls.Config, local, remote netip.AddrPort, fr
 		front:  front.Unmap(),
 		remote: remote,
 		tag:    []byte(tagPrefix + hex.EncodeToString(raw[:])),
-		log:    m.log.With("remote", remote),
 		open:   make(map[io.Closer]struct{}),
 	}
 	if base != nil {
@@ -137,6 +135,11 @@ func (b *Binding) controlConfig(base *tls.Config) *tls.Config {
 	return cfg
 }
 
+// logger is the manager's logger with the client's address. Made when
+// something is logged rather than kept: most sessions never log here, and
+// an idle session should cost little.
+func (b *Binding) logger() *slog.Logger { return b.m.log.With("remote", b.remote) }
+
 // observeHello records which ticket extensions a control ClientHello
 // offered (data connections have their own config without this hook).
 func (b *Binding) observeHello(hello *tls.ClientHelloInfo) {
@@ -187,7 +190,7 @@ func (b *Binding) Listen() (*Listener, error) {
 	if err != nil {
 		if ex := (*exhaustedError)(nil); errors.As(err, &ex) {
 			b.m.exhausted.Add(1)
-			b.log.Warn("passive ports exhausted", "times", b.m.exhausted.Load(),
+			b.logger().Warn("passive ports exhausted", "times", b.m.exhausted.Load(),
 				"size", b.m.pool.size(), "in_use", b.m.pool.inUse(),
 				"tried", ex.tried, "busy", ex.busy)
 		}

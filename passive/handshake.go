@@ -128,7 +128,7 @@ func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where 
 			// the cancellation that follows must not hide the timeout.
 			return nil, ctx.Err()
 		}
-		b.log.Warn("data TLS handshake failed", where, "err", err)
+		b.logger().Warn("data TLS handshake failed", where, "err", err)
 		b.m.refused.add(RefusedHandshake)
 		return nil, fmt.Errorf("passive: data TLS handshake: %w", err)
 	}
@@ -144,7 +144,7 @@ func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where 
 			// version whose ticket extension the control hello lacked
 			// and skip the strict check.
 			if cv := b.controlVersion.Load(); cv != uint32(st.Version) {
-				b.log.Warn("data connection refused: TLS version differs from the control connection's",
+				b.logger().Warn("data connection refused: TLS version differs from the control connection's",
 					where, "version", tls.VersionName(st.Version), "control_version", tls.VersionName(uint16(cv)))
 				tc.Close()
 				g.setPending(nil)
@@ -154,14 +154,14 @@ func (b *Binding) handshake(ctx context.Context, g *guard, conn net.Conn, where 
 			if b.offeredTickets(st.Version) {
 				return b.refuse(g, tc, st, where, set.mode, chk)
 			}
-			b.log.Info("data connection not resumed; resumption not checked: the control hello offered no session tickets",
+			b.logger().Info("data connection not resumed; resumption not checked: the control hello offered no session tickets",
 				where, "version", tls.VersionName(st.Version))
 		case modeOff:
-			b.log.Debug("data connection not resumed; resumption check off",
+			b.logger().Debug("data connection not resumed; resumption check off",
 				where, "version", tls.VersionName(st.Version))
 		}
 	} else if chk.ticket == ticketSibling {
-		b.log.Debug("data connection resumed a sibling session's ticket (same user and address)",
+		b.logger().Debug("data connection resumed a sibling session's ticket (same user and address)",
 			where, "version", tls.VersionName(st.Version), "waited_for_login", chk.waited)
 	}
 	return g.handOver(tc, conn)
@@ -183,7 +183,7 @@ func (b *Binding) refuse(g *guard, tc *tls.Conn, st tls.ConnectionState, where s
 	if mode == modeRequired {
 		args = append(args, "hint", hintUser)
 	}
-	b.log.Warn("data connection refused: TLS session not resumed", args...)
+	b.logger().Warn("data connection refused: TLS session not resumed", args...)
 	tc.Close()
 	g.setPending(nil)
 	b.m.refused.add(RefusedNotResumed)

@@ -102,7 +102,7 @@ func (l *Listener) acceptPeer(ctx context.Context) (net.Conn, error) {
 			continue
 		}
 		if peer.Addr() != want {
-			l.b.log.Warn("data connection from a foreign address dropped",
+			l.b.logger().Warn("data connection from a foreign address dropped",
 				"peer", peer, "port", l.port)
 			l.b.m.refused.add(RefusedForeignIP)
 			c.Close()
@@ -141,7 +141,7 @@ func (l *Listener) unproxy(ctx context.Context, tc *net.TCPConn, cfg *Config) (c
 		if h != nil {
 			lvl = slog.LevelDebug // a balancer's probe
 		}
-		l.b.log.Log(ctx, lvl, "data connection refused: not through a trusted proxy (server.trusted_proxies)",
+		l.b.logger().Log(ctx, lvl, "data connection refused: not through a trusted proxy (server.trusted_proxies)",
 			"source", src, "port", l.port, "err", err)
 		l.b.m.refused.add(RefusedProxy)
 		tc.Close()

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,34 @@ func TestDeployFilesPassTheirCheckers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeployUnitFileLimit: the unit sets LimitNOFILE to one number (soft =
+// hard: its SystemCallFilter refuses setrlimit, so ftpsd cannot raise a
+// lower soft limit itself), high enough for 10,000 sessions transferring
+// at once by the count that serve's start-up check uses.
+func TestDeployUnitFileLimit(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(deployUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "LimitNOFILE="); ok {
+			values = append(values, v)
+		}
+	}
+	if len(values) != 1 {
+		t.Fatalf("LimitNOFILE set %d times (%q), want once", len(values), values)
+	}
+	n, err := strconv.ParseUint(values[0], 10, 64)
+	if err != nil {
+		t.Fatalf("LimitNOFILE=%s: want one number (soft = hard), got %v", values[0], err)
+	}
+	if c := checkFileLimit(n, 10000); c.capsIdle || c.capsTransfers {
+		t.Errorf("LimitNOFILE=%d allows %d sessions transferring at once, want at least 10,000", n, c.transferring)
 	}
 }
 

@@ -116,6 +116,7 @@ type daemon struct {
 // then TLS.
 func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	cfg, log := d.cfg, d.log
+	reportFileLimit(log, cfg.Server.MaxConnections)
 	if err := os.MkdirAll(cfg.Server.StateDir, 0o700); err != nil {
 		return fmt.Errorf("server.state_dir: %w", err)
 	}
@@ -405,6 +406,9 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	old := d.cfg
 	d.cfg = cfg
+	if cfg.Server.MaxConnections != old.Server.MaxConnections {
+		reportFileLimit(d.log, cfg.Server.MaxConnections)
+	}
 	gone := goneUsers(old.Users, cfg.Users)
 	closed := d.srv.CloseUsers(func(name string) bool { return slices.Contains(gone, name) })
 	d.log.Info("configuration reloaded", "file", d.path, "users", len(enabledUsers(cfg.Users)),
