@@ -171,30 +171,42 @@ func (s *session) cmdPASS(r request) result {
 	counted := func(result string) { s.srv.deps.Metrics.login(result, time.Since(start)) }
 	u, err := s.srv.deps.Auth.Authenticate(s.ctx, s.userName, r.arg, s.remote.Addr())
 	s.stage.Store(stageTLS)
+	if err != nil {
+		return s.loginFailed(err, counted)
+	}
+	return s.completeLogin(u, counted)
+}
+
+// loginFailed answers a refused PASS.
+func (s *session) loginFailed(err error, counted func(string)) result {
 	switch {
 	case errors.Is(err, auth.ErrBlocked):
 		counted(LoginBanned)
 		s.log.Warn("login refused: address blocked", "user", s.userName)
 		return result{err: err, quit: true}
-	case err != nil:
-		if s.ctx.Err() != nil {
-			return result{quit: true}
-		}
-		// Told apart for the metrics only, after the answer's delay
-		// has passed: the client sees one reply for both.
-		if s.srv.deps.Auth.Active(s.userName) {
-			counted(LoginBadPassword)
-		} else {
-			counted(LoginUnknownUser)
-		}
-		s.failedLogins++
-		s.log.Info("login failed", "user", s.userName, "attempt", s.failedLogins)
-		if s.failedLogins >= s.cfg.MaxLoginAttempts {
-			return result{reply: reply{421, "Too many failed login attempts; closing."}, quit: true}
-		}
-		// Whatever went wrong reads as a wrong password to the client.
-		return fail(auth.ErrInvalidCredentials)
+	case s.ctx.Err() != nil:
+		return result{quit: true}
 	}
+	// Told apart for the metrics only, after the answer's delay has
+	// passed: the client sees one reply for both.
+	if s.srv.deps.Auth.Active(s.userName) {
+		counted(LoginBadPassword)
+	} else {
+		counted(LoginUnknownUser)
+	}
+	s.failedLogins++
+	s.log.Info("login failed", "user", s.userName, "attempt", s.failedLogins)
+	if s.failedLogins >= s.cfg.MaxLoginAttempts {
+		return result{reply: reply{421, "Too many failed login attempts; closing."}, quit: true}
+	}
+	// Whatever went wrong reads as a wrong password to the client.
+	return fail(auth.ErrInvalidCredentials)
+}
+
+// completeLogin completes a login whose password was right: the user's session
+// limit, its home, and the checks against eviction and reload that ran
+// while the password was being checked.
+func (s *session) completeLogin(u *auth.User, counted func(string)) result {
 	// Over max_sessions: 421, and the connection closes. FileZilla takes a
 	// 421 as temporary and reconnects later (a 530 would read as a wrong
 	// password, stop its queue and ask for the password again). It is not
