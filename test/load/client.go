@@ -27,6 +27,9 @@ type session struct {
 	timeout time.Duration
 	stop    func() bool // undoes the close-on-kill hook
 	st      *stats      // data connection counts, if set
+	// control is the control connection's TLS version and cipher suite,
+	// as the report names them ("TLS 1.3 TLS_AES_128_GCM_SHA256").
+	control string
 }
 
 // dialSession connects, runs AUTH TLS and logs in, then sets PBSZ 0,
@@ -63,6 +66,7 @@ func (s *session) login(user, pass string) error {
 	if err := tc.HandshakeContext(s.kill); err != nil {
 		return err
 	}
+	s.control = tlsName(tc.ConnectionState())
 	s.tp = textproto.NewConn(tc)
 	code, err := s.cmd(0, "USER "+user)
 	switch {
@@ -133,10 +137,12 @@ func (s *session) transfer(line string, fn func(net.Conn) (int64, error)) (int64
 		return 0, err
 	}
 	if s.st != nil {
+		cs := tc.ConnectionState()
 		s.st.dataConns++
-		if tc.ConnectionState().DidResume {
+		if cs.DidResume {
 			s.st.resumed++
 		}
+		s.st.dataTLS[tlsName(cs)]++
 	}
 	n, err := fn(tc)
 	if err != nil {
@@ -186,9 +192,10 @@ func (s *session) stor(name string, size int64, block []byte) (int64, error) {
 	})
 }
 
-// list runs MLSD of dir and returns the listing's size and line count.
-func (s *session) list(dir string) (int64, int, error) {
-	line := "MLSD"
+// list runs cmd (MLSD or LIST) of dir and returns the listing's size and
+// line count.
+func (s *session) list(cmd, dir string) (int64, int, error) {
+	line := cmd
 	if dir != "" {
 		line += " " + dir
 	}
@@ -231,4 +238,9 @@ func (s *session) quit() error {
 func (s *session) close() {
 	s.stop()
 	s.raw.Close()
+}
+
+// tlsName names the version and cipher suite of a connection.
+func tlsName(cs tls.ConnectionState) string {
+	return tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 }

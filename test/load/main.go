@@ -71,11 +71,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*result,
 	if err != nil {
 		return nil, err
 	}
+	// A script measuring the server's memory waits for this line.
+	cfg.idleReady = func() { fmt.Fprintf(stderr, "ftpsd-load: all %d idle sessions are logged in\n", cfg.conns) }
 	res, err := load(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ftpsd-load: %v\n", err)
 		return nil, err
 	}
-	res.print(stdout)
-	return res, nil
+	if cfg.json {
+		err = res.printJSON(stdout)
+	} else {
+		res.print(stdout)
+	}
+	return res, err
 }
