@@ -112,7 +112,7 @@ func (s *session) expect(want int) (int, error) {
 // port, the command, and after its 150 the TLS handshake (resuming this
 // session), then fn on the data connection, a close with close_notify and
 // the 226.
-func (s *session) transfer(line string, fn func(net.Conn) (int64, error)) (int64, error) {
+func (s *session) transfer(line string, upload bool, fn func(net.Conn) (int64, error)) (int64, error) {
 	port, err := s.epsv()
 	if err != nil {
 		return 0, err
@@ -148,6 +148,19 @@ func (s *session) transfer(line string, fn func(net.Conn) (int64, error)) (int64
 	if err != nil {
 		return n, err
 	}
+	if upload {
+		// close_notify, then read to the server's close: closing at once
+		// with unread bytes (TLS 1.3 session tickets that OpenSSL servers
+		// send on data connections too) makes the kernel send a reset,
+		// which can cost the server the end of the upload (vsftpd: 426
+		// "Failure reading network stream").
+		if err := tc.CloseWrite(); err != nil {
+			return n, err
+		}
+		if _, err := io.Copy(io.Discard, tc); err != nil {
+			return n, err
+		}
+	}
 	if err := tc.Close(); err != nil {
 		return n, err
 	}
@@ -172,14 +185,14 @@ func (s *session) epsv() (uint16, error) {
 }
 
 func (s *session) retr(name string) (int64, error) {
-	return s.transfer("RETR "+name, func(c net.Conn) (int64, error) {
+	return s.transfer("RETR "+name, false, func(c net.Conn) (int64, error) {
 		return io.Copy(io.Discard, c)
 	})
 }
 
 // stor uploads size bytes: block, repeated.
 func (s *session) stor(name string, size int64, block []byte) (int64, error) {
-	return s.transfer("STOR "+name, func(c net.Conn) (int64, error) {
+	return s.transfer("STOR "+name, true, func(c net.Conn) (int64, error) {
 		var n int64
 		for n < size {
 			m, err := c.Write(block[:min(int64(len(block)), size-n)])
@@ -200,7 +213,7 @@ func (s *session) list(cmd, dir string) (int64, int, error) {
 		line += " " + dir
 	}
 	var lines int
-	n, err := s.transfer(line, func(c net.Conn) (int64, error) {
+	n, err := s.transfer(line, false, func(c net.Conn) (int64, error) {
 		var n int64
 		buf := make([]byte, 32<<10)
 		for {

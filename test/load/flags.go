@@ -106,6 +106,9 @@ type config struct {
 	json     bool   // print the report as one JSON object
 	// idleReady runs once, when all -conns idle sessions have logged in.
 	idleReady func()
+	// startOnStdin: after the setup, wait for a line on stdin before the
+	// clock starts (see -start-on-stdin).
+	startOnStdin bool
 	// block is what uploads send, over and over: random, so that nothing
 	// on the way can compress it. Read-only once the run starts.
 	block []byte
@@ -137,6 +140,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	tls13 := fs.Bool("tls13", false, "offer TLS 1.3 only (default: TLS 1.2 and 1.3)")
 	file := fs.String("file", "", "retr: download this existing `FILE` (of -size bytes) instead of uploading one per session; it is left in place")
 	storNew := fs.Bool("stor-new", false, "stor: upload to a new file each time (the server's path for new files) instead of overwriting one; the files are deleted at the end")
+	startOnStdin := fs.Bool("start-on-stdin", false, "after the setup (logins, uploads), print \"ftpsd-load: ready\" on stderr and start the measured run only when a line arrives on stdin: a script can read the server's CPU counters in between")
 	jsonOut := fs.Bool("json", false, "print the report as one JSON object (for scripts, e.g. test/bench/compare)")
 
 	if err := fs.Parse(args); err != nil {
@@ -200,7 +204,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		addr: *addr, user: *user, pass: *pass, tls: tcfg,
 		conns: *conns, duration: *duration, maxOps: *maxOps,
 		op: opKind(*op), size: int64(size), dir: *dir, timeout: *timeout,
-		file: *file, storNew: *storNew, json: *jsonOut, idleReady: func() {},
+		file: *file, storNew: *storNew, json: *jsonOut, idleReady: func() {}, startOnStdin: *startOnStdin,
 		block: randomBlock(),
 	}, nil
 }

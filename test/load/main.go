@@ -17,6 +17,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -73,7 +74,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*result,
 	}
 	// A script measuring the server's memory waits for this line.
 	cfg.idleReady = func() { fmt.Fprintf(stderr, "ftpsd-load: all %d idle sessions are logged in\n", cfg.conns) }
-	res, err := load(ctx, cfg)
+	var gate func()
+	if cfg.startOnStdin {
+		gate = func() {
+			fmt.Fprintln(stderr, "ftpsd-load: ready")
+			bufio.NewReader(os.Stdin).ReadString('\n') // EOF starts too
+		}
+	}
+	res, err := load(ctx, cfg, gate)
 	if err != nil {
 		fmt.Fprintf(stderr, "ftpsd-load: %v\n", err)
 		return nil, err

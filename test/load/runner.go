@@ -26,8 +26,9 @@ const retryPause = 200 * time.Millisecond
 const idleNoop = 30 * time.Second
 
 // load runs cfg.conns workers until the duration, the operation budget or
-// ctx ends, and merges what they measured.
-func load(ctx context.Context, cfg *config) (*result, error) {
+// ctx ends, and merges what they measured. gate, if not nil, runs between
+// the setup and the start of the clock.
+func load(ctx context.Context, cfg *config, gate func()) (*result, error) {
 	// kill closes every connection, whatever is in flight: when the setup
 	// overruns -timeout, -timeout after the measured run ends, or at once
 	// on a signal during the setup. A signal during the run only stops
@@ -73,6 +74,8 @@ func load(ctx context.Context, cfg *config) (*result, error) {
 	setupOK := setupTimer.Stop() && stopSetupSignal()
 	if !setupOK {
 		cancelRun()
+	} else if gate != nil {
+		gate()
 	}
 	start := time.Now()
 	stopRun := time.AfterFunc(cfg.duration, cancelRun)
