@@ -78,35 +78,46 @@ func (b *bench) add(metricKey, server string, v float64) {
 	b.values[metricKey][server] = append(b.values[metricKey][server], v)
 }
 
-func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+// run measures and prints the table on stdout; it returns the
+// measurements.
+func run(ctx context.Context, o *options, stdout io.Writer) (*bench, error) {
 	start := time.Now()
+	b, err := measure(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	b.print(stdout, time.Since(start))
+	return b, nil
+}
+
+func measure(ctx context.Context, o *options) (b *bench, err error) {
 	needRoot := slices.ContainsFunc(o.servers, func(k string) bool { return k != "ftpsd" })
 	if needRoot && os.Geteuid() != 0 {
-		return errNoRoot
+		return nil, errNoRoot
 	}
 	e := &env{o: o, work: o.work, pass: strings.ToLower(rand.Text())}
 	if err := os.MkdirAll(filepath.Join(o.work, "bin"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	os.Chmod(o.work, 0o755)
 	if err := e.build(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if needRoot {
 		if err := e.unpack(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		if err := e.makeUser(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := e.makeCert(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := e.makeBigFile(); err != nil {
-		return err
+		return nil, err
 	}
-	b := &bench{o: o, e: e, values: map[string]map[string][]float64{}, logs: map[string]*serverLog{}, idleFor: map[string][]time.Duration{}}
+	b = &bench{o: o, e: e, values: map[string]map[string][]float64{}, logs: map[string]*serverLog{}, idleFor: map[string][]time.Duration{}}
 	defer func() {
 		for _, s := range b.servers {
 			s.stop()
@@ -120,11 +131,11 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	for _, key := range o.servers {
 		s, err := e.setup(ctx, key)
 		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		b.servers = append(b.servers, s)
 		if err := s.start(o.work); err != nil {
-			return err
+			return nil, err
 		}
 		b.logs[key] = &serverLog{controlTLS: map[string]int64{}, dataTLS: map[string]int64{}, errors: map[string]int64{}, firstError: map[string]string{}}
 		logf("%s listening on %s (CPU: %s)", s.title, s.addr(), s.acct.method())
@@ -135,22 +146,30 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		order := slices.Clone(b.servers)
 		rot := r % len(order)
 		order = append(order[rot:], order[:rot]...)
-		if err := b.measureCeiling(ctx, r); err != nil {
-			return err
-		}
 		for _, sc := range o.scenarios {
+			// The ceiling is measured right before and after the RETRs
+			// of each round, under the same conditions.
+			if sc == "retr" {
+				if err := b.measureCeiling(ctx, r); err != nil {
+					return nil, err
+				}
+			}
 			for _, s := range order {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil, ctx.Err()
 				}
 				if err := b.scenario(ctx, sc, s); err != nil {
 					logf("round %d, %s, %s: %v", r+1, sc, s.key, err)
 				}
 			}
+			if sc == "retr" {
+				if err := b.measureCeiling(ctx, r); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
-	b.print(stdout, time.Since(start))
-	return nil
+	return b, nil
 }
 
 // build compiles ftpsd and the load tool from the repository around the

@@ -482,6 +482,9 @@ TLSLog %s
 		if err := ftpsdproc.Own(state); err != nil {
 			return nil, err
 		}
+		if err := ftpsdproc.Reach(e.ftpsdBin, e.certFile, e.keyFile, s.home); err != nil {
+			return nil, err
+		}
 		hash, err := e.ftpsdHash(ctx)
 		if err != nil {
 			return nil, err
