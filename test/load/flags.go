@@ -109,6 +109,9 @@ type config struct {
 	// startOnStdin: after the setup, wait for a line on stdin before the
 	// clock starts (see -start-on-stdin).
 	startOnStdin bool
+	// loginSlots bounds the logins in progress (-login-parallel); nil
+	// for no bound.
+	loginSlots chan struct{}
 	// block is what uploads send, over and over: random, so that nothing
 	// on the way can compress it. Read-only once the run starts.
 	block []byte
@@ -141,6 +144,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	file := fs.String("file", "", "retr: download this existing `FILE` (of -size bytes) instead of uploading one per session; it is left in place")
 	storNew := fs.Bool("stor-new", false, "stor: upload to a new file each time (the server's path for new files) instead of overwriting one; the files are deleted at the end")
 	startOnStdin := fs.Bool("start-on-stdin", false, "after the setup (logins, uploads), print \"ftpsd-load: ready\" on stderr and start the measured run only when a line arrives on stdin: a script can read the server's CPU counters in between")
+	loginParallel := fs.Int("login-parallel", 0, "at most this many sessions logging in at once (0: no bound). A server that hashes each password in a process of its own with a memory-hard hash needs it for -op idle with many -conns")
 	jsonOut := fs.Bool("json", false, "print the report as one JSON object (for scripts, e.g. test/bench/compare)")
 
 	if err := fs.Parse(args); err != nil {
@@ -181,6 +185,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return bad("-timeout %s: must be positive", *timeout)
 	case !slices.Contains(opKinds, opKind(*op)):
 		return bad("-op %q: want retr, stor, list, login, idle or session", *op)
+	case *loginParallel < 0:
+		return bad("-login-parallel %d: must not be negative", *loginParallel)
 	case *file != "" && opKind(*op) != opRetr:
 		return bad("-file is for -op retr only")
 	case *storNew && opKind(*op) != opStor:
@@ -200,11 +206,16 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if *tls13 {
 		tcfg.MinVersion = tls.VersionTLS13
 	}
+	var slots chan struct{}
+	if *loginParallel > 0 {
+		slots = make(chan struct{}, *loginParallel)
+	}
 	return &config{
 		addr: *addr, user: *user, pass: *pass, tls: tcfg,
 		conns: *conns, duration: *duration, maxOps: *maxOps,
 		op: opKind(*op), size: int64(size), dir: *dir, timeout: *timeout,
-		file: *file, storNew: *storNew, json: *jsonOut, idleReady: func() {}, startOnStdin: *startOnStdin,
+		file: *file, storNew: *storNew, json: *jsonOut, idleReady: func() {},
+		startOnStdin: *startOnStdin, loginSlots: slots,
 		block: randomBlock(),
 	}, nil
 }

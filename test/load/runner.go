@@ -175,10 +175,23 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// dial logs in, at most -login-parallel sessions at a time.
+func (w *worker) dial() (*session, error) {
+	if w.cfg.loginSlots != nil {
+		select {
+		case w.cfg.loginSlots <- struct{}{}:
+		case <-w.kill.Done():
+			return nil, w.kill.Err()
+		}
+		defer func() { <-w.cfg.loginSlots }()
+	}
+	return dialSession(w.kill, w.cfg)
+}
+
 // wholeSession runs one session of -op login or session: log in, for
 // session list -dir with LIST, and quit.
 func (w *worker) wholeSession() (int64, int, error) {
-	s, err := dialSession(w.kill, w.cfg)
+	s, err := w.dial()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -208,7 +221,7 @@ func (w *worker) prepare() {
 
 // connect logs in and, for retr, uploads the file to download.
 func (w *worker) connect() error {
-	s, err := dialSession(w.kill, w.cfg)
+	s, err := w.dial()
 	if err != nil {
 		return err
 	}

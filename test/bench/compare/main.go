@@ -43,17 +43,18 @@ var scenarioKeys = []string{"retr", "stor", "sessions", "small", "idle"}
 
 // options is the validated command line.
 type options struct {
-	work      string        // scratch directory
-	rounds    int           // interleaved rounds
-	bigSize   int64         // RETR and STOR size
-	bigOps    int           // transfers of bigSize per server and round
-	duration  time.Duration // of the sessions/s and 4 KiB runs
-	idle      int           // idle sessions for the memory figure
-	settle    time.Duration // wait after the last idle login before reading PSS
-	servers   []string
-	scenarios []string
-	sameSuite bool // restrict the C servers to TLS_AES_128_GCM_SHA256, ftpsd's and Go's choice
-	keep      bool // leave the scratch directory's homes and logs
+	work       string        // scratch directory
+	rounds     int           // interleaved rounds
+	bigSize    int64         // RETR and STOR size
+	bigOps     int           // transfers of bigSize per server and round
+	duration   time.Duration // of the sessions/s and 4 KiB runs
+	idle       int           // idle sessions for the memory figure
+	idleRounds int           // rounds that measure it
+	settle     time.Duration // wait after the last idle login before reading PSS
+	servers    []string
+	scenarios  []string
+	sameSuite  bool // restrict the C servers to TLS_AES_128_GCM_SHA256, ftpsd's and Go's choice
+	keep       bool // leave the scratch directory's homes and logs
 }
 
 const usageText = `Usage: compare [-quick] [flags]   (as root; from the repository)
@@ -79,6 +80,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	bigOps := fs.Int("big-ops", 1, "transfers of that size per server and round")
 	duration := fs.Duration("duration", 10*time.Second, "length of the sessions/s and 4 KiB RETR runs")
 	idle := fs.Int("idle", 500, "idle logged-in sessions for the memory figure")
+	idleRounds := fs.Int("idle-rounds", 1, "rounds that measure the idle memory (logging in the idle sessions takes minutes with argon2id; the figure varies little)")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last idle login before reading the memory")
 	servers := fs.String("servers", strings.Join(serverKeys, ","), "servers to measure, comma-separated")
 	scenarios := fs.String("scenarios", strings.Join(scenarioKeys, ","), "measurements, comma-separated: retr, stor, sessions, small, idle")
@@ -108,7 +110,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	o := &options{
 		work: *work, rounds: *rounds, bigSize: int64(*big) << 20, bigOps: *bigOps,
-		duration: *duration, idle: *idle, settle: *settle,
+		duration: *duration, idle: *idle, idleRounds: *idleRounds, settle: *settle,
 		servers: splitList(*servers), scenarios: splitList(*scenarios),
 		sameSuite: *sameSuite, keep: *keep,
 	}
@@ -123,6 +125,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-big-ops %d: want 1..10", o.bigOps)
 	case o.duration < time.Second || o.duration > 5*time.Minute:
 		return nil, fmt.Errorf("-duration %s: want 1s..5m", o.duration)
+	case o.idleRounds < 0:
+		return nil, fmt.Errorf("-idle-rounds %d: must not be negative", o.idleRounds)
 	case o.idle < 1 || o.idle > 5000:
 		return nil, fmt.Errorf("-idle %d: want 1..5000", o.idle)
 	case o.settle < 0 || o.settle > 10*time.Minute:
