@@ -121,6 +121,8 @@ type worker struct {
 	newFiles []string
 	// idleIn counts the idle sessions logged in, shared by the workers.
 	idleIn *atomic.Int64
+	// claimed: this idle worker took its operation from the budget.
+	claimed bool
 }
 
 // claim takes one operation from the shared budget.
@@ -142,8 +144,14 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		if w.sess == nil {
-			if w.cfg.op == opIdle && !w.claim() {
-				return
+			// An idle session is one operation however many logins it
+			// takes: a server refusing logins for a while must not use
+			// up the budget and leave the run with fewer sessions.
+			if w.cfg.op == opIdle && !w.claimed {
+				if !w.claim() {
+					return
+				}
+				w.claimed = true
 			}
 			t0 := time.Now()
 			if err := w.connect(); err != nil {

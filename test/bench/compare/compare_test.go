@@ -20,7 +20,7 @@ func TestParseArgs(t *testing.T) {
 		check   func(*options) bool
 	}{
 		{"defaults: full mode", nil, "", func(o *options) bool {
-			return o.rounds == 3 && o.bigSize == 1<<30 && o.idle == 500 && len(o.servers) == 4 && len(o.scenarios) == 5
+			return o.rounds == 3 && o.bigSize == 1<<30 && o.idle == 200 && len(o.servers) == 4 && len(o.scenarios) == 5
 		}},
 		{"quick", []string{"-quick"}, "", func(o *options) bool {
 			return o.rounds == 1 && o.bigSize == 256<<20 && o.duration == 3*time.Second && o.idle == 50

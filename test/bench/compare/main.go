@@ -79,7 +79,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	big := fs.Int("big-mib", 1024, "size of the RETR and STOR transfers in MiB")
 	bigOps := fs.Int("big-ops", 1, "transfers of that size per server and round")
 	duration := fs.Duration("duration", 10*time.Second, "length of the sessions/s and 4 KiB RETR runs")
-	idle := fs.Int("idle", 500, "idle logged-in sessions for the memory figure")
+	idle := fs.Int("idle", 200, "idle logged-in sessions for the memory figure")
 	idleRounds := fs.Int("idle-rounds", 1, "rounds that measure the idle memory (logging in the idle sessions takes minutes with argon2id; the figure varies little)")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last idle login before reading the memory")
 	servers := fs.String("servers", strings.Join(serverKeys, ","), "servers to measure, comma-separated")

@@ -117,13 +117,14 @@ func measure(ctx context.Context, o *options) (b *bench, err error) {
 	if err := e.makeBigFile(); err != nil {
 		return nil, err
 	}
-	b = &bench{o: o, e: e, values: map[string]map[string][]float64{}, logs: map[string]*serverLog{}, idleFor: map[string][]time.Duration{}}
-	defer func() {
-		for _, s := range b.servers {
+	bb := &bench{o: o, e: e, values: map[string]map[string][]float64{}, logs: map[string]*serverLog{}, idleFor: map[string][]time.Duration{}}
+	b = bb
+	defer func() { // bb: b is nil when an error is returned
+		for _, s := range bb.servers {
 			s.stop()
 		}
 		if !o.keep {
-			for _, s := range b.servers {
+			for _, s := range bb.servers {
 				os.RemoveAll(s.home)
 			}
 		}
@@ -363,8 +364,10 @@ func (b *bench) idle(ctx context.Context, s *server) error {
 		return err
 	}
 	ready := make(chan struct{})
+	exited := make(chan struct{}) // the tool's stderr closed: it ended
 	var tail []string
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(errPipe)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "idle sessions are logged in") {
@@ -388,10 +391,13 @@ func (b *bench) idle(ctx context.Context, s *server) error {
 		}
 		logf("%-8s idle     %d sessions in %s: PSS %.1f -> %.1f MiB over %d processes, %.1f KiB per session",
 			s.key, n, took.Round(time.Second), float64(p0)/(1<<20), float64(p1)/(1<<20), procs, perSession/1024)
+	case <-exited:
+		err = errors.New("ftpsd-load ended before all idle sessions logged in")
 	case <-ctx.Done():
 		err = errors.New("the idle sessions did not all log in within 15 minutes")
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Process.Signal(syscall.SIGINT) // ends the run, with a report
+	<-exited                           // stderr read to the end before Wait closes it
 	werr := cmd.Wait()
 	if _, derr := b.decode(s, stdout.Bytes()); derr != nil && err == nil {
 		err = fmt.Errorf("%v; %v; %s", werr, derr, strings.Join(tail, "\n"))
