@@ -31,6 +31,9 @@ func TestParseArgs(t *testing.T) {
 		{"lists", []string{"-servers", "ftpsd, vsftpd,ftpsd", "-scenarios", "retr"}, "", func(o *options) bool {
 			return strings.Join(o.servers, ",") == "ftpsd,vsftpd" && len(o.scenarios) == 1
 		}},
+		{"idle runs first", []string{"-scenarios", "retr,idle,small"}, "", func(o *options) bool {
+			return strings.Join(o.scenarios, ",") == "idle,retr,small"
+		}},
 		{"unknown server", []string{"-servers", "wu-ftpd"}, `unknown server "wu-ftpd"`, nil},
 		{"unknown scenario", []string{"-scenarios", "mkd"}, `unknown measurement "mkd"`, nil},
 		{"no server", []string{"-servers", ","}, "none given", nil},
