@@ -23,7 +23,7 @@ func TestParseArgs(t *testing.T) {
 			return o.rounds == 3 && o.bigSize == 1<<30 && o.idle == 200 && len(o.servers) == 4 && len(o.scenarios) == 5
 		}},
 		{"quick", []string{"-quick"}, "", func(o *options) bool {
-			return o.rounds == 1 && o.bigSize == 256<<20 && o.duration == 3*time.Second && o.idle == 50
+			return o.rounds == 1 && o.bigSize == 256<<20 && o.duration == 2*time.Second && o.idle == 30
 		}},
 		{"quick keeps what is set", []string{"-quick", "-rounds", "2", "-idle", "7"}, "", func(o *options) bool {
 			return o.rounds == 2 && o.idle == 7 && o.bigSize == 256<<20

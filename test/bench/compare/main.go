@@ -73,7 +73,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprint(fs.Output(), usageText)
 		fs.PrintDefaults()
 	}
-	quick := fs.Bool("quick", false, "a run of under a minute: 1 round, 256 MiB transfers, 3 s runs, 50 idle sessions")
+	quick := fs.Bool("quick", false, "a run of under a minute: 1 round, 256 MiB transfers, 2 s runs, 30 idle sessions")
 	work := fs.String("work", "/tmp/ftpsd-compare", "scratch `DIR`: packages, configurations, homes, logs")
 	rounds := fs.Int("rounds", 3, "interleaved rounds (the table gives medians)")
 	big := fs.Int("big-mib", 1024, "size of the RETR and STOR transfers in MiB")
@@ -99,13 +99,13 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 			*big = 256
 		}
 		if !set["duration"] {
-			*duration = 3 * time.Second
+			*duration = 2 * time.Second
 		}
 		if !set["idle"] {
-			*idle = 50
+			*idle = 30
 		}
 		if !set["settle"] {
-			*settle = 2 * time.Second
+			*settle = time.Second
 		}
 	}
 	o := &options{
