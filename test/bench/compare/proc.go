@@ -1,7 +1,7 @@
 package main
 
-// Accounting of a server's whole process tree: vsftpd and ProFTPD fork
-// per session (vsftpd twice), Pure-FTPd once, ftpsd never. CPU time and
+// Accounting of a server's whole process tree: per logged-in session
+// vsftpd runs three processes, Pure-FTPd two, ProFTPD one, ftpsd none. CPU time and
 // memory are therefore summed over every process of the server.
 //
 // Preferred: a cgroup of its own (v2, or v1's cpuacct controller), into
