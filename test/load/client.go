@@ -27,6 +27,9 @@ type session struct {
 	timeout time.Duration
 	stop    func() bool // undoes the close-on-kill hook
 	st      *stats      // data connection counts, if set
+	// control is the control connection's TLS version and cipher suite,
+	// as the report names them ("TLS 1.3 TLS_AES_128_GCM_SHA256").
+	control string
 }
 
 // dialSession connects, runs AUTH TLS and logs in, then sets PBSZ 0,
@@ -63,6 +66,7 @@ func (s *session) login(user, pass string) error {
 	if err := tc.HandshakeContext(s.kill); err != nil {
 		return err
 	}
+	s.control = tlsName(tc.ConnectionState())
 	s.tp = textproto.NewConn(tc)
 	code, err := s.cmd(0, "USER "+user)
 	switch {
@@ -108,7 +112,7 @@ func (s *session) expect(want int) (int, error) {
 // port, the command, and after its 150 the TLS handshake (resuming this
 // session), then fn on the data connection, a close with close_notify and
 // the 226.
-func (s *session) transfer(line string, fn func(net.Conn) (int64, error)) (int64, error) {
+func (s *session) transfer(line string, upload bool, fn func(net.Conn) (int64, error)) (int64, error) {
 	port, err := s.epsv()
 	if err != nil {
 		return 0, err
@@ -133,14 +137,29 @@ func (s *session) transfer(line string, fn func(net.Conn) (int64, error)) (int64
 		return 0, err
 	}
 	if s.st != nil {
+		cs := tc.ConnectionState()
 		s.st.dataConns++
-		if tc.ConnectionState().DidResume {
+		if cs.DidResume {
 			s.st.resumed++
 		}
+		s.st.dataTLS[tlsName(cs)]++
 	}
 	n, err := fn(tc)
 	if err != nil {
 		return n, err
+	}
+	if upload {
+		// close_notify, then read to the server's close: closing at once
+		// with unread bytes (TLS 1.3 session tickets that OpenSSL servers
+		// send on data connections too) makes the kernel send a reset,
+		// which can cost the server the end of the upload (vsftpd: 426
+		// "Failure reading network stream").
+		if err := tc.CloseWrite(); err != nil {
+			return n, err
+		}
+		if _, err := io.Copy(io.Discard, tc); err != nil {
+			return n, err
+		}
 	}
 	if err := tc.Close(); err != nil {
 		return n, err
@@ -166,14 +185,14 @@ func (s *session) epsv() (uint16, error) {
 }
 
 func (s *session) retr(name string) (int64, error) {
-	return s.transfer("RETR "+name, func(c net.Conn) (int64, error) {
+	return s.transfer("RETR "+name, false, func(c net.Conn) (int64, error) {
 		return io.Copy(io.Discard, c)
 	})
 }
 
 // stor uploads size bytes: block, repeated.
 func (s *session) stor(name string, size int64, block []byte) (int64, error) {
-	return s.transfer("STOR "+name, func(c net.Conn) (int64, error) {
+	return s.transfer("STOR "+name, true, func(c net.Conn) (int64, error) {
 		var n int64
 		for n < size {
 			m, err := c.Write(block[:min(int64(len(block)), size-n)])
@@ -186,14 +205,15 @@ func (s *session) stor(name string, size int64, block []byte) (int64, error) {
 	})
 }
 
-// list runs MLSD of dir and returns the listing's size and line count.
-func (s *session) list(dir string) (int64, int, error) {
-	line := "MLSD"
+// list runs cmd (MLSD or LIST) of dir and returns the listing's size and
+// line count.
+func (s *session) list(cmd, dir string) (int64, int, error) {
+	line := cmd
 	if dir != "" {
 		line += " " + dir
 	}
 	var lines int
-	n, err := s.transfer(line, func(c net.Conn) (int64, error) {
+	n, err := s.transfer(line, false, func(c net.Conn) (int64, error) {
 		var n int64
 		buf := make([]byte, 32<<10)
 		for {
@@ -231,4 +251,9 @@ func (s *session) quit() error {
 func (s *session) close() {
 	s.stop()
 	s.raw.Close()
+}
+
+// tlsName names the version and cipher suite of a connection.
+func tlsName(cs tls.ConnectionState) string {
+	return tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 }

@@ -39,6 +39,10 @@ until -duration has passed or -max-ops operations were started in total:
   stor   upload -size bytes over the session's own file (the server's
          atomic overwrite path), deleted at the end
   list   MLSD of -dir
+  session
+         a whole session with a listing per operation: connect, AUTH TLS,
+         USER, PASS, PBSZ, PROT, TYPE, EPSV, LIST of -dir, QUIT (LIST, not
+         MLSD, so that every server can be measured)
   login  a whole session per operation: connect, AUTH TLS (full handshake),
          USER, PASS, PBSZ, PROT, TYPE, QUIT; expect the server's password
          hash to dominate
@@ -78,9 +82,11 @@ const (
 	opList  opKind = "list"
 	opLogin opKind = "login"
 	opIdle  opKind = "idle"
+	// opSession is opLogin plus EPSV and LIST -dir.
+	opSession opKind = "session"
 )
 
-var opKinds = []opKind{opRetr, opStor, opList, opLogin, opIdle}
+var opKinds = []opKind{opRetr, opStor, opList, opLogin, opIdle, opSession}
 
 // config is the validated command line.
 type config struct {
@@ -95,6 +101,17 @@ type config struct {
 	size     int64
 	dir      string
 	timeout  time.Duration
+	file     string // retr: download this existing file instead of uploading one
+	storNew  bool   // stor: a new file per operation, not an overwrite
+	json     bool   // print the report as one JSON object
+	// idleReady runs once, when all -conns idle sessions have logged in.
+	idleReady func()
+	// startOnStdin: after the setup, wait for a line on stdin before the
+	// clock starts (see -start-on-stdin).
+	startOnStdin bool
+	// loginSlots bounds the logins in progress (-login-parallel); nil
+	// for no bound.
+	loginSlots chan struct{}
 	// block is what uploads send, over and over: random, so that nothing
 	// on the way can compress it. Read-only once the run starts.
 	block []byte
@@ -118,11 +135,17 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	conns := fs.Int("conns", 8, fmt.Sprintf("parallel sessions (1..%d)", maxConns))
 	duration := fs.Duration("duration", 10*time.Second, fmt.Sprintf("how long to start new operations (at most %s)", maxDuration))
 	maxOps := fs.Int64("max-ops", 10000, fmt.Sprintf("operations to start in total, across sessions (1..%d)", maxMaxOps))
-	op := fs.String("op", string(opRetr), "operation: retr, stor, list, login or idle")
+	op := fs.String("op", string(opRetr), "operation: retr, stor, list, login, idle or session")
 	size := byteSize(1 << 20)
 	fs.Var(&size, "size", "file `SIZE` for retr and stor: bytes, or a number with KiB, MiB or GiB")
 	dir := fs.String("dir", "", "directory for -op list (default: the login directory)")
 	timeout := fs.Duration("timeout", time.Minute, "limit on each network read or write, and on finishing the operations in flight when -duration ends")
+	tls13 := fs.Bool("tls13", false, "offer TLS 1.3 only (default: TLS 1.2 and 1.3)")
+	file := fs.String("file", "", "retr: download this existing `FILE` (of -size bytes) instead of uploading one per session; it is left in place")
+	storNew := fs.Bool("stor-new", false, "stor: upload to a new file each time (the server's path for new files) instead of overwriting one; the files are deleted at the end")
+	startOnStdin := fs.Bool("start-on-stdin", false, "after the setup (logins, uploads), print \"ftpsd-load: ready\" on stderr and start the measured run only when a line arrives on stdin: a script can read the server's CPU counters in between")
+	loginParallel := fs.Int("login-parallel", 0, "at most this many sessions logging in at once (0: no bound). A server that hashes each password in a process of its own with a memory-hard hash needs it for -op idle with many -conns")
+	jsonOut := fs.Bool("json", false, "print the report as one JSON object (for scripts, e.g. test/bench/compare)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,8 +171,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		return bad("missing -user")
 	case *pass == "":
 		return bad("missing -pass (or FTPSD_LOAD_PASS)")
-	case strings.ContainsAny(*user+*pass+*dir, "\r\n\x00"):
-		return bad("-user, -pass and -dir must not contain CR, LF or NUL")
+	case strings.ContainsAny(*user+*pass+*dir+*file, "\r\n\x00"):
+		return bad("-user, -pass, -dir and -file must not contain CR, LF or NUL")
 	case (*cafile == "") == (*pin == ""):
 		return bad("give exactly one of -cafile and -insecure-fingerprint")
 	case *conns < 1 || *conns > maxConns:
@@ -161,7 +184,13 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	case *timeout <= 0:
 		return bad("-timeout %s: must be positive", *timeout)
 	case !slices.Contains(opKinds, opKind(*op)):
-		return bad("-op %q: want retr, stor, list, login or idle", *op)
+		return bad("-op %q: want retr, stor, list, login, idle or session", *op)
+	case *loginParallel < 0:
+		return bad("-login-parallel %d: must not be negative", *loginParallel)
+	case *file != "" && opKind(*op) != opRetr:
+		return bad("-file is for -op retr only")
+	case *storNew && opKind(*op) != opStor:
+		return bad("-stor-new is for -op stor only")
 	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -174,10 +203,19 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	if *tls13 {
+		tcfg.MinVersion = tls.VersionTLS13
+	}
+	var slots chan struct{}
+	if *loginParallel > 0 {
+		slots = make(chan struct{}, *loginParallel)
+	}
 	return &config{
 		addr: *addr, user: *user, pass: *pass, tls: tcfg,
 		conns: *conns, duration: *duration, maxOps: *maxOps,
 		op: opKind(*op), size: int64(size), dir: *dir, timeout: *timeout,
+		file: *file, storNew: *storNew, json: *jsonOut, idleReady: func() {},
+		startOnStdin: *startOnStdin, loginSlots: slots,
 		block: randomBlock(),
 	}, nil
 }

@@ -17,6 +17,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -71,11 +72,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*result,
 	if err != nil {
 		return nil, err
 	}
-	res, err := load(ctx, cfg)
+	// A script measuring the server's memory waits for this line.
+	cfg.idleReady = func() { fmt.Fprintf(stderr, "ftpsd-load: all %d idle sessions are logged in\n", cfg.conns) }
+	var gate func()
+	if cfg.startOnStdin {
+		gate = func() {
+			fmt.Fprintln(stderr, "ftpsd-load: ready")
+			bufio.NewReader(os.Stdin).ReadString('\n') // EOF starts too
+		}
+	}
+	res, err := load(ctx, cfg, gate)
 	if err != nil {
 		fmt.Fprintf(stderr, "ftpsd-load: %v\n", err)
 		return nil, err
 	}
-	res.print(stdout)
-	return res, nil
+	if cfg.json {
+		err = res.printJSON(stdout)
+	} else {
+		res.print(stdout)
+	}
+	return res, err
 }

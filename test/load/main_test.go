@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,6 +66,81 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestComparisonFlags checks what test/bench/compare relies on: -file
+// downloads an existing file and leaves it, -stor-new uploads new files
+// and removes them, -tls13 negotiates TLS 1.3 and the -json report says
+// so, -start-on-stdin waits for its line before the clock starts.
+func TestComparisonFlags(t *testing.T) {
+	s := ftpstest.NewServer(t, ftpstest.Options{})
+	testutil.WriteFile(t, s.Home("alice"), "given.bin", bytes.Repeat([]byte("x"), 4096))
+	tests := []struct {
+		name  string
+		flags []string
+		check func(t *testing.T, rep map[string]any)
+	}{
+		{"retr -file", []string{"-op", "retr", "-file", "given.bin", "-size", "4KiB"}, func(t *testing.T, rep map[string]any) {
+			if _, err := os.Stat(filepath.Join(s.Home("alice"), "given.bin")); err != nil {
+				t.Errorf("the given file is gone: %v", err)
+			}
+		}},
+		{"stor -stor-new", []string{"-op", "stor", "-stor-new", "-size", "64KiB"}, nil},
+		{"session", []string{"-op", "session"}, func(t *testing.T, rep map[string]any) {
+			if rep["items"].(float64) < rep["ok"].(float64) {
+				t.Errorf("%v listing lines in %v sessions, want one per session (given.bin)", rep["items"], rep["ok"])
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			a := args(s, append([]string{"-tls13", "-json", "-conns", "2", "-max-ops", "6", "-duration", "5s"}, tt.flags...)...)
+			res, err := run(t.Context(), a, &stdout, &stderr)
+			if err != nil || res.failed() != 0 || res.ok == 0 {
+				t.Fatalf("run: %v, result %+v\nstderr: %s", err, res, stderr.String())
+			}
+			var rep map[string]any
+			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+				t.Fatalf("-json report: %v\n%s", err, stdout.String())
+			}
+			for k, n := range rep["data_tls"].(map[string]any) {
+				if !strings.HasPrefix(k, "TLS 1.3 ") || n.(float64) == 0 {
+					t.Errorf("data_tls %q: %v, want TLS 1.3", k, n)
+				}
+			}
+			if rep["resumed"] != rep["data_conns"] || rep["data_conns"].(float64) == 0 {
+				t.Errorf("%v of %v data connections resumed", rep["resumed"], rep["data_conns"])
+			}
+			if tt.check != nil {
+				tt.check(t, rep)
+			}
+			left, _ := filepath.Glob(filepath.Join(s.Home("alice"), "ftpsd-load-*"))
+			if len(left) > 0 {
+				t.Errorf("files left behind: %q", left)
+			}
+		})
+	}
+
+	// -start-on-stdin: nothing is measured before the line arrives.
+	cfg, err := parseArgs(args(s, "-op", "retr", "-file", "given.bin", "-size", "4KiB", "-conns", "1", "-max-ops", "2"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gated := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		<-gated
+		time.Sleep(time.Second)
+		close(release)
+	}()
+	res, err := load(t.Context(), cfg, func() { close(gated); <-release })
+	if err != nil || res.ok != 2 {
+		t.Fatalf("gated run: %v, %+v", err, res)
+	}
+	if res.elapsed >= time.Second {
+		t.Errorf("the wait at the gate was measured: elapsed %s for two 4 KiB downloads", res.elapsed)
+	}
+}
+
 // TestFingerprint checks certificate pinning: the right fingerprint (in
 // the colon form check-config prints) works, another one fails the first
 // login before any load starts.
@@ -115,6 +193,8 @@ func TestArgs(t *testing.T) {
 		{"newline in dir", append(base, "-dir", "a\r\nDELE x")},
 		{"short fingerprint", []string{"-addr", "127.0.0.1:1", "-user", "u", "-pass", "p", "-insecure-fingerprint", "abcd"}},
 		{"positional", append(base, "extra")},
+		{"file without retr", append(base, "-op", "stor", "-file", "x")},
+		{"stor-new without stor", append(base, "-op", "retr", "-stor-new")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,8 +26,9 @@ const retryPause = 200 * time.Millisecond
 const idleNoop = 30 * time.Second
 
 // load runs cfg.conns workers until the duration, the operation budget or
-// ctx ends, and merges what they measured.
-func load(ctx context.Context, cfg *config) (*result, error) {
+// ctx ends, and merges what they measured. gate, if not nil, runs between
+// the setup and the start of the clock.
+func load(ctx context.Context, cfg *config, gate func()) (*result, error) {
 	// kill closes every connection, whatever is in flight: when the setup
 	// overruns -timeout, -timeout after the measured run ends, or at once
 	// on a signal during the setup. A signal during the run only stops
@@ -48,7 +49,7 @@ func load(ctx context.Context, cfg *config) (*result, error) {
 	// Setup, not measured: every worker logs in (and, for retr, uploads
 	// its file) before the clock starts.
 	token := strings.ToLower(rand.Text()[:8])
-	var budget atomic.Int64
+	var budget, idleIn atomic.Int64
 	workers := make([]*worker, cfg.conns)
 	var ready, done sync.WaitGroup
 	begin := make(chan struct{})
@@ -56,7 +57,7 @@ func load(ctx context.Context, cfg *config) (*result, error) {
 	defer cancelRun()
 	for i := range workers {
 		w := &worker{
-			cfg: cfg, kill: kill, budget: &budget,
+			cfg: cfg, kill: kill, budget: &budget, idleIn: &idleIn,
 			file: fmt.Sprintf("ftpsd-load-%s-%d.bin", token, i),
 			st:   newStats(),
 		}
@@ -73,6 +74,8 @@ func load(ctx context.Context, cfg *config) (*result, error) {
 	setupOK := setupTimer.Stop() && stopSetupSignal()
 	if !setupOK {
 		cancelRun()
+	} else if gate != nil {
+		gate()
 	}
 	start := time.Now()
 	stopRun := time.AfterFunc(cfg.duration, cancelRun)
@@ -114,6 +117,12 @@ type worker struct {
 	sess   *session
 	stored bool // file exists on the server
 	st     *stats
+	// newFiles are the files of -stor-new, deleted at the end.
+	newFiles []string
+	// idleIn counts the idle sessions logged in, shared by the workers.
+	idleIn *atomic.Int64
+	// claimed: this idle worker took its operation from the budget.
+	claimed bool
 }
 
 // claim takes one operation from the shared budget.
@@ -122,24 +131,27 @@ func (w *worker) claim() bool { return w.budget.Add(1) <= w.cfg.maxOps }
 func (w *worker) run(ctx context.Context) {
 	defer w.finish()
 	for ctx.Err() == nil {
-		if w.cfg.op == opLogin {
+		if w.cfg.op == opLogin || w.cfg.op == opSession {
 			if !w.claim() {
 				return
 			}
 			t0 := time.Now()
-			s, err := dialSession(w.kill, w.cfg)
-			if err == nil {
-				err = s.quit()
-			}
-			w.record(string(opLogin), time.Since(t0), 0, 0, err)
+			n, items, err := w.wholeSession()
+			w.record(string(w.cfg.op), time.Since(t0), n, items, err)
 			if err != nil {
 				pause(ctx)
 			}
 			continue
 		}
 		if w.sess == nil {
-			if w.cfg.op == opIdle && !w.claim() {
-				return
+			// An idle session is one operation however many logins it
+			// takes: a server refusing logins for a while must not use
+			// up the budget and leave the run with fewer sessions.
+			if w.cfg.op == opIdle && !w.claimed {
+				if !w.claim() {
+					return
+				}
+				w.claimed = true
 			}
 			t0 := time.Now()
 			if err := w.connect(); err != nil {
@@ -149,6 +161,9 @@ func (w *worker) run(ctx context.Context) {
 			}
 			if w.cfg.op == opIdle {
 				w.record("login", time.Since(t0), 0, 0, nil)
+				if w.idleIn != nil && w.idleIn.Add(1) == int64(w.cfg.conns) {
+					w.cfg.idleReady()
+				}
 			}
 		}
 		if w.cfg.op == opIdle {
@@ -168,6 +183,39 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// dial logs in, at most -login-parallel sessions at a time.
+func (w *worker) dial() (*session, error) {
+	if w.cfg.loginSlots != nil {
+		select {
+		case w.cfg.loginSlots <- struct{}{}:
+		case <-w.kill.Done():
+			return nil, w.kill.Err()
+		}
+		defer func() { <-w.cfg.loginSlots }()
+	}
+	return dialSession(w.kill, w.cfg)
+}
+
+// wholeSession runs one session of -op login or session: log in, for
+// session list -dir with LIST, and quit.
+func (w *worker) wholeSession() (int64, int, error) {
+	s, err := w.dial()
+	if err != nil {
+		return 0, 0, err
+	}
+	w.st.controlTLS[s.control]++
+	var n int64
+	var items int
+	if w.cfg.op == opSession {
+		s.st = w.st
+		if n, items, err = s.list("LIST", w.cfg.dir); err != nil {
+			s.close()
+			return n, items, err
+		}
+	}
+	return n, items, s.quit()
+}
+
 // prepare opens the session of retr, stor and list before the clock
 // starts. A failure is counted, and run tries again.
 func (w *worker) prepare() {
@@ -181,12 +229,15 @@ func (w *worker) prepare() {
 
 // connect logs in and, for retr, uploads the file to download.
 func (w *worker) connect() error {
-	s, err := dialSession(w.kill, w.cfg)
+	s, err := w.dial()
 	if err != nil {
 		return err
 	}
 	w.sess = s
-	if w.cfg.op == opRetr && !w.stored {
+	w.st.controlTLS[s.control]++
+	if w.cfg.op == opRetr && w.cfg.file != "" {
+		w.file = w.cfg.file // the caller's: neither uploaded nor deleted
+	} else if w.cfg.op == opRetr && !w.stored {
 		if _, err := s.stor(w.file, w.cfg.size, w.cfg.block); err != nil {
 			w.drop()
 			return fmt.Errorf("uploading the file to download: %w", err)
@@ -208,13 +259,18 @@ func (w *worker) once() (int64, int, error) {
 		}
 		return n, 0, err
 	case opStor:
-		n, err := w.sess.stor(w.file, w.cfg.size, w.cfg.block)
-		if err == nil {
+		name := w.file
+		if w.cfg.storNew {
+			name = fmt.Sprintf("%s.%d", w.file, len(w.newFiles))
+			w.newFiles = append(w.newFiles, name) // even if it fails half-way
+		}
+		n, err := w.sess.stor(name, w.cfg.size, w.cfg.block)
+		if err == nil && !w.cfg.storNew {
 			w.stored = true
 		}
 		return n, 0, err
 	case opList:
-		return w.sess.list(w.cfg.dir)
+		return w.sess.list("MLSD", w.cfg.dir)
 	}
 	panic("unreachable: op " + w.cfg.op)
 }
@@ -240,7 +296,7 @@ func (w *worker) idle(ctx context.Context) {
 
 // finish deletes the worker's file and logs out, best effort.
 func (w *worker) finish() {
-	if w.stored && w.sess == nil && w.kill.Err() == nil {
+	if (w.stored || len(w.newFiles) > 0) && w.sess == nil && w.kill.Err() == nil {
 		if err := w.connect(); err != nil { // only to delete the file
 			w.fail("cleanup", err)
 		}
@@ -250,6 +306,11 @@ func (w *worker) finish() {
 	}
 	if w.stored {
 		if err := w.sess.dele(w.file); err != nil {
+			w.fail("cleanup", err)
+		}
+	}
+	for _, name := range w.newFiles {
+		if err := w.sess.dele(name); err != nil {
 			w.fail("cleanup", err)
 		}
 	}
