@@ -44,11 +44,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,7 +60,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/ftpsdproc"
@@ -145,18 +142,18 @@ func run(o options) error {
 		defer f.Close()
 		logw = f
 	}
-	srv, addr, err := start(ctx, bin, cfg, o.procs, logw)
+	srv, addr, err := ftpsdproc.StartDaemon(ctx, bin, cfg, []string{"GOMAXPROCS=" + strconv.Itoa(o.procs)}, logw)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	time.Sleep(500 * time.Millisecond) // let start-up settle
-	base, _ := readStatus(srv.pid())
-	fmt.Printf("server pid %d, GOMAXPROCS=%d, %d clients, argon2id m=64MiB t=3 p=2\n", srv.pid(), o.procs, o.clients)
+	base, _ := readStatus(srv.Pid())
+	fmt.Printf("server pid %d, GOMAXPROCS=%d, %d clients, argon2id m=64MiB t=3 p=2\n", srv.Pid(), o.procs, o.clients)
 	fmt.Printf("before the flood: VmRSS %s\n", mib(base.rss))
 
-	samples := newSampler(srv.pid())
+	samples := newSampler(srv.Pid())
 	go samples.run(ctx)
 	began := time.Now()
 	answered, refused := flood(ctx, addr, o)
@@ -172,7 +169,7 @@ func run(o options) error {
 			continue
 		}
 		time.Sleep(time.Until(began.Add(took + at)))
-		st, err := readStatus(srv.pid())
+		st, err := readStatus(srv.Pid())
 		if err != nil {
 			return err
 		}
@@ -210,73 +207,6 @@ name = "flood"
 password_hash = %q
 home = "home/flood"
 `, conns, conns, conns, hash)
-}
-
-// server is a running ftpsd process.
-type server struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (s *server) pid() int { return s.cmd.Process.Pid }
-
-// stop sends SIGTERM and waits for the exit, killing after 10s.
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// start runs "ftpsd serve" and returns once it logged its address.
-func start(ctx context.Context, bin, cfg string, procs int, logw io.Writer) (*server, string, error) {
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = ftpsdproc.Environ("GOMAXPROCS=" + strconv.Itoa(procs))
-	ftpsdproc.Prepare(cmd) // as nobody when we are root
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintf(logw, "%s\n", sc.Bytes())
-			var rec struct{ Msg, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &rec) != nil {
-				continue
-			}
-			if rec.Msg == "listening" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			} else if rec.Level == "ERROR" {
-				fmt.Fprintf(os.Stderr, "server: %s\n", sc.Bytes())
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-	}()
-	select {
-	case addr := <-addrc:
-		return s, addr, nil
-	case <-s.done:
-		return nil, "", errors.New("the server exited before listening")
-	case <-time.After(30 * time.Second):
-	case <-ctx.Done():
-	}
-	s.stop()
-	return nil, "", errors.New("the server did not log \"listening\" within 30s")
 }
 
 // flood runs the clients until the time or the count is up and returns the

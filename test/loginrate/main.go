@@ -43,11 +43,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -58,7 +56,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ftpsd/ftpsd/test/ftpsclient"
@@ -329,11 +326,15 @@ func measure(o options, dir string, users []account, b build, sc string) (result
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration+3*time.Minute)
 	defer cancel()
-	srv, addr, err := start(ctx, b.bin, cfg, o.procs)
+	var env []string
+	if o.procs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(o.procs))
+	}
+	srv, addr, err := ftpsdproc.StartDaemon(ctx, b.bin, cfg, env, nil)
 	if err != nil {
 		return result{}, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	list := strings.HasPrefix(sc, "session")
 	// One login per user first, untimed: it checks the setup, and for
@@ -343,7 +344,7 @@ func measure(o options, dir string, users []account, b build, sc string) (result
 			return result{}, fmt.Errorf("first login of %s: %w", u.name, err)
 		}
 	}
-	cpu0, err := cpuTime(srv.pid())
+	cpu0, err := ftpsdproc.CPUTime(srv.Pid())
 	if err != nil {
 		return result{}, err
 	}
@@ -380,11 +381,11 @@ func measure(o options, dir string, users []account, b build, sc string) (result
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
-	cpu1, err := cpuTime(srv.pid())
+	cpu1, err := ftpsdproc.CPUTime(srv.Pid())
 	if err != nil {
 		return result{}, err
 	}
-	hwm, err := vmHWM(srv.pid())
+	hwm, err := vmHWM(srv.Pid())
 	if err != nil {
 		return result{}, err
 	}
@@ -493,93 +494,6 @@ func cmd(tp *textproto.Conn, want int, line string) error {
 	}
 	_, _, err := tp.ReadResponse(want)
 	return err
-}
-
-// server is a running ftpsd process.
-type server struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (s *server) pid() int { return s.cmd.Process.Pid }
-
-// stop sends SIGTERM and waits for the exit, killing after 10s.
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// start runs "ftpsd serve" and returns once it logged its address.
-func start(ctx context.Context, bin, cfg string, procs int) (*server, string, error) {
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	var env []string
-	if procs > 0 {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
-	}
-	cmd.Env = ftpsdproc.Environ(env...)
-	ftpsdproc.Prepare(cmd)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		for sc.Scan() {
-			var rec struct{ Msg, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &rec) != nil {
-				continue
-			}
-			switch {
-			case rec.Msg == "listening":
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			case rec.Level == "ERROR":
-				fmt.Fprintf(os.Stderr, "server: %s\n", sc.Bytes())
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-	}()
-	select {
-	case addr := <-addrc:
-		return s, addr, nil
-	case <-s.done:
-		return nil, "", errors.New("the server exited before listening")
-	case <-time.After(30 * time.Second):
-	case <-ctx.Done():
-	}
-	s.stop()
-	return nil, "", errors.New("the server did not log \"listening\" within 30s")
-}
-
-// cpuTime is pid's user plus system time, from /proc/PID/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces: count after its ')'.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
 // vmHWM is pid's peak resident set size in KiB.
