@@ -137,7 +137,17 @@ type cluster struct {
 	down   atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// offline holds the bans this node started while Redis was down, for
+	// pushBans: only these go to Redis on recovery, so a ban lifted
+	// meanwhile on another node (whose unban this node missed) does not
+	// come back.
+	offMu   sync.Mutex
+	offline map[netip.Prefix]time.Time
 }
+
+// maxOffline bounds the bans remembered during an outage.
+const maxOffline = 10000
 
 // JoinCluster shares the Store's bans and failure counts through the Redis
 // server of cfg until Close. It fails only on a bad configuration: an
@@ -254,10 +264,15 @@ func (c *cluster) health(ctx context.Context) {
 // there), and returns how many it sent.
 func (c *cluster) pushBans(ctx context.Context) int {
 	now := c.now()
+	c.offMu.Lock()
+	offline := c.offline
+	c.offline = nil
+	c.offMu.Unlock()
 	c.t.mu.Lock()
 	bans := make(map[netip.Prefix]time.Duration)
-	for k, r := range c.t.m {
-		if now.Before(r.bannedUntil) {
+	for k := range offline {
+		// Still banned here: an unban announced meanwhile cleared it.
+		if r, ok := c.t.m[k]; ok && now.Before(r.bannedUntil) {
 			bans[k] = r.bannedUntil.Sub(now)
 		}
 	}
@@ -316,7 +331,7 @@ func (c *cluster) apply(msg string) {
 		if err != nil {
 			return
 		}
-		c.t.merge(k, now, time.UnixMilli(ms), 0, time.Time{})
+		c.t.merge(k, now, c.clampBan(now, time.UnixMilli(ms)), 0, time.Time{})
 	case f[0] == "unban":
 		c.t.clear(k, now)
 	}
@@ -324,7 +339,10 @@ func (c *cluster) apply(msg string) {
 
 // sync merges k's shared ban and failure count into the node's memory
 // before a login is judged.
-func (c *cluster) sync(ctx context.Context, k netip.Prefix) {
+//
+// It reports whether Redis holds a running ban of k: the login is then
+// refused even when the node's memory has no room to record the ban.
+func (c *cluster) sync(ctx context.Context, k netip.Prefix) (banned bool) {
 	var banTTL, failTTL *redis.DurationCmd
 	var fails *redis.StringCmd
 	key := k.String()
@@ -337,12 +355,12 @@ func (c *cluster) sync(ctx context.Context, k netip.Prefix) {
 		})
 		return err
 	}) {
-		return
+		return false
 	}
 	now := c.now()
 	var until, windowStart time.Time
 	if d := banTTL.Val(); d > 0 {
-		until = now.Add(d)
+		until = c.clampBan(now, now.Add(d))
 	}
 	n, _ := fails.Int()
 	if d := failTTL.Val(); n > 0 && d > 0 {
@@ -356,6 +374,18 @@ func (c *cluster) sync(ctx context.Context, k netip.Prefix) {
 	if !until.IsZero() || n > 0 {
 		c.t.merge(k, now, until, n, windowStart)
 	}
+	return !until.IsZero()
+}
+
+// clampBan bounds the end of a ban learned from Redis to ban_duration
+// from now (plus a minute of clock skew between nodes): whoever else can
+// write to the Redis server cannot ban an address for years.
+func (c *cluster) clampBan(now, until time.Time) time.Time {
+	_, ban := c.t.limits()
+	if limit := now.Add(ban + time.Minute); until.After(limit) {
+		return limit
+	}
+	return until
 }
 
 // fail counts a failed login of k in Redis and reports whether it started
@@ -384,7 +414,7 @@ func (c *cluster) fail(ctx context.Context, k netip.Prefix) bool {
 // ban shares a ban the node started by itself.
 func (c *cluster) ban(ctx context.Context, k netip.Prefix, until time.Time) {
 	key := k.String()
-	c.call(ctx, func(ctx context.Context) error {
+	shared := c.call(ctx, func(ctx context.Context) error {
 		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, redisBanPrefix+key, 1, time.Until(until))
 			p.Del(ctx, redisFailPrefix+key)
@@ -393,6 +423,16 @@ func (c *cluster) ban(ctx context.Context, k netip.Prefix, until time.Time) {
 		})
 		return err
 	})
+	if !shared {
+		c.offMu.Lock()
+		if c.offline == nil {
+			c.offline = make(map[netip.Prefix]time.Time)
+		}
+		if len(c.offline) < maxOffline {
+			c.offline[k] = until
+		}
+		c.offMu.Unlock()
+	}
 }
 
 // list returns the shared bans and failure counts.

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -293,4 +294,72 @@ func TestClusterRedisSilent(t *testing.T) {
 	if n := logs.Count("redis unreachable"); n != 1 {
 		t.Errorf("outage logged %d times, want once", n)
 	}
+}
+
+// TestClusterReviewFixes: a ban held in Redis refuses on a node whose
+// table is full (it cannot record the ban); a ban lifted on one node while
+// another was cut off from Redis does not come back when that node
+// recovers; a ban announced with an end years away is cut to
+// ban_duration.
+func TestClusterReviewFixes(t *testing.T) {
+	r := testutil.StartRedis(t)
+	users := testUsers(t)
+	cfg := Config{MaxFailures: 3, BanDuration: time.Minute}
+	ctx := t.Context()
+
+	t.Run("full table", func(t *testing.T) {
+		a := newClusterNode(t, r, users, cfg)
+		b := newClusterNode(t, r, users, cfg)
+		ip := netip.MustParseAddr("192.0.2.60")
+		for range cfg.MaxFailures {
+			a.Authenticate(ctx, "alice", "wrong", ip)
+		}
+		b.throttle.mu.Lock()
+		b.throttle.limit = 3
+		b.throttle.mu.Unlock()
+		now := time.Now()
+		for i := 1; i <= 3; i++ {
+			b.throttle.merge(ClientKey(netip.AddrFrom4([4]byte{192, 0, 2, byte(200 + i)})), now, now.Add(time.Hour), 0, time.Time{})
+		}
+		b.throttle.clear(ClientKey(ip), now) // B's table has no room for it
+		if _, err := b.Authenticate(ctx, "alice", "alice-pw", ip); !errors.Is(err, ErrBlocked) {
+			t.Fatalf("right password on B, table full, banned in Redis: %v, want ErrBlocked", err)
+		}
+	})
+
+	t.Run("lifted ban stays lifted", func(t *testing.T) {
+		a := newClusterNode(t, r, users, cfg)
+		b := newClusterNode(t, r, users, cfg)
+		ip := netip.MustParseAddr("192.0.2.61")
+		for range cfg.MaxFailures {
+			a.Authenticate(ctx, "alice", "wrong", ip)
+		}
+		ca := a.cluster.Load()
+		ca.down.Store(true) // A is cut off and misses the unban
+		if _, ok := b.Unban(ip); !ok {
+			t.Fatal("unban on B")
+		}
+		now := time.Now()
+		a.throttle.merge(ClientKey(ip), now, now.Add(time.Minute), 0, time.Time{}) // A still holds it
+		if n := ca.pushBans(ctx); n != 0 {
+			t.Errorf("A copied %d bans to Redis on recovery; it started none while down", n)
+		}
+		ca.down.Store(false)
+		if _, err := b.Authenticate(ctx, "alice", "alice-pw", ip); err != nil {
+			t.Fatalf("right password on B after A's recovery: %v (the lifted ban came back)", err)
+		}
+	})
+
+	t.Run("announced ban is bounded", func(t *testing.T) {
+		a := newClusterNode(t, r, users, cfg)
+		ca := a.cluster.Load()
+		k := ClientKey(netip.MustParseAddr("192.0.2.62"))
+		ca.apply(fmt.Sprintf("ban %s %d", k, time.Now().Add(100*365*24*time.Hour).UnixMilli()))
+		a.throttle.mu.Lock()
+		until := a.throttle.m[k].bannedUntil
+		a.throttle.mu.Unlock()
+		if limit := time.Now().Add(cfg.BanDuration + time.Minute); until.After(limit) {
+			t.Errorf("announced ban ends %v, want at most ban_duration + 1m from now", until)
+		}
+	})
 }

@@ -256,10 +256,19 @@ func (s *Store) Authenticate(ctx context.Context, name, password string, ip neti
 	key := ClientKey(ip)
 	res, wake := exempt, (<-chan struct{})(nil)
 	if !s.throttle.exempt(ip) {
+		// The shared state first, bounded by cluster.timeout (memory
+		// alone on error).
+		var sharedBan bool
 		if c := s.cluster.Load(); c != nil {
-			c.sync(ctx, key) // bounded by cluster.timeout; memory alone on error
+			sharedBan = c.sync(ctx, key)
 		}
 		res, wake = s.throttle.reserve(key, s.now())
+		if sharedBan && res != refused {
+			// A ban in Redis refuses even when this node's table is too
+			// full to record it (reserve then answers untracked).
+			s.throttle.cancel(key, res, s.now())
+			res = refused
+		}
 	}
 	for res == busy {
 		// This address's passwords being checked could use up its failure

@@ -248,6 +248,11 @@ func (s *session) setReadDeadline() time.Time {
 		d = time.Now().Add(s.cfg.IdleTimeout)
 	}
 	s.raw.SetReadDeadline(d)
+	if s.closing.Load() {
+		// Shutdown's wake-up (beginShutdown), which the line above may
+		// have undone: a session in a transfer command must still see it.
+		s.raw.SetReadDeadline(time.Unix(1, 0))
+	}
 	return d
 }
 
@@ -262,6 +267,12 @@ func (s *session) awaitCommand(d time.Time) error {
 	sc, ok := s.raw.(syscall.Conn)
 	if !ok || s.r.Buffered() > 0 || s.r.pending || s.transferRunning() {
 		return nil
+	}
+	if d.IsZero() && s.state == stateReady {
+		// A transfer ended since the deadline was chosen (none while it
+		// ran): its goroutine set the idle deadline before it finished,
+		// and applying the stale zero below would undo it.
+		d = s.setReadDeadline()
 	}
 	if s.tlsConn != nil {
 		// crypto/tls may hold records that came with the last line: a

@@ -9,11 +9,12 @@ import (
 // What the open-file limit must leave room for. A session holds its
 // control connection, and while it transfers a data connection (or a
 // passive listener) and a file; a user's home is one more, shared by all
-// of that user's sessions. fdReserve is the rest: listeners, log files,
-// the control socket, the state files, certificate reloads.
+// of that user's sessions, so counted per session for the worst case of
+// sessions of different users. fdReserve is the rest: listeners, log
+// files, the control socket, the state files, certificate reloads.
 const (
-	fdsPerIdleSession     = 1
-	fdsPerTransferSession = 3
+	fdsPerIdleSession     = 2
+	fdsPerTransferSession = 4
 	fdReserve             = 64
 )
 

@@ -18,15 +18,15 @@ func TestCheckFileLimit(t *testing.T) {
 		maxConns int
 		want     fileLimitCheck
 	}{
-		{"defaults", 1024, 100, fileLimitCheck{idle: 960, transferring: 320}},
+		{"defaults", 1024, 100, fileLimitCheck{idle: 480, transferring: 240}},
 		{"issue 10: 10,000 sessions, limit 20,000", 20000, 10000,
-			fileLimitCheck{idle: 19936, transferring: 6645, capsTransfers: true}},
+			fileLimitCheck{idle: 9968, transferring: 4984, capsIdle: true, capsTransfers: true}},
 		{"too low even when idle", 5000, 10000,
-			fileLimitCheck{idle: 4936, transferring: 1645, capsIdle: true, capsTransfers: true}},
-		{"systemd unit", 65536, 10000, fileLimitCheck{idle: 65472, transferring: 21824}},
+			fileLimitCheck{idle: 2468, transferring: 1234, capsIdle: true, capsTransfers: true}},
+		{"systemd unit", 65536, 10000, fileLimitCheck{idle: 32736, transferring: 16368}},
 		{"below the reserve", 10, 1, fileLimitCheck{capsIdle: true, capsTransfers: true}},
 		{"unlimited (RLIM_INFINITY)", ^uint64(0), 1 << 30,
-			fileLimitCheck{idle: 1<<40 - fdReserve, transferring: (1<<40 - fdReserve) / 3}},
+			fileLimitCheck{idle: (1<<40 - fdReserve) / 2, transferring: (1<<40 - fdReserve) / 4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
