@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,9 @@ func newUserSet(cfg Config, users []UserConfig, log *slog.Logger) (*userSet, err
 	for i := range parsed {
 		u := &parsed[i].user
 		key := userKey(i, u.Name)
+		if strings.HasPrefix(u.Home, "s3://") {
+			continue // an object store home: ftps checks and opens it
+		}
 		if !filepath.IsAbs(u.Home) {
 			return nil, fmt.Errorf("%s.home: %q is not an absolute path", key, u.Home)
 		}

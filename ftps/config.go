@@ -13,6 +13,9 @@ import (
 // Config is the [server] section: the control listener, the session policy
 // and every limit a client could otherwise hold open forever.
 type Config struct {
+	// S3 is [storage.s3], which cmd/ftpsd composes in: how to reach the
+	// server of the homes written "s3://bucket/prefix/".
+	S3 S3Config `toml:"-"`
 	// Listen is the control listener address (explicit FTPS), host:port.
 	Listen string `toml:"listen"`
 	// ImplicitListen, when set, is a second listener for implicit FTPS

@@ -24,6 +24,9 @@ type homeRoot struct {
 // following sessions share, while older sessions keep theirs until they
 // end.
 func (s *Server) openHome(st *userState, path string) (storage, error) {
+	if IsS3Home(path) {
+		return s.openS3Home(path)
+	}
 	if h := s.shareHome(st, path); h != nil {
 		return s.homeStorage(st, h), nil
 	}

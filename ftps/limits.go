@@ -150,7 +150,8 @@ func (s *Server) applyLocked(st *userState, u *auth.User) {
 	setRate(st.down, u.Limits.DownloadRate)
 	setRate(st.up, u.Limits.UploadRate)
 	st.quota = nil
-	if u.Limits.HasQuota() {
+	// An S3 home is not counted (yet): its quota is not enforced (README).
+	if u.Limits.HasQuota() && !IsS3Home(u.Home) {
 		st.quota = s.quotas.forUser(u.Name, u.Home, u.Limits.QuotaBytes, u.Limits.QuotaFiles)
 	}
 }

@@ -75,6 +75,15 @@ func errReply(err error) reply {
 	if errors.As(err, &re) {
 		return re.reply
 	}
+	// A backend's refusal says why (its text names no file).
+	var ue unsupportedError
+	if errors.As(err, &ue) {
+		return reply{502, ue.why}
+	}
+	var se s3Failure
+	if errors.As(err, &se) {
+		return reply{451, "Storage unavailable; try again later."}
+	}
 	// Errno first: ENOTEMPTY also matches fs.ErrExist.
 	var errno syscall.Errno
 	if errors.As(err, &errno) {

@@ -50,7 +50,10 @@ type Server struct {
 	// started with.
 	cfg  atomic.Pointer[Config]
 	deps Deps
-	log  *slog.Logger
+	// s3 is the client of the S3 homes, made at the first such login and
+	// again when a reload changes [storage.s3].
+	s3  atomic.Pointer[s3Conn]
+	log *slog.Logger
 
 	help string // the HELP text, built from the command table
 

@@ -81,6 +81,13 @@ type fileWriter interface {
 	Stat() (fs.FileInfo, error)
 }
 
+// unsupportedError is a backend's errors.ErrUnsupported with the reason
+// the client reads in the 502 reply.
+type unsupportedError struct{ why string }
+
+func (e unsupportedError) Error() string        { return e.why }
+func (e unsupportedError) Is(target error) bool { return target == errors.ErrUnsupported }
+
 // Errors a storage returns that the error map (errReply) turns into
 // replies.
 var (

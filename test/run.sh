@@ -110,6 +110,12 @@ for tool in pebble pebble-challtestsrv; do
 		go install "github.com/letsencrypt/pebble/v2/cmd/$tool@v2.10.1"
 	fi
 done
+# versitygw, the S3 server the S3 storage tests start (about a minute to
+# build).
+if ! command -v versitygw >/dev/null 2>&1; then
+	say "installing versitygw"
+	go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
 say "staticcheck ./... ($(staticcheck -version))"
 staticcheck ./...
 

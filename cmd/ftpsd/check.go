@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/tlsctl"
 )
@@ -57,6 +58,7 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	warnings := pm.Warnings(listenAddrPort(cfg.Server.Listen), cfg.Server.MaxConnections)
 	warnings = append(warnings, cfg.Metrics.warnings()...)
 	warnings = append(warnings, clusterWarnings(&cfg.Cluster)...)
+	warnings = append(warnings, s3Warnings(&cfg.Storage.S3)...)
 	if err := writeReport(stdout, path, cfg, cert, warnings); err != nil {
 		return fail(stderr, err)
 	}
@@ -242,6 +244,9 @@ func colonHex(h string) string {
 // homeNote flags a home directory that serve will have to create, or cannot
 // use.
 func homeNote(home string) string {
+	if ftps.IsS3Home(home) {
+		return " (object storage: [storage.s3]; quotas are not counted there)"
+	}
 	fi, err := os.Stat(home)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

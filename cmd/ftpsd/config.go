@@ -32,6 +32,13 @@ type fileConfig struct {
 	Log     logConfig          `toml:"log"`
 	Metrics metricsConfig      `toml:"metrics"`
 	Cluster auth.ClusterConfig `toml:"cluster"`
+	Storage storageConfig      `toml:"storage"`
+}
+
+// storageConfig is the [storage] section: the backends other than the
+// local file system, which users select by their home.
+type storageConfig struct {
+	S3 ftps.S3Config `toml:"s3"`
 }
 
 // logConfig is the [log] section: how the daemon writes its log to stderr.
@@ -288,8 +295,11 @@ func (c *fileConfig) resolvePaths(dir string) {
 	c.Log.File = abs(c.Log.File)
 	c.Log.Xferlog = abs(c.Log.Xferlog)
 	c.Auth.UsersFile = abs(c.Auth.UsersFile)
+	c.Storage.S3.SecretAccessKeyFile = abs(c.Storage.S3.SecretAccessKeyFile)
 	for i := range c.Users {
-		c.Users[i].Home = abs(c.Users[i].Home)
+		if !ftps.IsS3Home(c.Users[i].Home) {
+			c.Users[i].Home = abs(c.Users[i].Home)
+		}
 	}
 }
 
@@ -344,6 +354,10 @@ func (c *fileConfig) validate() error {
 	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Storage.S3.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	c.Server.S3 = c.Storage.S3
 	return errors.Join(errs...)
 }
 
@@ -354,6 +368,12 @@ func (c *fileConfig) validate() error {
 func checkHomes(users []auth.UserConfig) []error {
 	var errs []error
 	for _, u := range users {
+		if ftps.IsS3Home(u.Home) {
+			if err := ftps.ValidateS3Home(u.Home); err != nil {
+				errs = append(errs, fmt.Errorf("users %q: home: %w", u.Name, err))
+			}
+			continue
+		}
 		fi, err := os.Stat(u.Home)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -202,7 +202,7 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	for _, w := range cfg.Metrics.warnings() {
 		log.Warn(w)
 	}
-	for _, w := range clusterWarnings(&cfg.Cluster) {
+	for _, w := range append(clusterWarnings(&cfg.Cluster), s3Warnings(&cfg.Storage.S3)...) {
 		log.Warn(w)
 	}
 	cert := d.tm.Certificate()
@@ -485,4 +485,12 @@ func tcpAddrPort(a net.Addr) netip.AddrPort {
 		return ta.AddrPort()
 	}
 	return netip.AddrPort{}
+}
+
+// s3Warnings are the [storage.s3] settings worth a WARN line.
+func s3Warnings(c *ftps.S3Config) []string {
+	if c.SecretAccessKey != "" {
+		return []string{"storage.s3.secret_access_key is readable by whoever reads the configuration file: move it to storage.s3.secret_access_key_file (mode 0600)"}
+	}
+	return nil
 }

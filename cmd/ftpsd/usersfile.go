@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/ftps"
 )
 
 // usersFile is the content of [auth] users_file: [[users]] tables only, with
@@ -125,7 +126,7 @@ func (c *fileConfig) mergeUsersFile(data []byte) error {
 // resolveHomes makes the relative homes of users absolute against dir.
 func resolveHomes(users []auth.UserConfig, dir string) {
 	for i, u := range users {
-		if u.Home != "" && !filepath.IsAbs(u.Home) {
+		if u.Home != "" && !filepath.IsAbs(u.Home) && !ftps.IsS3Home(u.Home) {
 			users[i].Home = filepath.Join(dir, u.Home)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
@@ -416,6 +417,42 @@ func BenchmarkHASH(b *testing.B) {
 				b.Fatal(err)
 			}
 			f.Close()
+		}
+	})
+}
+
+// BenchmarkS3 is BenchmarkRETR's and BenchmarkSTOR's 64 MiB transfers
+// with the home in a versitygw S3 server on loopback (its posix backend on
+// the same disk), to compare with the local backend.
+func BenchmarkS3(b *testing.B) {
+	const n = 64 << 20
+	gw := testutil.StartVersityGW(b, "bucket")
+	s := ftpstest.NewServer(b, ftpstest.Options{
+		Server: func(c *ftps.Config) {
+			c.S3 = ftps.S3Config{Endpoint: gw.Endpoint(), PathStyle: true, AccessKeyID: gw.Access, SecretAccessKey: gw.Secret}
+			if err := c.S3.Validate(); err != nil {
+				b.Fatal(err)
+			}
+		},
+		Users: []ftpstest.User{{Name: user, Password: pass, Config: func(u *auth.UserConfig) {
+			u.Home = "s3://" + gw.Bucket + "/" + user + "/"
+		}}},
+	})
+	data := testutil.Payload(n, 0)
+	c := login(b, s, s.ClientTLS())
+	dataCmd(b, c, "STOR file.bin", data, nil)
+	b.Run("STOR-64MiB", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			dataCmd(b, c, "STOR file.bin", data, nil)
+		}
+	})
+	b.Run("RETR-64MiB", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			if got := dataCmd(b, c, "RETR file.bin", nil, io.Discard); got != n {
+				b.Fatalf("RETR got %d bytes, want %d", got, n)
+			}
 		}
 	})
 }

@@ -1,0 +1,574 @@
+package ftps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// s3Storage is a home in an S3 bucket: every name is a key under prefix.
+// Directories are key prefixes; Mkdir writes a "dir/" marker object that
+// listings hide. What objects cannot do (append, write at an offset, rename
+// a directory, set a time) fails with errors.ErrUnsupported.
+type s3Storage struct {
+	ctx    context.Context
+	client *s3.Client
+	bucket string
+	// prefix is the home: "" (the whole bucket) or ends in "/".
+	prefix string
+	// partSize is the size of a multipart upload's parts (a writer holds
+	// two: one filling, one being sent); a smaller file is one PUT.
+	partSize int
+	// listPage is ListObjectsV2's MaxKeys (0: the server's, 1000).
+	listPage int32
+	log      *slog.Logger
+}
+
+// s3MinPart is S3's smallest part but the last.
+const s3MinPart = 5 << 20
+
+// s3Key is the key of name, which must be clean and relative. ftps's
+// virtual paths (vpath.go) are; this refuses anything else again, so that
+// no key outside the prefix can be formed.
+func (s *s3Storage) s3Key(name string) (string, error) {
+	if name == "." || name == "" {
+		return s.prefix, nil
+	}
+	if strings.HasPrefix(name, "/") || strings.Contains(name, "\\") ||
+		strings.ContainsRune(name, 0) || strings.HasSuffix(name, "/") || strings.Contains(name, "//") {
+		return "", &fs.PathError{Op: "s3", Path: name, Err: fs.ErrInvalid}
+	}
+	for el := range strings.SplitSeq(name, "/") {
+		if el == ".." || el == "." {
+			return "", &fs.PathError{Op: "s3", Path: name, Err: fs.ErrInvalid}
+		}
+	}
+	return s.prefix + name, nil
+}
+
+// s3Info describes an object or a prefix.
+type s3Info struct {
+	name  string
+	size  int64
+	mtime time.Time
+	dir   bool
+}
+
+func (i *s3Info) Name() string       { return i.name }
+func (i *s3Info) Size() int64        { return i.size }
+func (i *s3Info) ModTime() time.Time { return i.mtime }
+func (i *s3Info) IsDir() bool        { return i.dir }
+func (i *s3Info) Sys() any           { return nil }
+func (i *s3Info) Mode() fs.FileMode {
+	if i.dir {
+		return fs.ModeDir | 0o755
+	}
+	return 0o644
+}
+
+func baseName(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}
+
+// s3Err turns the errors of the S3 API that mean "no such key" into
+// fs.ErrNotExist. Any other (the server unreachable, credentials refused)
+// is logged and answered 451: the client may retry, and the reply holds
+// no detail.
+func (s *s3Storage) s3Err(op, name string, err error) error {
+	var nf *types.NotFound
+	var nk *types.NoSuchKey
+	var ae smithy.APIError
+	switch {
+	case errors.As(err, &nf), errors.As(err, &nk):
+		err = fs.ErrNotExist
+	case errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey"):
+		err = fs.ErrNotExist
+	default:
+		if s.log != nil {
+			s.log.Warn("object storage error", "op", op, "bucket", s.bucket, "key", s.prefix+name, "err", err)
+		}
+		err = s3Failure{err}
+	}
+	return &fs.PathError{Op: op, Path: name, Err: err}
+}
+
+// s3Failure is an object store error other than a missing key.
+type s3Failure struct{ err error }
+
+func (e s3Failure) Error() string { return e.err.Error() }
+func (e s3Failure) Unwrap() error { return e.err }
+
+func unsupported(op, name, why string) error {
+	return &fs.PathError{Op: op, Path: name, Err: unsupportedError{why}}
+}
+
+// head stats the object of key, or returns fs.ErrNotExist.
+func (s *s3Storage) head(name, key string) (*s3Info, error) {
+	out, err := s.client.HeadObject(s.ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, s.s3Err("stat", name, err)
+	}
+	return &s3Info{name: baseName(name), size: aws.ToInt64(out.ContentLength), mtime: aws.ToTime(out.LastModified)}, nil
+}
+
+// isDir reports whether dir (a key ending in "/") has a marker or objects.
+func (s *s3Storage) dirKeys(dir string, max int32) ([]string, error) {
+	out, err := s.client.ListObjectsV2(s.ctx, &s3.ListObjectsV2Input{
+		Bucket: &s.bucket, Prefix: &dir, MaxKeys: aws.Int32(max),
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(out.Contents))
+	for _, o := range out.Contents {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	return keys, nil
+}
+
+func (s *s3Storage) Stat(name string) (fs.FileInfo, error) {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return nil, err
+	}
+	if key == s.prefix {
+		return &s3Info{name: ".", dir: true}, nil
+	}
+	fi, err := s.head(name, key)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return fi, err
+	}
+	keys, lerr := s.dirKeys(key+"/", 1)
+	if lerr != nil {
+		return nil, s.s3Err("stat", name, lerr)
+	}
+	if len(keys) == 0 {
+		return nil, err
+	}
+	return &s3Info{name: baseName(name), dir: true}, nil
+}
+
+func (s *s3Storage) Lstat(name string) (fs.FileInfo, error) { return s.Stat(name) }
+
+func (s *s3Storage) ReadDir(name string) (dirLister, error) {
+	fi, err := s.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: syscall.ENOTDIR}
+	}
+	key, _ := s.s3Key(name)
+	dir := key
+	if dir != "" && !strings.HasSuffix(dir, "/") {
+		dir += "/"
+	}
+	return &s3Lister{s: s, dir: dir}, nil
+}
+
+// s3Lister lists a prefix one ListObjectsV2 page at a time.
+type s3Lister struct {
+	s     *s3Storage
+	dir   string
+	token *string
+	buf   []fs.FileInfo
+	done  bool
+}
+
+func (l *s3Lister) fetch() error {
+	in := &s3.ListObjectsV2Input{
+		Bucket: &l.s.bucket, Prefix: &l.dir, Delimiter: aws.String("/"), ContinuationToken: l.token,
+	}
+	if l.s.listPage > 0 {
+		in.MaxKeys = aws.Int32(l.s.listPage)
+	}
+	out, err := l.s.client.ListObjectsV2(l.s.ctx, in)
+	if err != nil {
+		return l.s.s3Err("readdir", strings.TrimPrefix(l.dir, l.s.prefix), err)
+	}
+	for _, p := range out.CommonPrefixes {
+		n := strings.TrimSuffix(strings.TrimPrefix(aws.ToString(p.Prefix), l.dir), "/")
+		if n != "" {
+			l.buf = append(l.buf, &s3Info{name: n, dir: true})
+		}
+	}
+	for _, o := range out.Contents {
+		n := strings.TrimPrefix(aws.ToString(o.Key), l.dir)
+		if n == "" {
+			continue // the directory's own marker
+		}
+		l.buf = append(l.buf, &s3Info{name: n, size: aws.ToInt64(o.Size), mtime: aws.ToTime(o.LastModified)})
+	}
+	l.token = out.NextContinuationToken
+	l.done = !aws.ToBool(out.IsTruncated) || l.token == nil
+	return nil
+}
+
+func (l *s3Lister) Next(n int) ([]fs.FileInfo, error) {
+	for len(l.buf) == 0 {
+		if l.done {
+			return nil, io.EOF
+		}
+		if err := l.fetch(); err != nil {
+			return nil, err
+		}
+	}
+	if n <= 0 || n > len(l.buf) {
+		n = len(l.buf)
+	}
+	out := l.buf[:n:n]
+	l.buf = l.buf[n:]
+	return out, nil
+}
+
+func (l *s3Lister) Close() error { return nil }
+
+func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo, error) {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if key == s.prefix {
+		return nil, nil, errNotRegular
+	}
+	fi, err := s.head(name, key)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if dfi, derr := s.Stat(name); derr == nil && dfi.IsDir() {
+				return nil, nil, errNotRegular
+			}
+		}
+		return nil, nil, err
+	}
+	switch {
+	case offset > fi.size:
+		return nil, nil, errBeyondEnd
+	case offset == fi.size:
+		return io.NopCloser(strings.NewReader("")), fi, nil
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if offset > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := s.client.GetObject(s.ctx, in)
+	if err != nil {
+		return nil, nil, s.s3Err("open", name, err)
+	}
+	return out.Body, fi, nil
+}
+
+func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter, error) {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return nil, err
+	}
+	switch mode {
+	case writeAppend:
+		return nil, unsupported("append", name, "Object storage cannot append to a file (APPE); upload it whole.")
+	case writeAt:
+		return nil, unsupported("write", name, "Object storage cannot resume an upload (REST+STOR); upload it whole.")
+	case writeNew:
+		if _, err := s.Stat(name); err == nil {
+			return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+		}
+	}
+	if key == s.prefix {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
+	}
+	if fi, err := s.Stat(name); err == nil && fi.IsDir() {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
+	}
+	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, s.partSize), start: time.Now()}, nil
+}
+
+// s3Writer writes an object: one PUT when it fits in a part, else a
+// multipart upload whose parts are sent as they fill, so that memory
+// stays two parts. Until Commit the old object, if any, is untouched.
+type s3Writer struct {
+	s        *s3Storage
+	name     string
+	key      string
+	buf      []byte
+	uploadID *string
+	parts    []types.CompletedPart
+	// spare is the buffer of the part in flight, the next to fill.
+	spare    []byte
+	inflight chan error
+	written  int64
+	start    time.Time
+	err      error
+	ended    bool
+}
+
+func (w *s3Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:c]...)
+		p, n = p[c:], n+c
+		if len(w.buf) == cap(w.buf) {
+			if w.err = w.flush(false); w.err != nil {
+				return n, w.err
+			}
+		}
+	}
+	w.written += int64(n)
+	return n, nil
+}
+
+// flush sends the buffer as the next part, starting the upload first.
+// The part goes out in the background while the next one fills, so that
+// receiving and sending overlap: memory is two parts at most. flush waits
+// for the part before, and for this one too when wait is set.
+func (w *s3Writer) flush(wait bool) error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	s := w.s
+	if w.uploadID == nil {
+		out, err := s.client.CreateMultipartUpload(s.ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &w.key})
+		if err != nil {
+			return w.s.s3Err("upload", w.name, err)
+		}
+		w.uploadID = out.UploadId
+	}
+	num := int32(len(w.parts) + 1)
+	w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num)})
+	part := &w.parts[len(w.parts)-1]
+	buf, done := w.buf, make(chan error, 1)
+	go func() {
+		out, err := s.client.UploadPart(s.ctx, &s3.UploadPartInput{
+			Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID, PartNumber: aws.Int32(num),
+			Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf))),
+		})
+		if err == nil {
+			part.ETag = out.ETag
+		}
+		done <- err
+	}()
+	w.inflight = done
+	if w.spare == nil {
+		w.spare = make([]byte, 0, cap(buf))
+	}
+	w.buf, w.spare = w.spare[:0], buf
+	if wait {
+		return w.wait()
+	}
+	return nil
+}
+
+// wait waits for the part in flight, if any.
+func (w *s3Writer) wait() error {
+	if w.inflight == nil {
+		return nil
+	}
+	err := <-w.inflight
+	w.inflight = nil
+	if err != nil {
+		return w.s.s3Err("upload", w.name, err)
+	}
+	return nil
+}
+
+func (w *s3Writer) Commit() (int64, error) {
+	if w.ended {
+		return 0, errors.New("s3 write already ended")
+	}
+	w.ended = true
+	s := w.s
+	if w.err != nil {
+		w.abort()
+		return 0, w.err
+	}
+	if w.uploadID == nil {
+		_, err := s.client.PutObject(s.ctx, &s3.PutObjectInput{
+			Bucket: &s.bucket, Key: &w.key, Body: bytes.NewReader(w.buf), ContentLength: aws.Int64(int64(len(w.buf))),
+		})
+		w.buf = nil
+		if err != nil {
+			return 0, w.s.s3Err("put", w.name, err)
+		}
+		return w.written, nil
+	}
+	err := w.wait()
+	if err == nil && len(w.buf) > 0 {
+		err = w.flush(true)
+	}
+	if err != nil {
+		w.abort()
+		return 0, err
+	}
+	w.buf, w.spare = nil, nil
+	_, err = s.client.CompleteMultipartUpload(s.ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
+	})
+	if err != nil {
+		w.abort()
+		return 0, w.s.s3Err("upload", w.name, err)
+	}
+	return w.written, nil
+}
+
+// abort drops a multipart upload's parts; the old object stays.
+func (w *s3Writer) abort() {
+	w.wait()
+	w.buf, w.spare = nil, nil
+	if w.uploadID == nil {
+		return
+	}
+	// Not the session's context: a cancelled session still cleans up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), 30*time.Second)
+	defer cancel()
+	w.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.key, UploadId: w.uploadID})
+	w.uploadID = nil
+}
+
+// Cancel and Discard both leave no trace: nothing is visible before Commit.
+func (w *s3Writer) Cancel() {
+	if !w.ended {
+		w.ended = true
+		w.abort()
+	}
+}
+
+func (w *s3Writer) Discard() { w.Cancel() }
+
+func (w *s3Writer) Stat() (fs.FileInfo, error) {
+	return &s3Info{name: baseName(w.name), size: w.written, mtime: w.start}, nil
+}
+
+func (s *s3Storage) Rename(from, to string) error {
+	fkey, err := s.s3Key(from)
+	if err != nil {
+		return err
+	}
+	tkey, err := s.s3Key(to)
+	if err != nil {
+		return err
+	}
+	if fkey == s.prefix || tkey == s.prefix {
+		return unsupported("rename", from, "The home directory cannot be renamed.")
+	}
+	fi, err := s.Stat(from)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return unsupported("rename", from, "Object storage cannot rename a directory; rename its files.")
+	}
+	if tfi, err := s.Stat(to); err == nil && tfi.IsDir() {
+		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
+	}
+	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
+	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
+	if _, err := s.client.CopyObject(s.ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src}); err != nil {
+		return s.s3Err("rename", from, err)
+	}
+	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &fkey}); err != nil {
+		return s.s3Err("rename", from, err)
+	}
+	return nil
+}
+
+// escapeKey URL-encodes each element of a key, keeping the slashes.
+func escapeKey(key string) string {
+	els := strings.Split(key, "/")
+	for i, e := range els {
+		els[i] = url.PathEscape(e)
+	}
+	return strings.Join(els, "/")
+}
+
+func (s *s3Storage) Remove(name string) error {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return err
+	}
+	if key == s.prefix {
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+	}
+	if _, err := s.head(name, key); err != nil {
+		if fi, serr := s.Stat(name); serr == nil && fi.IsDir() {
+			return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+		}
+		return err
+	}
+	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return s.s3Err("remove", name, err)
+	}
+	return nil
+}
+
+func (s *s3Storage) Mkdir(name string) error {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Stat(name); err == nil {
+		return &fs.PathError{Op: "mkdir", Path: name, Err: fs.ErrExist}
+	}
+	marker := key + "/"
+	if _, err := s.client.PutObject(s.ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &marker, Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
+	}); err != nil {
+		return s.s3Err("mkdir", name, err)
+	}
+	return nil
+}
+
+func (s *s3Storage) Rmdir(name string) error {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return err
+	}
+	if key == s.prefix {
+		return &fs.PathError{Op: "rmdir", Path: name, Err: fs.ErrPermission}
+	}
+	fi, err := s.Stat(name)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTDIR}
+	}
+	marker := key + "/"
+	keys, err := s.dirKeys(marker, 2)
+	if err != nil {
+		return s.s3Err("rmdir", name, err)
+	}
+	for _, k := range keys {
+		if k != marker {
+			return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTEMPTY}
+		}
+	}
+	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &marker}); err != nil {
+		return s.s3Err("rmdir", name, err)
+	}
+	return nil
+}
+
+func (s *s3Storage) Chtimes(name string, _ time.Time) error {
+	return unsupported("chtimes", name, "Object storage sets modification times itself (MFMT).")
+}
+
+func (s *s3Storage) Close() error { return nil }

@@ -1,0 +1,174 @@
+package test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ftpsd/ftpsd/auth"
+	"github.com/ftpsd/ftpsd/ftps"
+	"github.com/ftpsd/ftpsd/test/ftpstest"
+	"github.com/ftpsd/ftpsd/test/testutil"
+)
+
+// newS3Server starts versitygw and an in-process server whose user alice
+// has the home s3://bucket/alice/.
+func newS3Server(t *testing.T) (*ftpstest.Server, *testutil.S3) {
+	t.Helper()
+	gw := testutil.StartVersityGW(t, "bucket")
+	return newS3ServerOn(t, gw), gw
+}
+
+// newS3ServerOn starts a server whose user alice has her home in gw.
+func newS3ServerOn(t *testing.T, gw *testutil.S3) *ftpstest.Server {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "s3-secret")
+	if err := os.WriteFile(secret, []byte(gw.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := ftpstest.NewServer(t, ftpstest.Options{
+		Server: func(c *ftps.Config) {
+			c.S3 = ftps.S3Config{Endpoint: gw.Endpoint(), PathStyle: true, AccessKeyID: gw.Access, SecretAccessKeyFile: secret}
+			if err := c.S3.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Users: []ftpstest.User{{Name: user, Password: pass, Config: func(u *auth.UserConfig) {
+			u.Home = "s3://" + gw.Bucket + "/alice/"
+		}}},
+	})
+	return s
+}
+
+// TestS3Home drives an S3 home with github.com/jlaffaye/ftp: upload,
+// list, resumed download, rename, delete, directories, and the refusals.
+func TestS3Home(t *testing.T) {
+	s, gw := newS3Server(t)
+	c := dialGo(t, s, s.ClientTLS())
+
+	data := make([]byte, 12<<20+777) // more than a part: a multipart upload
+	rand.Read(data)
+	if err := c.Stor("big.bin", bytes.NewReader(data)); err != nil {
+		t.Fatalf("STOR: %v", err)
+	}
+	if err := c.Stor("small.txt", strings.NewReader("hello")); err != nil {
+		t.Fatalf("STOR small: %v", err)
+	}
+	// The objects are where the home says, and nowhere else.
+	if b, err := os.ReadFile(filepath.Join(gw.Dir, gw.Bucket, "alice", "small.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("object alice/small.txt = %q, %v", b, err)
+	}
+	if got := retrAll(t, c, "big.bin", 0); !bytes.Equal(got, data) {
+		t.Fatalf("RETR: %d bytes, differ from the %d sent", len(got), len(data))
+	}
+	if got := retrAll(t, c, "big.bin", 5<<20+3); !bytes.Equal(got, data[5<<20+3:]) {
+		t.Fatal("REST+RETR: the resumed download differs")
+	}
+	if n, err := c.FileSize("big.bin"); err != nil || n != int64(len(data)) {
+		t.Errorf("SIZE = %d, %v", n, err)
+	}
+
+	if err := c.MakeDir("dir"); err != nil {
+		t.Fatalf("MKD: %v", err)
+	}
+	if err := c.Rename("small.txt", "dir/moved.txt"); err != nil {
+		t.Fatalf("RNFR/RNTO: %v", err)
+	}
+	entries, err := c.List("/")
+	if err != nil {
+		t.Fatalf("MLSD: %v", err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+	}
+	slices.Sort(names)
+	if got := strings.Join(names, " "); got != "big.bin dir" {
+		t.Errorf("listing = %q; want %q", got, "big.bin dir")
+	}
+	if n, err := c.NameList("/dir"); err != nil || !slices.Equal(n, []string{"moved.txt"}) && !slices.Equal(n, []string{"/dir/moved.txt"}) {
+		t.Errorf("NLST /dir = %v, %v", n, err)
+	}
+
+	// What objects cannot do: a 5xx that says why, and nothing changes.
+	var pe *textproto.Error
+	if err := c.Append("big.bin", strings.NewReader("more")); !errors.As(err, &pe) || pe.Code != 502 || !strings.Contains(pe.Msg, "append") {
+		t.Errorf("APPE = %v; want a 502 that says why", err)
+	}
+	if err := c.Rename("dir", "dir2"); !errors.As(err, &pe) || pe.Code != 502 {
+		t.Errorf("RNTO of a directory = %v; want 502", err)
+	}
+	if err := c.RemoveDir("dir"); !errors.As(err, &pe) || pe.Code != 550 {
+		t.Errorf("RMD of a non-empty directory = %v; want 550", err)
+	}
+	if got := retrAll(t, c, "big.bin", 0); !bytes.Equal(got, data) {
+		t.Fatal("a refused APPE changed the object")
+	}
+	// The jail: the server's paths cannot leave the home.
+	if err := os.WriteFile(filepath.Join(gw.Dir, gw.Bucket, "outside.txt"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Retr("../outside.txt"); err == nil {
+		t.Error("RETR ../outside.txt succeeded")
+	}
+
+	if err := c.Delete("dir/moved.txt"); err != nil {
+		t.Fatalf("DELE: %v", err)
+	}
+	if err := c.RemoveDir("dir"); err != nil {
+		t.Fatalf("RMD: %v", err)
+	}
+	if err := c.Delete("big.bin"); err != nil {
+		t.Fatalf("DELE: %v", err)
+	}
+	if entries, err := c.List("/"); err != nil || len(entries) != 0 {
+		t.Errorf("listing after the deletes = %v, %v", entries, err)
+	}
+}
+
+// TestS3Unreachable: with the S3 server down, a command on an S3 home is
+// answered 451 and logged, and the session goes on.
+func TestS3Unreachable(t *testing.T) {
+	s, gw := newS3Server(t)
+	c := dialGo(t, s, s.ClientTLS())
+	if err := c.Stor("a.txt", strings.NewReader("a")); err != nil {
+		t.Fatalf("STOR: %v", err)
+	}
+	gw.Stop()
+	var pe *textproto.Error
+	if _, err := c.FileSize("a.txt"); !errors.As(err, &pe) || pe.Code != 451 {
+		t.Errorf("SIZE with S3 down = %v; want 451", err)
+	}
+	if !strings.Contains(s.Log.String(), "object storage error") {
+		t.Errorf("no log line for the S3 failure:\n%s", s.Log.String())
+	}
+	if _, err := c.CurrentDir(); err != nil {
+		t.Errorf("PWD after the failure: %v", err)
+	}
+}
+
+// TestS3TwoNodes: two servers on one bucket serve the same files.
+func TestS3TwoNodes(t *testing.T) {
+	gw := testutil.StartVersityGW(t, "bucket")
+	a, b := newS3ServerOn(t, gw), newS3ServerOn(t, gw)
+	ca, cb := dialGo(t, a, a.ClientTLS()), dialGo(t, b, b.ClientTLS())
+	data := bytes.Repeat([]byte("two nodes "), 1<<20)
+	if err := ca.Stor("shared.bin", bytes.NewReader(data)); err != nil {
+		t.Fatalf("STOR through node a: %v", err)
+	}
+	if got := retrAll(t, cb, "shared.bin", 0); !bytes.Equal(got, data) {
+		t.Fatalf("RETR through node b: %d bytes, differ", len(got))
+	}
+	if err := cb.Delete("shared.bin"); err != nil {
+		t.Fatalf("DELE through node b: %v", err)
+	}
+	if _, err := ca.FileSize("shared.bin"); err == nil {
+		t.Error("node a still sees the file node b deleted")
+	}
+}
