@@ -334,6 +334,7 @@ func TestClusterReviewFixes(t *testing.T) {
 		for range cfg.MaxFailures {
 			a.Authenticate(ctx, "alice", "wrong", ip)
 		}
+		waitBanned(t, b, ClientKey(ip), time.Now()) // B has the announcement
 		ca := a.cluster.Load()
 		ca.down.Store(true) // A is cut off and misses the unban
 		if _, ok := b.Unban(ip); !ok {
