@@ -247,13 +247,19 @@ func (s *session) setReadDeadline() time.Time {
 	default:
 		d = time.Now().Add(s.cfg.IdleTimeout)
 	}
+	s.applyReadDeadline(d)
+	return d
+}
+
+// applyReadDeadline sets the control connection's read deadline to d,
+// unless Server.Shutdown has begun: then its wake-up (a deadline in the
+// past, set by beginShutdown) stays, whichever goroutine sets d and when.
+// Every read deadline but the wake-up itself goes through here.
+func (s *session) applyReadDeadline(d time.Time) {
 	s.raw.SetReadDeadline(d)
 	if s.closing.Load() {
-		// Shutdown's wake-up (beginShutdown), which the line above may
-		// have undone: a session in a transfer command must still see it.
 		s.raw.SetReadDeadline(time.Unix(1, 0))
 	}
-	return d
 }
 
 // awaitCommand waits, until deadline d, for the client to send something,
@@ -280,11 +286,7 @@ func (s *session) awaitCommand(d time.Time) error {
 		// usable), without taking anything from the socket.
 		s.raw.SetReadDeadline(time.Unix(1, 0))
 		n, err := s.tlsConn.Read(s.r.first[:])
-		s.raw.SetReadDeadline(d)
-		if s.closing.Load() {
-			// Shutdown's wake-up, which the line above may have undone.
-			s.raw.SetReadDeadline(time.Unix(1, 0))
-		}
+		s.applyReadDeadline(d)
 		if n > 0 {
 			s.r.pending = true
 			return nil

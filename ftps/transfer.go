@@ -178,10 +178,7 @@ func (s *session) launch(x *transfer) {
 		}
 		// The control connection was idle while the data moved: restart
 		// its idle clock now.
-		s.raw.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		if s.closing.Load() {
-			s.raw.SetReadDeadline(time.Unix(1, 0)) // keep Shutdown's wake-up
-		}
+		s.applyReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		s.who.xfer.CompareAndSwap(x, nil)
 		close(x.finished)
 		s.reply(r)
