@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,11 @@ func (c *curlClient) url(path string) string {
 // dialogue on stderr, where failures can be inspected.
 func (c *curlClient) run(args ...string) (stdout, stderr string, err error) {
 	c.t.Helper()
+	return runTool(c.t, c.dir, nil, c.bin, c.args(args...)...)
+}
+
+// args is the command line of run.
+func (c *curlClient) args(args ...string) []string {
 	base := []string{
 		"--ssl-reqd", "--cacert", c.s.CAFile, "--user", user + ":" + pass,
 		"--silent", "--show-error", "--verbose", "--max-time", "30",
@@ -48,7 +54,7 @@ func (c *curlClient) run(args ...string) (stdout, stderr string, err error) {
 		base = append(base, "--ftp-pasv", "--disable-epsv") // PASV over IPv4, as FileZilla
 	}
 	base = append(base, c.vers...)
-	return runTool(c.t, c.dir, nil, c.bin, append(base, args...)...)
+	return append(base, args...)
 }
 
 // ok runs curl and fails the test unless it exits 0.
@@ -61,20 +67,33 @@ func (c *curlClient) ok(args ...string) string {
 	return out
 }
 
+// fails runs curl and fails the test unless curl fails and the server
+// answered code.
+func (c *curlClient) fails(code int, args ...string) {
+	c.t.Helper()
+	failsWith(c.t, c.s, code, "curl "+strings.Join(args, " "), func() error {
+		_, _, err := c.run(args...)
+		return err
+	})
+}
+
 // local writes a file into the client's working directory.
 func (c *curlClient) local(name string, data []byte) string {
 	c.t.Helper()
 	return testutil.WriteFile(c.t, c.dir, name, data)
 }
 
-// curlSession exercises every operation the issue lists with curl.
-func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
-	home := s.Home(user)
+// curlSession exercises every operation the issue lists with curl, on the
+// home h: what the storage cannot do (APPE, a directory's rename on S3)
+// must fail with a 502 and change nothing.
+func curlSession(t *testing.T, h *home, c *curlClient) {
+	s, home := h.s, h.dir
 	dl := testutil.Payload(2<<20+1, 20)
 	testutil.WriteFile(t, home, "dl.bin", dl)
 	testutil.WriteFile(t, home, "keep.txt", []byte("keep\n"))
 
-	// Directory listing (LIST) and name list (NLST).
+	// Directory listing (LIST), name list (NLST) and MLSD (-X names the
+	// listing command).
 	list := c.ok(c.url("/"))
 	for _, name := range []string{"dl.bin", "keep.txt"} {
 		if !strings.Contains(list, name) {
@@ -88,6 +107,11 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 	nl := strings.ReplaceAll(c.ok("--list-only", c.url("/")), "\r\n", "\n")
 	if nl != "dl.bin\nkeep.txt\n" && nl != "keep.txt\ndl.bin\n" {
 		t.Errorf("NLST output = %q", nl)
+	}
+	mlsd := strings.ReplaceAll(strings.ReplaceAll(c.ok("-X", "MLSD", c.url("/")), "\r\n", "\n"), "\n", "\r\n")
+	entries := parseMLSD(t, mlsd)
+	if len(entries) != 2 || entries["dl.bin"].facts["size"] != fmt.Sprint(len(dl)) || entries["keep.txt"].facts["type"] != "file" {
+		t.Errorf("MLSD output = %q", mlsd)
 	}
 
 	// Download, with a sha256 check; then resume a partial download.
@@ -104,15 +128,26 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 	c.ok("-T", c.local("up.bin", up), c.url("up.bin"))
 	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
 
-	// Resume an interrupted upload: curl asks SIZE and sends the rest.
+	// Resume an interrupted upload (curl asks SIZE and sends the rest
+	// with APPE), then append (APPE).
 	testutil.WriteFile(t, home, "resume.bin", up[:300000])
-	c.ok("-C", "-", "-T", c.local("resume.bin", up), c.url("resume.bin"))
-	testutil.AssertContent(t, filepath.Join(home, "resume.bin"), up)
-
-	// Append (APPE).
 	tail := []byte("appended tail\n")
-	c.ok("--append", "-T", c.local("tail.txt", tail), c.url("resume.bin"))
-	testutil.AssertContent(t, filepath.Join(home, "resume.bin"), append(append([]byte(nil), up...), tail...))
+	for _, tc := range []struct {
+		args []string
+		want []byte
+	}{
+		{[]string{"-C", "-", "-T", c.local("resume.bin", up)}, up},
+		{[]string{"--append", "-T", c.local("tail.txt", tail)}, append(slices.Clip(up), tail...)},
+	} {
+		args := append(tc.args, c.url("resume.bin"))
+		if h.resumeUploads {
+			c.ok(args...)
+			testutil.AssertContent(t, filepath.Join(home, "resume.bin"), tc.want)
+		} else {
+			c.fails(502, args...)
+			testutil.AssertContent(t, filepath.Join(home, "resume.bin"), up[:300000])
+		}
+	}
 
 	// Rename (RNFR/RNTO) and delete (DELE) through quote commands.
 	c.ok("-o", os.DevNull, "-Q", "RNFR up.bin", "-Q", "RNTO renamed.bin", c.url("/"))
@@ -126,13 +161,28 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 		t.Errorf("DELE of a missing file: err %v, want curl to fail on a 550", err)
 	}
 
-	// MKD/RMD through quote commands, and --ftp-create-dirs.
+	// MKD/RMD through quote commands: a directory is renamed where the
+	// storage can, and removed only once empty.
 	c.ok("-o", os.DevNull, "-Q", "MKD made", c.url("/"))
 	if fi, err := os.Stat(filepath.Join(home, "made")); err != nil || !fi.IsDir() {
 		t.Fatalf("MKD made no directory: %v", err)
 	}
-	c.ok("-o", os.DevNull, "-Q", "RMD made", c.url("/"))
-	testutil.AssertMissing(t, filepath.Join(home, "made"))
+	dir := "made"
+	if h.renameDirs {
+		c.ok("-o", os.DevNull, "-Q", "RNFR made", "-Q", "RNTO moved", c.url("/"))
+		testutil.AssertMissing(t, filepath.Join(home, "made"))
+		dir = "moved"
+	} else {
+		c.fails(502, "-o", os.DevNull, "-Q", "RNFR made", "-Q", "RNTO moved", c.url("/"))
+		testutil.AssertMissing(t, filepath.Join(home, "moved"))
+	}
+	c.ok("-T", c.local("in.txt", []byte("in\n")), c.url(dir+"/in.txt"))
+	c.fails(550, "-o", os.DevNull, "-Q", "RMD "+dir, c.url("/"))
+	testutil.AssertContent(t, filepath.Join(home, dir, "in.txt"), []byte("in\n"))
+	c.ok("-o", os.DevNull, "-Q", "DELE "+dir+"/in.txt", "-Q", "RMD "+dir, c.url("/"))
+	testutil.AssertMissing(t, filepath.Join(home, dir))
+
+	// --ftp-create-dirs makes the missing directories.
 	c.ok("--ftp-create-dirs", "-T", c.local("deep.txt", []byte("deep\n")), c.url("a/b/deep.txt"))
 	testutil.AssertContent(t, filepath.Join(home, "a", "b", "deep.txt"), []byte("deep\n"))
 	if sub := c.ok(c.url("a/b/")); !strings.Contains(sub, "deep.txt") {
@@ -140,19 +190,22 @@ func curlSession(t *testing.T, s *ftpstest.Server, c *curlClient) {
 	}
 	c.ok("-o", os.DevNull, "-Q", "DELE a/b/deep.txt", "-Q", "RMD a/b", "-Q", "RMD a", c.url("/"))
 	testutil.AssertMissing(t, filepath.Join(home, "a"))
-	assertCommands(t, s, "PASV", "LIST", "NLST", "SIZE", "RETR", "REST", "STOR", "APPE", "RNFR", "RNTO", "DELE", "MKD", "RMD")
+	h.assertClean(t, "dl.bin", "keep.txt", "resume.bin")
+	assertCommands(t, s, "PASV", "LIST", "NLST", "MLSD", "SIZE", "RETR", "REST", "STOR", "APPE", "RNFR", "RNTO", "DELE", "MKD", "RMD")
 }
 
 // TestCurl: curl (OpenSSL) resumes the control session on its data
 // connections at TLS 1.3, so the default "required" mode serves it.
 func TestCurl(t *testing.T) {
 	t.Parallel()
-	s := ftpstest.NewServer(t, ftpstest.Options{})
-	curlSession(t, s, newCurl(t, s, "--tlsv1.3"))
-	assertControlTLS(t, s, "TLS 1.3")
-	if s.Log.Contains("TLS session not resumed") {
-		t.Error("the server refused a curl data connection at TLS 1.3")
-	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		h := b.start(t, ftpstest.Options{})
+		curlSession(t, h, newCurl(t, h.s, "--tlsv1.3"))
+		assertControlTLS(t, h.s, "TLS 1.3")
+		if h.s.Log.Contains("TLS session not resumed") {
+			t.Error("the server refused a curl data connection at TLS 1.3")
+		}
+	})
 }
 
 // TestCurlTLS12: curl/OpenSSL turns session tickets off and Go resumes by
@@ -163,8 +216,9 @@ func TestCurlTLS12(t *testing.T) {
 	t.Parallel()
 	t.Run("compatible", func(t *testing.T) {
 		t.Parallel()
-		s := ftpstest.NewServer(t, ftpstest.Options{Passive: func(c *passive.Config) { c.TLSResumption = passive.ResumptionCompatible }})
-		curlSession(t, s, newCurl(t, s, "--tlsv1.2", "--tls-max", "1.2"))
+		h := localBackend.start(t, ftpstest.Options{Passive: func(c *passive.Config) { c.TLSResumption = passive.ResumptionCompatible }})
+		s := h.s
+		curlSession(t, h, newCurl(t, s, "--tlsv1.2", "--tls-max", "1.2"))
 		assertControlTLS(t, s, "TLS 1.2")
 		if !s.Log.Contains("the control hello offered no session tickets") {
 			t.Error("compatible mode let a non-resuming client through without the log line")
@@ -209,5 +263,32 @@ func TestCurlTLS12(t *testing.T) {
 			t.Errorf("refused download still delivered %q", b)
 		}
 		testutil.AssertMissing(t, filepath.Join(s.Home(user), "up.txt"))
+	})
+}
+
+// TestCurlBigUpload: a 100 MiB upload (on S3 a multipart upload of 13
+// parts) arrives byte for byte, as the file or object and downloaded back.
+func TestCurlBigUpload(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		h := b.start(t, ftpstest.Options{})
+		c := newCurl(t, h.s, "--tlsv1.3")
+		src, sum := bigFile(t, c.dir, "big.bin", 100<<20, 40)
+		start := time.Now()
+		c.ok("-T", src, c.url("big.bin"))
+		t.Logf("100 MiB up in %s", time.Since(start).Round(time.Millisecond))
+		if got := fileSum(t, filepath.Join(h.dir, "big.bin")); got != sum {
+			t.Errorf("stored big.bin: sha256 %s, want %s", got, sum)
+		}
+		if err := os.Remove(src); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		c.ok("-o", "back.bin", c.url("big.bin"))
+		t.Logf("100 MiB down in %s", time.Since(start).Round(time.Millisecond))
+		if got := fileSum(t, filepath.Join(c.dir, "back.bin")); got != sum {
+			t.Errorf("downloaded big.bin: sha256 %s, want %s", got, sum)
+		}
+		h.assertClean(t, "big.bin")
 	})
 }

@@ -11,40 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ftpsd/ftpsd/auth"
-	"github.com/ftpsd/ftpsd/ftps"
-	"github.com/ftpsd/ftpsd/test/ftpstest"
 	"github.com/ftpsd/ftpsd/test/testutil"
 )
-
-// newS3Server starts versitygw and an in-process server whose user alice
-// has the home s3://bucket/alice/.
-func newS3Server(t *testing.T) (*ftpstest.Server, *testutil.S3) {
-	t.Helper()
-	gw := testutil.StartVersityGW(t, "bucket")
-	return newS3ServerOn(t, gw), gw
-}
-
-// newS3ServerOn starts a server whose user alice has her home in gw.
-func newS3ServerOn(t *testing.T, gw *testutil.S3) *ftpstest.Server {
-	t.Helper()
-	secret := filepath.Join(t.TempDir(), "s3-secret")
-	if err := os.WriteFile(secret, []byte(gw.Secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := ftpstest.NewServer(t, ftpstest.Options{
-		Server: func(c *ftps.Config) {
-			c.S3 = ftps.S3Config{Endpoint: gw.Endpoint(), PathStyle: true, AccessKeyID: gw.Access, SecretAccessKeyFile: secret}
-			if err := c.S3.Validate(); err != nil {
-				t.Fatal(err)
-			}
-		},
-		Users: []ftpstest.User{{Name: user, Password: pass, Config: func(u *auth.UserConfig) {
-			u.Home = "s3://" + gw.Bucket + "/alice/"
-		}}},
-	})
-	return s
-}
 
 // TestS3Home drives an S3 home with github.com/jlaffaye/ftp: upload,
 // list, resumed download, rename, delete, directories, and the refusals.
