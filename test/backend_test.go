@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +228,11 @@ func (h *home) interruptOverwrite(t *testing.T, name string, old []byte, start f
 	}
 	cmd.Wait()
 	h.s.Log.Wait(t, transfers, before+1, 20*time.Second)
+	for _, line := range strings.Split(h.s.Log.String(), "\n") {
+		if regexp.MustCompile(transfers).MatchString(line) {
+			t.Logf("interrupted: %s", line[strings.Index(line, "op="):])
+		}
+	}
 	if n := h.s.Log.Count(transfers + `226`); n != 0 {
 		t.Errorf("the interrupted overwrite of %s was answered 226", name)
 	}

@@ -3,6 +3,7 @@ package test
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -119,8 +120,9 @@ func parseMLSD(t *testing.T, listing string) map[string]mlsdEntry {
 }
 
 // fzBrowse is FileZilla's first directory listing (list.cpp, cwd.cpp):
-// PWD, TYPE I, PASV, MLSD. It checks the listing against the home.
-func (c *filezilla) browse(t *testing.T) {
+// PWD, TYPE I, PASV, MLSD. It checks the listing against the home, whose
+// facts b tells.
+func (c *filezilla) browse(t *testing.T, b backend) {
 	t.Helper()
 	if pwd := c.Cmd(257, "PWD"); !strings.HasPrefix(pwd, `"/"`) {
 		t.Errorf("PWD = %q, want \"/\"", pwd)
@@ -141,10 +143,10 @@ func (c *filezilla) browse(t *testing.T) {
 		want := map[string]string{"type": "file", "modify": fzModTime.Format("20060102150405")}
 		if data, ok := fzFiles[name]; ok {
 			want["size"] = strconv.Itoa(len(data))
-			want["perm"] = "rawdf"
+			want["perm"] = b.filePerm
 		}
 		if name == "sub" {
-			want = map[string]string{"type": "dir", "perm": "elcmdpf"}
+			want = map[string]string{"type": "dir", "perm": b.dirPerm}
 			if _, ok := e.facts["size"]; ok {
 				t.Errorf("MLSD dir %q has a size fact", name)
 			}
@@ -154,11 +156,15 @@ func (c *filezilla) browse(t *testing.T) {
 				t.Errorf("MLSD %q: %s=%q, want %q (line facts %v)", name, k, e.facts[k], v, e.facts)
 			}
 		}
-		u := e.facts["unique"]
-		if u == "" || uniques[u] {
+		if u := e.facts["unique"]; !b.unique {
+			if u != "" {
+				t.Errorf("MLSD %q: unique=%q on a storage without one", name, u)
+			}
+		} else if u == "" || uniques[u] {
 			t.Errorf("MLSD %q: unique=%q missing or repeated", name, u)
+		} else {
+			uniques[u] = true
 		}
-		uniques[u] = true
 	}
 }
 
@@ -180,58 +186,163 @@ func (c *filezilla) download(t *testing.T, name string) {
 }
 
 // TestFileZillaSequence replays what FileZilla 3.x sends with its default
-// settings (FIELD-NOTES §2.1): a browsing connection, then two transfer
-// connections from the same IP in parallel, each its own logged-in TLS
-// session whose data connections must resume it. The user has
+// settings (FIELD-NOTES §2.1), on each backend: a browsing connection, then
+// two transfer connections from the same IP in parallel, each its own
+// logged-in TLS session whose data connections must resume it, then the
+// browsing connection's changes to the remote side. The user has
 // max_sessions = 3: what FileZilla's defaults need, and enough.
 func TestFileZillaSequence(t *testing.T) {
 	t.Parallel()
 	three := 3
 	fz := ftpstest.DefaultUser
 	fz.Config = func(u *auth.UserConfig) { u.MaxSessions = &three }
-	eachVersionWith(t, ftpstest.Options{Users: []ftpstest.User{fz}}, func(t *testing.T, v uint16, s *ftpstest.Server) {
-		home := s.Home(user)
-		for name, data := range fzFiles {
-			testutil.WriteFile(t, home, name, data)
-		}
-		testutil.WriteFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
-		if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range []string{"one.bin", "two.bin", "three.bin", "ünïcödé.txt", "sub"} {
-			if err := os.Chtimes(filepath.Join(home, n), fzModTime, fzModTime); err != nil {
+	eachBackend(t, func(t *testing.T, b backend) {
+		eachVersionOn(t, b, ftpstest.Options{Users: []ftpstest.User{fz}}, func(t *testing.T, v uint16, h *home) {
+			s, home := h.s, h.dir
+			for name, data := range fzFiles {
+				testutil.WriteFile(t, home, name, data)
+			}
+			testutil.WriteFile(t, home, "ünïcödé.txt", []byte("utf-8 name\n"))
+			if err := os.Mkdir(filepath.Join(home, "sub"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-		}
+			for _, n := range []string{"one.bin", "two.bin", "three.bin", "ünïcödé.txt", "sub"} {
+				if err := os.Chtimes(filepath.Join(home, n), fzModTime, fzModTime); err != nil {
+					t.Fatal(err)
+				}
+			}
 
-		// The browsing connection: logon, first listing, a download.
-		browser := fzLogon(t, s, v)
-		browser.browse(t)
-		browser.download(t, "one.bin")
+			// The browsing connection: logon, first listing, a download.
+			browser := fzLogon(t, s, v)
+			browser.browse(t, b)
+			browser.download(t, "one.bin")
 
-		// FileZilla's default of two parallel transfers: two more
-		// control connections, each with its own logon and session.
-		t.Run("parallel", func(t *testing.T) {
-			for i, name := range []string{"two.bin", "three.bin"} {
-				t.Run(fmt.Sprintf("transfer-%d", i+1), func(t *testing.T) {
-					t.Parallel()
-					c := fzLogon(t, s, v)
-					c.browse(t)
-					c.download(t, name)
-					c.download(t, "one.bin")
-					c.Cmd(221, "QUIT")
-				})
+			// FileZilla's default of two parallel transfers: two more
+			// control connections, each with its own logon and session.
+			t.Run("parallel", func(t *testing.T) {
+				for i, name := range []string{"two.bin", "three.bin"} {
+					t.Run(fmt.Sprintf("transfer-%d", i+1), func(t *testing.T) {
+						t.Parallel()
+						c := fzLogon(t, s, v)
+						c.browse(t, b)
+						c.download(t, name)
+						c.download(t, "one.bin")
+						c.Cmd(221, "QUIT")
+					})
+				}
+			})
+
+			// The browsing connection is still usable afterwards; what it
+			// changes leaves the home as it was (modification times too).
+			browser.edit(t, h)
+			browser.browse(t, b)
+			browser.Cmd(221, "QUIT")
+
+			if n := strings.Count(s.Log.String(), "TLS session not resumed"); n != 0 {
+				t.Errorf("server refused %d data connections for not resuming", n)
 			}
 		})
-
-		// The browsing connection is still usable afterwards.
-		browser.browse(t)
-		browser.Cmd(221, "QUIT")
-
-		if n := strings.Count(s.Log.String(), "TLS session not resumed"); n != 0 {
-			t.Errorf("server refused %d data connections for not resuming", n)
-		}
 	})
+}
+
+// edit is what a FileZilla user changes on the home h (filetransfer.cpp,
+// rename.cpp, delete.cpp, mkd.cpp, rmd.cpp): an upload and its overwrite,
+// a resumed upload (REST+STOR: a 502 on S3), a rename, deletes, a
+// directory made, renamed (a 502 on S3) and removed once empty, and two
+// cancelled overwrites of one.bin, which must keep it. It leaves the home
+// as it found it.
+func (c *filezilla) edit(t *testing.T, h *home) {
+	t.Helper()
+	home := h.dir
+	up := testutil.Payload(1<<20+5, 4)
+	c.XferWith(c.data, "STOR up.bin", up[:1000])
+	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up[:1000])
+	c.XferWith(c.data, "STOR up.bin", up)
+	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up)
+
+	testutil.WriteFile(t, home, "part.bin", up[:300000])
+	c.Cmd(213, "SIZE part.bin")
+	c.Cmd(350, "REST 300000")
+	if h.resumeUploads {
+		c.XferWith(c.data, "STOR part.bin", up[300000:])
+		testutil.AssertContent(t, filepath.Join(home, "part.bin"), up)
+	} else {
+		addr := c.Pasv()
+		c.Send("STOR part.bin")
+		c.dial(t, addr)
+		c.Expect(150)
+		c.Expect(502)
+		testutil.AssertContent(t, filepath.Join(home, "part.bin"), up[:300000])
+	}
+
+	c.Cmd(350, "RNFR up.bin")
+	c.Cmd(250, "RNTO renamed.bin")
+	testutil.AssertMissing(t, filepath.Join(home, "up.bin"))
+	testutil.AssertContent(t, filepath.Join(home, "renamed.bin"), up)
+	c.Cmd(250, "DELE renamed.bin")
+	c.Cmd(250, "DELE part.bin")
+	c.Cmd(550, "DELE renamed.bin")
+
+	c.Cmd(257, "MKD newdir")
+	c.Cmd(350, "RNFR newdir")
+	dir := "newdir"
+	if h.renameDirs {
+		c.Cmd(250, "RNTO moved")
+		dir = "moved"
+	} else {
+		c.Cmd(502, "RNTO moved")
+	}
+	c.XferWith(c.data, "STOR "+dir+"/f.txt", []byte("in a directory\n"))
+	c.Cmd(550, "RMD "+dir)
+	c.Cmd(250, "DELE "+dir+"/f.txt")
+	c.Cmd(250, "RMD "+dir)
+
+	// Cancelled overwrites: more than an S3 part is sent, then the
+	// transfer ends without close_notify, or with ABOR.
+	for _, end := range []struct {
+		name string
+		end  func(tc *tls.Conn)
+	}{
+		{"ABOR", func(*tls.Conn) { c.Abort() }},
+		{"no close_notify", func(tc *tls.Conn) {
+			if err := tc.NetConn().(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			c.Expect(426)
+		}},
+	} {
+		addr := c.Pasv()
+		c.Send("STOR one.bin")
+		tc := c.dial(t, addr)
+		c.Expect(150)
+		if _, err := tc.Write(testutil.Payload(9<<20, 5)); err != nil {
+			t.Fatalf("%s: %v", end.name, err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !h.uploading(t); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the upload stored nothing on the side in 10s", end.name)
+			}
+		}
+		end.end(tc)
+		tc.Close()
+		testutil.AssertContent(t, filepath.Join(home, "one.bin"), fzFiles["one.bin"])
+		h.assertClean(t, "one.bin", "sub", "three.bin", "two.bin", "ünïcödé.txt")
+	}
+}
+
+// dial opens a data connection to addr as FileZilla does and fails the
+// test unless it resumed the control session.
+func (c *filezilla) dial(t *testing.T, addr string) *tls.Conn {
+	t.Helper()
+	dc, err := ftpstest.DialData(t, addr, c.data)
+	if err != nil {
+		t.Fatalf("data connection: %v", err)
+	}
+	tc := dc.(*tls.Conn)
+	if !tc.ConnectionState().DidResume {
+		t.Error("the data connection did not resume the control TLS session")
+	}
+	return tc
 }
 
 // TestFileZillaALPN: whatever order FileZilla lists its protocols in, the

@@ -31,10 +31,15 @@ func eachVersion(t *testing.T, f func(t *testing.T, v uint16, s *ftpstest.Server
 
 // eachVersionWith is eachVersion with servers started with opts.
 func eachVersionWith(t *testing.T, opts ftpstest.Options, f func(t *testing.T, v uint16, s *ftpstest.Server)) {
+	eachVersionOn(t, localBackend, opts, func(t *testing.T, v uint16, h *home) { f(t, v, h.s) })
+}
+
+// eachVersionOn is eachVersionWith with alice's home on b.
+func eachVersionOn(t *testing.T, b backend, opts ftpstest.Options, f func(t *testing.T, v uint16, h *home)) {
 	for _, v := range versions {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
-			f(t, v, ftpstest.NewServer(t, opts))
+			f(t, v, b.start(t, opts))
 		})
 	}
 }
