@@ -37,6 +37,10 @@ type backend struct {
 	resumeUploads bool
 	// renameDirs: RNFR/RNTO of a directory works; on S3 it is a 502.
 	renameDirs bool
+	// setTimes: MFMT sets a file's time; on S3 it is a 502, which rclone
+	// (it sets the time after each upload when FEAT lists MFMT) reports as
+	// a failed copy of a file that is stored.
+	setTimes bool
 	// unique: MLSD gives each entry a unique fact (S3 has no inode).
 	unique bool
 	// filePerm and dirPerm are the MLSD perm facts of a file and a
@@ -47,7 +51,7 @@ type backend struct {
 
 // The backends.
 var (
-	localBackend = backend{name: "local", resumeUploads: true, renameDirs: true, unique: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
+	localBackend = backend{name: "local", resumeUploads: true, renameDirs: true, setTimes: true, unique: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
 	s3Backend    = backend{name: "s3", s3: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
 	// backends are the homes every real-client test runs against.
 	backends = []backend{localBackend, s3Backend}

@@ -36,19 +36,15 @@ const oldRcloneBin = "/usr/bin/rclone"
 // installs Debian's rclone).
 func needOldRclone(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, oldRcloneBin, "version").Output()
+	minor, version, err := rcloneMinor(t, oldRcloneBin)
 	why := ""
 	if err != nil {
-		why = fmt.Sprintf("%s version: %v", oldRcloneBin, err)
-	} else if m := regexp.MustCompile(`^rclone v1\.(\d+)\.`).FindSubmatch(out); m == nil {
-		why = fmt.Sprintf("%s version says %q, not rclone v1.x", oldRcloneBin, firstLine(out))
-	} else if minor, _ := strconv.Atoi(string(m[1])); minor >= 64 {
-		why = fmt.Sprintf("%s is %s; the shared ticket cache is rclone before 1.64 (Debian 12 ships 1.60)", oldRcloneBin, firstLine(out))
+		why = err.Error()
+	} else if minor >= 64 {
+		why = fmt.Sprintf("%s is %s; the shared ticket cache is rclone before 1.64 (Debian 12 ships 1.60)", oldRcloneBin, version)
 	}
 	if why == "" {
-		t.Logf("%s", firstLine(out))
+		t.Logf("%s", version)
 		return oldRcloneBin
 	}
 	if os.Getenv("CI") == "true" {
@@ -56,6 +52,46 @@ func needOldRclone(t *testing.T) string {
 	}
 	t.Skipf("%s: skipping (bash test/run.sh installs Debian's rclone; with CI=true this fails)", why)
 	return ""
+}
+
+// rcloneMinor is the minor version of the rclone v1.x at bin, and its
+// version line.
+func rcloneMinor(t *testing.T, bin string) (int, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil {
+		return 0, "", fmt.Errorf("%s version: %v", bin, err)
+	}
+	m := regexp.MustCompile(`^rclone v1\.(\d+)\.`).FindSubmatch(out)
+	if m == nil {
+		return 0, "", fmt.Errorf("%s version says %q, not rclone v1.x", bin, firstLine(out))
+	}
+	minor, _ := strconv.Atoi(string(m[1]))
+	return minor, firstLine(out), nil
+}
+
+// pickRclone returns the rclone to drive and the tls_resumption it needs:
+// an rclone 1.64 or later on PATH or in GOPATH/bin resumes its own control
+// session, under the default "required"; without one, Debian's 1.60 (see
+// needOldRclone) shares its ticket cache and needs "user".
+func pickRclone(t *testing.T) (bin, mode string) {
+	t.Helper()
+	var cands []string
+	if p, err := exec.LookPath("rclone"); err == nil {
+		cands = append(cands, p)
+	}
+	if gp, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		cands = append(cands, filepath.Join(strings.TrimSpace(string(gp)), "bin", "rclone"))
+	}
+	for _, p := range cands {
+		if minor, version, err := rcloneMinor(t, p); err == nil && minor >= 64 {
+			t.Logf("%s: %s", p, version)
+			return p, passive.ResumptionRequired
+		}
+	}
+	return needOldRclone(t), passive.ResumptionUser
 }
 
 func firstLine(b []byte) string {
@@ -129,10 +165,97 @@ func TestRcloneSharedTicketCache(t *testing.T) {
 	}
 }
 
+// TestRclone: rclone on each backend: a copy of several files with four
+// parallel transfers (one more than an S3 part), a listing, a ranged
+// download (REST+RETR), a server-side move (RNFR/RNTO), a delete, and
+// directories made and removed (a non-empty one refused).
+func TestRclone(t *testing.T) {
+	t.Parallel()
+	bin, mode := pickRclone(t)
+	eachBackend(t, func(t *testing.T, b backend) {
+		h := b.start(t, ftpstest.Options{Passive: func(c *passive.Config) { c.TLSResumption = mode }})
+		s := h.s
+		src := t.TempDir()
+		want := map[string][]byte{"big.bin": testutil.Payload(9<<20+7, 60)}
+		for i := range 5 {
+			want[fmt.Sprintf("f%d.bin", i)] = testutil.Payload(3000+i, byte(61+i))
+		}
+		for name, data := range want {
+			testutil.WriteFile(t, src, name, data)
+		}
+		mfmt := `msg=reply .* code=502$`
+		before := s.Log.Count(mfmt)
+		err := rcloneCopy(t, bin, s, src, "up")
+		switch {
+		case b.setTimes && err != nil:
+			t.Fatalf("rclone copy: %v", err)
+		case !b.setTimes && err == nil:
+			t.Error("rclone copy succeeded on a storage that refuses MFMT")
+		case !b.setTimes:
+			// Each file is stored, then its MFMT refused: rclone counts
+			// the file as failed.
+			if n := s.Log.Count(mfmt) - before; n != len(want) {
+				t.Errorf("%d replies 502 to rclone copy, want one for each MFMT (%d)", n, len(want))
+			}
+		}
+		for name, data := range want {
+			testutil.AssertContent(t, filepath.Join(h.dir, "up", name), data)
+		}
+
+		ok := func(args ...string) string {
+			t.Helper()
+			out, err := rclone(t, bin, s, args...)
+			if err != nil {
+				t.Fatalf("rclone %s: %v", strings.Join(args, " "), err)
+			}
+			return out
+		}
+		if got := ok("lsf", "fz:up"); got != "big.bin\nf0.bin\nf1.bin\nf2.bin\nf3.bin\nf4.bin\n" {
+			t.Errorf("rclone lsf = %q", got)
+		}
+		const offset = 5<<20 + 3
+		if got := ok("cat", "--offset", strconv.Itoa(offset), "fz:up/big.bin"); testutil.Sum([]byte(got)) != testutil.Sum(want["big.bin"][offset:]) {
+			t.Errorf("rclone cat --offset: %d bytes, differ from the file's last %d", len(got), len(want["big.bin"])-offset)
+		}
+		ok("moveto", "fz:up/f0.bin", "fz:up/moved.bin")
+		testutil.AssertMissing(t, filepath.Join(h.dir, "up", "f0.bin"))
+		testutil.AssertContent(t, filepath.Join(h.dir, "up", "moved.bin"), want["f0.bin"])
+		ok("deletefile", "fz:up/moved.bin")
+		testutil.AssertMissing(t, filepath.Join(h.dir, "up", "moved.bin"))
+
+		ok("mkdir", "fz:newdir")
+		if fi, err := os.Stat(filepath.Join(h.dir, "newdir")); err != nil || !fi.IsDir() {
+			t.Fatalf("rclone mkdir made no directory: %v", err)
+		}
+		failsWith(t, s, 550, "rclone rmdir fz:up", func() error {
+			_, err := rclone(t, bin, s, "rmdir", "fz:up")
+			return err
+		})
+		ok("rmdir", "fz:newdir")
+		testutil.AssertMissing(t, filepath.Join(h.dir, "newdir"))
+		h.assertClean(t, "up")
+		testutil.AssertDirHolds(t, filepath.Join(h.dir, "up"), "big.bin", "f1.bin", "f2.bin", "f3.bin", "f4.bin")
+
+		assertCommands(t, s, "MLSD", "STOR", "REST", "RETR", "RNFR", "RNTO", "DELE", "MKD", "RMD")
+		if r := s.Log.Count(logRefusedTLS); r != 0 {
+			t.Errorf("%d data connections refused under %s", r, mode)
+		}
+	})
+}
+
 // rcloneCopy copies the directory src to dest on s as alice with four
-// parallel transfers, through an FTP remote defined in the environment,
-// bounded by toolTimeout. One try only: a refusal must show as a failure.
+// parallel transfers, bounded by toolTimeout. One try only: a refusal must
+// show as a failure.
 func rcloneCopy(t *testing.T, bin string, s *ftpstest.Server, src, dest string) error {
+	t.Helper()
+	_, err := rclone(t, bin, s, "copy", src, "fz:"+dest, "--transfers", "4")
+	return err
+}
+
+// rclone runs an rclone command on the FTP remote "fz:" (s as alice),
+// defined in the environment, with one try only and short timeouts, and
+// returns its standard output.
+func rclone(t *testing.T, bin string, s *ftpstest.Server, args ...string) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
 	obscured, _, err := runTool(t, dir, nil, bin, "obscure", pass)
@@ -154,10 +277,10 @@ func rcloneCopy(t *testing.T, bin string, s *ftpstest.Server, src, dest string) 
 		// SSL_CERT_FILE for its system roots).
 		"SSL_CERT_FILE=" + s.CAFile,
 	}
-	_, _, err = runTool(t, dir, env, bin, "copy", src, "fz:"+dest,
-		"--config", conf, "--transfers", "4", "--retries", "1", "--low-level-retries", "1",
-		"--contimeout", "10s", "--timeout", "20s", "-v")
-	return err
+	out, _, err := runTool(t, dir, env, bin, append(args,
+		"--config", conf, "--retries", "1", "--low-level-retries", "1",
+		"--contimeout", "10s", "--timeout", "20s", "-v")...)
+	return out, err
 }
 
 // TestSharedTicketCache: the server side of "user" with a Go client whose
