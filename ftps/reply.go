@@ -82,6 +82,9 @@ func errReply(err error) reply {
 	}
 	var se s3Failure
 	if errors.As(err, &se) {
+		if se.denied {
+			return replyNoPerm
+		}
 		return reply{451, "Storage unavailable; try again later."}
 	}
 	// Errno first: ENOTEMPTY also matches fs.ErrExist.
@@ -129,6 +132,10 @@ var errorReplies = []struct {
 	{auth.ErrBlocked, reply{421, "Too many failed logins; try again later."}},
 	{auth.ErrInvalidCredentials, reply{530, "Login incorrect."}},
 }
+
+// isStorageFailure reports an error of the object store, whose own reply
+// (451 or 550) replaces a transfer's generic one; it is logged already.
+func isStorageFailure(err error) bool { return errors.As(err, new(s3Failure)) }
 
 // noSpace reports a full storage: the one local failure whose own reply
 // (452) replaces the generic 451 of a transfer.

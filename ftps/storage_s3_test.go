@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -34,7 +35,7 @@ func newTestS3(t *testing.T) (*s3Storage, *s3.Client, *testutil.S3) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &s3Storage{ctx: context.Background(), client: c, bucket: gw.Bucket, prefix: "home/", partSize: s3MinPart}
+	st := &s3Storage{ctx: context.Background(), client: c, bucket: gw.Bucket, prefix: "home/", partSize: s3MinPart, timeout: 30 * time.Second}
 	return st, c, gw
 }
 
@@ -344,8 +345,8 @@ func TestS3Multipart(t *testing.T) {
 
 // TestS3UploadSettle: the upload rules over S3 — a complete replace is
 // the new object; a truncated one (no close_notify) or a cancelled one
-// leaves the old object; a truncated new file keeps what arrived, as on
-// disk.
+// leaves the old object; a truncated new file stores nothing (it could
+// not be resumed).
 func TestS3UploadSettle(t *testing.T) {
 	st, _, _ := newTestS3(t)
 	big := bytes.Repeat([]byte("N"), 6<<20) // more than a part: multipart
@@ -362,7 +363,8 @@ func TestS3UploadSettle(t *testing.T) {
 		{"replace, truncated keeps the old", writeReplace, []byte("new!"), true, false, "old", 426},
 		{"replace multipart, truncated keeps the old", writeReplace, big, true, false, "old", 426},
 		{"replace multipart, cancel keeps the old", writeReplace, big, false, true, "old", 0},
-		{"new, truncated keeps its bytes", writeNew, []byte("abc"), true, false, "abc", 426},
+		{"new, truncated stores nothing", writeNew, []byte("abc"), true, false, "", 426},
+		{"new multipart, truncated stores nothing", writeNew, big, true, false, "", 426},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -382,6 +384,12 @@ func TestS3UploadSettle(t *testing.T) {
 				up.cancel()
 			} else if r := settle(slog.New(slog.DiscardHandler), "test", up, int64(len(tt.data)), tt.truncated); r.code != tt.wantCode {
 				t.Errorf("reply %v, want %d", r, tt.wantCode)
+			}
+			if tt.want == "" {
+				if _, err := st.Stat(name); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Stat after a truncated new upload: %v; want no object", err)
+				}
+				return
 			}
 			if got := string(readS3(t, st, name, 0)); got != tt.want {
 				t.Errorf("object holds %.20q (%d bytes), want %q", got, len(got), tt.want)
