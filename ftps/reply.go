@@ -110,6 +110,7 @@ var errnoReplies = map[syscall.Errno]reply{
 	syscall.ENOTEMPTY:    {550, "Directory not empty."},
 	syscall.ENOSPC:       {452, "Insufficient storage space."},
 	syscall.EDQUOT:       {452, "Insufficient storage space."},
+	syscall.EFBIG:        {552, "File too large for the storage."},
 	syscall.ENAMETOOLONG: {553, "File name too long."},
 	syscall.ELOOP:        replyNoPerm,
 }
@@ -137,10 +138,11 @@ var errorReplies = []struct {
 // (451 or 550) replaces a transfer's generic one; it is logged already.
 func isStorageFailure(err error) bool { return errors.As(err, new(s3Failure)) }
 
-// noSpace reports a full storage: the one local failure whose own reply
-// (452) replaces the generic 451 of a transfer.
+// noSpace reports a full storage, or a file larger than it takes: the
+// local failures whose own reply (452, 552) replaces the generic 451 of a
+// transfer.
 func noSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
 }
 
 // printable replaces control characters (C0, DEL and the C1 range U+0080 to

@@ -2,6 +2,7 @@ package ftps
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +32,12 @@ type s3Storage struct {
 	bucket string
 	// prefix is the home: "" (the whole bucket) or ends in "/".
 	prefix string
-	// partSize is the size of a multipart upload's parts (a writer holds
-	// two: one filling, one being sent); a smaller file is one PUT.
-	partSize int
+	// partSize is the size of a multipart upload's first parts (a writer
+	// holds two: one filling, one being sent); a smaller file is one PUT.
+	// The size doubles every growEvery parts (default s3GrowEvery).
+	partSize  int
+	growEvery int
+	maxParts  int // default s3MaxParts
 	// listPage is ListObjectsV2's MaxKeys (0: the server's, 1000).
 	listPage int32
 	// timeout bounds a request that moves no file data, and the time a
@@ -124,8 +128,19 @@ func (b *s3Body) Close() error {
 	return b.body.Close()
 }
 
-// s3MinPart is S3's smallest part but the last.
-const s3MinPart = 5 << 20
+// S3's limits on a multipart upload: the smallest part but the last, the
+// largest part, and the most parts.
+const (
+	s3MinPart  = 5 << 20
+	s3MaxPart  = 5 << 30
+	s3MaxParts = 10_000
+)
+
+// s3GrowEvery is how many parts of one size an upload sends before it
+// doubles the size: 10,000 parts of 8 MiB would stop an upload at 78 GiB,
+// while this way a 100 GiB upload ends with parts of 64 MiB, and the
+// first 7.8 GiB of every upload hold only two parts of the configured size.
+const s3GrowEvery = 1000
 
 // s3Key is the key of name, which must be clean and relative. ftps's
 // virtual paths (vpath.go) are; this refuses anything else again, so that
@@ -519,6 +534,9 @@ func (w *s3Writer) flush(wait bool) error {
 		}
 		w.uploadID = out.UploadId
 	}
+	if len(w.parts) >= cmp.Or(s.maxParts, s3MaxParts) {
+		return &fs.PathError{Op: "upload", Path: w.name, Err: syscall.EFBIG}
+	}
 	num := int32(len(w.parts) + 1)
 	w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num)})
 	part := &w.parts[len(w.parts)-1]
@@ -536,10 +554,18 @@ func (w *s3Writer) flush(wait bool) error {
 		done <- g.cause(err)
 	}()
 	w.inflight = done
-	if w.spare == nil {
-		w.spare = make([]byte, 0, cap(buf))
+	next := cap(buf)
+	if len(w.parts)%s.grow() == 0 && next < s3MaxPart {
+		next = min(2*next, s3MaxPart)
 	}
-	w.buf, w.spare = w.spare[:0], buf
+	fill := w.spare // the part before: sent, since wait returned
+	if cap(fill) != next {
+		fill = make([]byte, 0, next)
+	}
+	w.buf, w.spare = fill[:0], nil
+	if cap(buf) == next {
+		w.spare = buf
+	}
 	if wait {
 		return w.wait()
 	}
@@ -558,6 +584,8 @@ func (w *s3Writer) wait() error {
 	}
 	return nil
 }
+
+func (s *s3Storage) grow() int { return cmp.Or(s.growEvery, s3GrowEvery) }
 
 func (w *s3Writer) Commit() (int64, error) {
 	if w.ended {

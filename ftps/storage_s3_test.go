@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -308,6 +309,60 @@ func TestS3ListPages(t *testing.T) {
 
 // TestS3Multipart writes 20 MiB in 5 MiB parts and reads it back byte for
 // byte, then cancels an overwrite and finds the old object intact.
+// TestS3PartsGrow: the part size doubles every growEvery parts, so that
+// S3's 10,000 parts hold a big upload; past the most parts the upload
+// stops with EFBIG (552) and leaves nothing.
+func TestS3PartsGrow(t *testing.T) {
+	st, c, _ := newTestS3(t)
+	st.growEvery = 2
+	data := make([]byte, 37<<20+3)
+	rand.Read(data)
+	w, err := st.Write("grown.bin", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := range slices.Chunk(data, 1<<20) {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := w.(*s3Writer)
+	if err := sw.wait(); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := c.ListParts(context.Background(), &s3.ListPartsInput{Bucket: &st.bucket, Key: &sw.key, UploadId: sw.uploadID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, p := range parts.Parts {
+		sizes = append(sizes, aws.ToInt64(p.Size)>>20)
+	}
+	if want := []int64{5, 5, 10, 10}; !slices.Equal(sizes, want) {
+		t.Errorf("parts sent of %v MiB; want %v", sizes, want)
+	}
+	if n, err := w.Commit(); err != nil || n != int64(len(data)) {
+		t.Fatalf("Commit = %d, %v", n, err)
+	}
+	if got := readS3(t, st, "grown.bin", 0); !bytes.Equal(got, data) {
+		t.Fatal("the object of grown parts differs")
+	}
+
+	st.growEvery, st.maxParts = 0, 2
+	w, err = st.Write("huge.bin", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Write(data[:16<<20])
+	if r := errReply(err); r.code != 552 {
+		t.Errorf("the third part of at most two: %v, reply %v; want 552", err, r)
+	}
+	w.Cancel()
+	if _, err := st.Stat("huge.bin"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat after a refused upload: %v; want no object", err)
+	}
+}
+
 func TestS3Multipart(t *testing.T) {
 	st, _, _ := newTestS3(t)
 	data := make([]byte, 20<<20+12345)
