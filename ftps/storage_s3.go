@@ -237,9 +237,11 @@ var s3Hints = map[string]string{
 	"NoSuchBucket":          "the home's bucket does not exist",
 	"AccessDenied":          "access denied by the store's policy for this key",
 	"AllAccessDisabled":     "access denied by the store's policy for this key",
-	"SlowDown":              "the store is throttling requests",
-	"ServiceUnavailable":    "the store is unavailable",
-	"InternalError":         "the store failed",
+	// A HEAD's 403 has no body to name the cause.
+	"Forbidden":          "the store answered 403 Forbidden: credentials refused, or access denied by its policy",
+	"SlowDown":           "the store is throttling requests",
+	"ServiceUnavailable": "the store is unavailable",
+	"InternalError":      "the store failed",
 }
 
 // classifyS3 is the s3Failure of err.
@@ -306,17 +308,28 @@ func (s *s3Storage) Stat(name string) (fs.FileInfo, error) {
 		return &s3Info{name: ".", dir: true}, nil
 	}
 	fi, err := s.head(name, key)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return fi, err
+	if err == nil {
+		return fi, nil
 	}
-	keys, lerr := s.dirKeys(key+"/", 1)
-	if lerr != nil {
-		return nil, s.s3Err("stat", name, lerr)
-	}
-	if len(keys) == 0 {
-		return nil, err
+	if dir, derr := s.isPrefix(name, key, err); derr != nil || !dir {
+		return nil, cmp.Or(derr, err)
 	}
 	return &s3Info{name: baseName(name), dir: true}, nil
+}
+
+// isPrefix tells, after headErr from the HEAD of key, whether key is a
+// directory: a marker or any object under key/. A HEAD failure other than
+// a missing object is returned as it is; so is a failure of the listing,
+// which names the store's error where a HEAD's answer has no body.
+func (s *s3Storage) isPrefix(name, key string, headErr error) (bool, error) {
+	if !errors.Is(headErr, fs.ErrNotExist) {
+		return false, headErr
+	}
+	keys, err := s.dirKeys(key+"/", 1)
+	if err != nil {
+		return false, s.s3Err("stat", name, err)
+	}
+	return len(keys) > 0, nil
 }
 
 // usage sums the objects under the home, for its user's quota: one flat
@@ -427,10 +440,8 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 	}
 	fi, err := s.head(name, key)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if dfi, derr := s.Stat(name); derr == nil && dfi.IsDir() {
-				return nil, nil, errNotRegular
-			}
+		if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
+			return nil, nil, cmp.Or(derr, errNotRegular)
 		}
 		return nil, nil, err
 	}
@@ -475,7 +486,8 @@ func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter
 	if fi, err := s.Stat(name); err == nil && fi.IsDir() {
 		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
 	}
-	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, s.partSize), start: time.Now()}, nil
+	// The first buffer grows as data comes: a small file costs little.
+	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, min(s3FirstBuf, s.partSize)), part: s.partSize, start: time.Now()}, nil
 }
 
 // s3Writer writes an object: one PUT when it fits in a part, else a
@@ -486,6 +498,7 @@ type s3Writer struct {
 	name     string
 	key      string
 	buf      []byte
+	part     int // the size of the part being filled
 	uploadID *string
 	parts    []types.CompletedPart
 	// spare is the buffer of the part in flight, the next to fill.
@@ -497,16 +510,23 @@ type s3Writer struct {
 	ended    bool
 }
 
+// s3FirstBuf is the first capacity of an upload's buffer, which doubles
+// up to a part as data comes.
+const s3FirstBuf = 64 << 10
+
 func (w *s3Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
 	n := 0
 	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) && cap(w.buf) < w.part {
+			w.buf = append(make([]byte, 0, min(2*cap(w.buf), w.part)), w.buf...)
+		}
 		c := min(len(p), cap(w.buf)-len(w.buf))
 		w.buf = append(w.buf, p[:c]...)
 		p, n = p[c:], n+c
-		if len(w.buf) == cap(w.buf) {
+		if len(w.buf) == w.part {
 			if w.err = w.flush(false); w.err != nil {
 				return n, w.err
 			}
@@ -554,10 +574,11 @@ func (w *s3Writer) flush(wait bool) error {
 		done <- g.cause(err)
 	}()
 	w.inflight = done
-	next := cap(buf)
+	next := w.part
 	if len(w.parts)%s.grow() == 0 && next < s3MaxPart {
 		next = min(2*next, s3MaxPart)
 	}
+	w.part = next
 	fill := w.spare // the part before: sent, since wait returned
 	if cap(fill) != next {
 		fill = make([]byte, 0, next)
@@ -719,8 +740,8 @@ func (s *s3Storage) Remove(name string) error {
 		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
 	}
 	if _, err := s.head(name, key); err != nil {
-		if fi, serr := s.Stat(name); serr == nil && fi.IsDir() {
-			return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+		if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
+			return cmp.Or(derr, error(&fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}))
 		}
 		return err
 	}

@@ -309,11 +309,22 @@ func TestS3ListPages(t *testing.T) {
 
 // TestS3Multipart writes 20 MiB in 5 MiB parts and reads it back byte for
 // byte, then cancels an overwrite and finds the old object intact.
-// TestS3PartsGrow: the part size doubles every growEvery parts, so that
+// TestS3PartsGrow: a small upload holds a small buffer; the part size doubles every growEvery parts, so that
 // S3's 10,000 parts hold a big upload; past the most parts the upload
 // stops with EFBIG (552) and leaves nothing.
 func TestS3PartsGrow(t *testing.T) {
 	st, c, _ := newTestS3(t)
+	// A small file holds a small buffer, not a part.
+	tiny, err := st.Write("tiny", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiny.Write([]byte("abcd"))
+	if n := cap(tiny.(*s3Writer).buf); n > s3FirstBuf {
+		t.Errorf("a 4-byte upload holds a %d-byte buffer", n)
+	}
+	tiny.Cancel()
+
 	st.growEvery = 2
 	data := make([]byte, 37<<20+3)
 	rand.Read(data)
