@@ -46,7 +46,6 @@ const msgS3Error = "object storage error"
 
 // s3Proc says how startS3Proc configures [storage.s3].
 type s3Proc struct {
-	endpoint       string // default gw.Endpoint()
 	access, secret string // default gw's
 	partMiB        int    // storage.s3.part_size_mib; 0: the default
 	ports          string // passive.ports; "": a random range
@@ -58,9 +57,6 @@ type s3Proc struct {
 // README advises.
 func startS3Proc(t *testing.T, gw *testutil.S3, o s3Proc) *service {
 	t.Helper()
-	if o.endpoint == "" {
-		o.endpoint = gw.Endpoint()
-	}
 	if o.access == "" {
 		o.access = gw.Access
 	}
@@ -74,7 +70,7 @@ func startS3Proc(t *testing.T, gw *testutil.S3, o s3Proc) *service {
 		c.ports = o.ports
 	}
 	c.tail = fmt.Sprintf("\n[storage.s3]\nendpoint = %q\npath_style = true\naccess_key_id = %q\nsecret_access_key_file = \"s3-secret\"\n",
-		o.endpoint, o.access)
+		gw.Endpoint(), o.access)
 	if o.partMiB != 0 {
 		c.tail += fmt.Sprintf("part_size_mib = %d\n", o.partMiB)
 	}
@@ -158,7 +154,7 @@ func tryXfer(t *testing.T, c *ftpstest.Conn, line string, send []byte) (code int
 // c: the other user's session goes on whatever alice's store does.
 func assertBobWorks(t *testing.T, s *service, c *ftpstest.Conn, name string) {
 	t.Helper()
-	data := testutil.Payload(64<<10+int(rand.IntN(1000)), 7)
+	data := testutil.Payload(64<<10+rand.IntN(1000), 7)
 	c.Xfer("STOR "+name, data)
 	c.AssertRetr(name, data)
 	testutil.AssertContent(t, filepath.Join(s.home(bobName), name), data)
