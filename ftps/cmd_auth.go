@@ -216,7 +216,7 @@ func (s *session) completeLogin(u *auth.User, counted func(string)) result {
 		s.log.Info("login refused: too many sessions", "user", u.Name, "max", u.Limits.MaxSessions)
 		return result{reply: reply{421, err.Error()}, quit: true}
 	}
-	st, err := s.srv.openHome(limits, u.Home)
+	st, err := s.srv.openHome(s.ctx, s.log.With("user", u.Name), limits, u.Home)
 	if err != nil {
 		s.srv.releaseUser(limits)
 		s.log.Error("cannot open home directory", "user", u.Name, "home", u.Home, "err", err)

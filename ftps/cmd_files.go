@@ -114,7 +114,8 @@ func (s *session) cmdRNTO(r request) result {
 	var replaced fs.FileInfo
 	q := s.quota()
 	if err == nil && over.Mode().IsRegular() && q != nil {
-		if from, ferr := s.st.Lstat(r.from.name); ferr == nil && !os.SameFile(from, over) {
+		// (An object store's FileInfo is never os.SameFile: the names tell.)
+		if from, ferr := s.st.Lstat(r.from.name); ferr == nil && r.from.name != r.path.name && !os.SameFile(from, over) {
 			replaced = over
 			if err := q.wait(s.ctx); err != nil {
 				return result{quit: true}

@@ -1,6 +1,8 @@
 package ftps
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"sync"
 )
@@ -17,15 +19,20 @@ type homeRoot struct {
 }
 
 // openHome returns a storage over path, the home of the user of st, for a
-// session that has just logged in. It shares the root the user's other
+// session that has just logged in (an object store's requests end with
+// ctx, and its errors go to log). It shares the root the user's other
 // sessions hold when path still names the directory that root has open;
 // otherwise (the first session, a reload that gave the user another home,
 // a home moved away and made anew) it opens a new root, which the
 // following sessions share, while older sessions keep theirs until they
 // end.
-func (s *Server) openHome(st *userState, path string) (storage, error) {
+func (s *Server) openHome(ctx context.Context, log *slog.Logger, st *userState, path string) (storage, error) {
 	if IsS3Home(path) {
-		return s.openS3Home(path)
+		st, err := s.openS3Home(ctx, log, path)
+		if err != nil {
+			return nil, err // not a nil *s3Storage in a non-nil storage
+		}
+		return st, nil
 	}
 	if h := s.shareHome(st, path); h != nil {
 		return s.homeStorage(st, h), nil
@@ -41,6 +48,19 @@ func (s *Server) openHome(st *userState, path string) (storage, error) {
 	st.home = h
 	s.umu.Unlock()
 	return s.homeStorage(st, h), nil
+}
+
+// countHome is the usage under a home, for its user's quota: the objects
+// under an s3:// home, else the regular files under the directory.
+func (s *Server) countHome(home string) (bytes, files int64, err error) {
+	if !IsS3Home(home) {
+		return scanTree(home)
+	}
+	st, err := s.openS3Home(context.Background(), s.log, home)
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.usage()
 }
 
 // shareHome takes a reference to the user's current root when it is the

@@ -150,8 +150,7 @@ func (s *Server) applyLocked(st *userState, u *auth.User) {
 	setRate(st.down, u.Limits.DownloadRate)
 	setRate(st.up, u.Limits.UploadRate)
 	st.quota = nil
-	// An S3 home is not counted (yet): its quota is not enforced (README).
-	if u.Limits.HasQuota() && !IsS3Home(u.Home) {
+	if u.Limits.HasQuota() {
 		st.quota = s.quotas.forUser(u.Name, u.Home, u.Limits.QuotaBytes, u.Limits.QuotaFiles)
 	}
 }

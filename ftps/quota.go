@@ -58,8 +58,9 @@ type quotaRecord struct {
 
 // quotaStore holds the usage of every user with a quota and persists it.
 type quotaStore struct {
-	path string // "" : not persisted
-	log  *slog.Logger
+	path  string // "" : not persisted
+	log   *slog.Logger
+	count func(home string) (bytes, files int64, err error)
 	// saveMu makes saves one at a time, so an older snapshot never
 	// lands after a newer one.
 	saveMu sync.Mutex
@@ -72,9 +73,9 @@ type quotaStore struct {
 }
 
 // newQuotaStore loads the usage saved in dir (if any). A missing or
-// unreadable file only means rescans.
-func newQuotaStore(dir string, log *slog.Logger) *quotaStore {
-	q := &quotaStore{log: log, users: make(map[string]*quotaUsage), saved: make(map[string]quotaRecord)}
+// unreadable file only means rescans. count scans a home.
+func newQuotaStore(dir string, log *slog.Logger, count func(home string) (bytes, files int64, err error)) *quotaStore {
+	q := &quotaStore{log: log, count: count, users: make(map[string]*quotaUsage), saved: make(map[string]quotaRecord)}
 	if dir == "" {
 		return q
 	}
@@ -150,7 +151,7 @@ func (q *quotaStore) peek(name string) *quotaUsage {
 // dropped if the settings changed meanwhile (a newer scan runs).
 func (u *quotaUsage) scan(home string, ready chan struct{}) {
 	start := time.Now()
-	bytes, files, err := scanTree(home)
+	bytes, files, err := u.store.count(home)
 	u.mu.Lock()
 	if u.ready != ready { // superseded by a scan of another home
 		close(ready)
@@ -169,6 +170,7 @@ func (u *quotaUsage) scan(home string, ready chan struct{}) {
 	u.store.changed()
 }
 
+// scanTree counts the regular files under a home on disk.
 func scanTree(home string) (bytes, files int64, err error) {
 	st, err := openRootStorage(home)
 	if err != nil {

@@ -82,6 +82,9 @@ func errReply(err error) reply {
 	}
 	var se s3Failure
 	if errors.As(err, &se) {
+		if se.denied {
+			return replyNoPerm
+		}
 		return reply{451, "Storage unavailable; try again later."}
 	}
 	// Errno first: ENOTEMPTY also matches fs.ErrExist.
@@ -107,6 +110,7 @@ var errnoReplies = map[syscall.Errno]reply{
 	syscall.ENOTEMPTY:    {550, "Directory not empty."},
 	syscall.ENOSPC:       {452, "Insufficient storage space."},
 	syscall.EDQUOT:       {452, "Insufficient storage space."},
+	syscall.EFBIG:        {552, "File too large for the storage."},
 	syscall.ENAMETOOLONG: {553, "File name too long."},
 	syscall.ELOOP:        replyNoPerm,
 }
@@ -130,10 +134,15 @@ var errorReplies = []struct {
 	{auth.ErrInvalidCredentials, reply{530, "Login incorrect."}},
 }
 
-// noSpace reports a full storage: the one local failure whose own reply
-// (452) replaces the generic 451 of a transfer.
+// isStorageFailure reports an error of the object store, whose own reply
+// (451 or 550) replaces a transfer's generic one; it is logged already.
+func isStorageFailure(err error) bool { return errors.As(err, new(s3Failure)) }
+
+// noSpace reports a full storage, or a file larger than it takes: the
+// local failures whose own reply (452, 552) replaces the generic 451 of a
+// transfer.
 func noSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
 }
 
 // printable replaces control characters (C0, DEL and the C1 range U+0080 to

@@ -3,6 +3,7 @@ package ftps
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -35,6 +36,11 @@ type S3Config struct {
 	// PartSizeMiB is a multipart upload's part size in MiB (5 to 512); an
 	// upload holds two parts in memory. Default 8.
 	PartSizeMiB int `toml:"part_size_mib"`
+	// Timeout bounds each request that moves no file data (a listing, a
+	// HEAD, a delete), and how long a transfer's request may go without
+	// moving a byte; completing an upload and a rename's copy get ten
+	// times as long. Default 30s.
+	Timeout time.Duration `toml:"timeout"`
 }
 
 // Validate fills the defaults and names the key at fault.
@@ -47,6 +53,12 @@ func (c *S3Config) Validate() error {
 	}
 	if c.PartSizeMiB < 5 || c.PartSizeMiB > 512 {
 		return fmt.Errorf("storage.s3.part_size_mib: %d is not between 5 and 512", c.PartSizeMiB)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.Timeout < time.Second {
+		return fmt.Errorf("storage.s3.timeout: %s is less than 1s", c.Timeout)
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
@@ -138,18 +150,22 @@ type s3Conn struct {
 	client *s3.Client
 }
 
-// openS3Home returns the storage of an s3:// home. Nothing is sent to the
-// server here: an unreachable server shows on the first command.
-func (s *Server) openS3Home(home string) (storage, error) {
+// openS3Home returns the storage of an s3:// home for a session: its
+// requests end with ctx, and its errors are logged to log. Nothing is sent
+// to the server here: an unreachable server shows on the first command.
+func (s *Server) openS3Home(ctx context.Context, log *slog.Logger, home string) (*s3Storage, error) {
 	bucket, prefix, err := parseS3Home(home)
 	if err != nil {
 		return nil, err
 	}
 	cfg := s.cfg.Load().S3
+	if err := cfg.Validate(); err != nil { // a Config that was not validated
+		return nil, err
+	}
 	conn := s.s3.Load()
 	if conn == nil || conn.cfg != cfg {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		client, err := newS3Client(ctx, &cfg)
+		lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		client, err := newS3Client(lctx, &cfg)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -157,9 +173,6 @@ func (s *Server) openS3Home(home string) (storage, error) {
 		conn = &s3Conn{cfg: cfg, client: client}
 		s.s3.Store(conn)
 	}
-	part := cfg.PartSizeMiB << 20
-	if part < s3MinPart {
-		part = 8 << 20 // a Config that was not validated
-	}
-	return &s3Storage{ctx: context.Background(), client: conn.client, bucket: bucket, prefix: prefix, partSize: part, log: s.log}, nil
+	return &s3Storage{ctx: ctx, client: conn.client, bucket: bucket, prefix: prefix,
+		partSize: cfg.PartSizeMiB << 20, timeout: cfg.Timeout, log: log}, nil
 }

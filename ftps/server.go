@@ -109,8 +109,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		prelogin:  make(map[*session]struct{}),
 		perIP:     make(map[netip.Prefix]int),
 		users:     make(map[string]*userState),
-		quotas:    newQuotaStore(cfg.StateDir, deps.Log),
 	}
+	s.quotas = newQuotaStore(cfg.StateDir, deps.Log, s.countHome)
 	caps := deps.Auth.ServerLimits()
 	s.totalDown, s.totalUp = newLimiter(caps.DownloadRate), newLimiter(caps.UploadRate)
 	s.cfg.Store(&cfg)

@@ -69,9 +69,14 @@ type fileWriter interface {
 	// Commit ends the write and makes it the file. It returns the file's
 	// size afterwards.
 	Commit() (size int64, err error)
-	// Cancel ends the write: a replacing write leaves no trace; any other
-	// keeps what was written, so that it can be resumed.
+	// Cancel ends the write: a resumable write keeps what was written,
+	// so that the client can resume it; any other leaves no trace.
 	Cancel()
+	// Resumable reports whether Cancel keeps what was written. Writes in
+	// place on disk do; a replacing write does not, nor does any write to
+	// an object store, where nothing shows before Commit and an upload
+	// cannot be resumed (REST+STOR and APPE are refused there).
+	Resumable() bool
 	// Discard ends the write and undoes it (a quota refused it): a
 	// replacing write leaves no trace, a file the write created is
 	// removed, an append or a write from an offset is cut back to the

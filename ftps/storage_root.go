@@ -211,6 +211,7 @@ type rootWriter struct {
 func (w *rootWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 func (w *rootWriter) Stat() (fs.FileInfo, error)  { return w.f.Stat() }
 func (w *rootWriter) Cancel()                     { w.f.Close() }
+func (w *rootWriter) Resumable() bool             { return true }
 
 func (w *rootWriter) Discard() {
 	if !w.created {
@@ -292,7 +293,8 @@ func (w *replaceWriter) Commit() (int64, error) {
 	return size, err
 }
 
-func (w *replaceWriter) Discard() { w.Cancel() }
+func (w *replaceWriter) Discard()        { w.Cancel() }
+func (w *replaceWriter) Resumable() bool { return false }
 
 func (w *replaceWriter) Cancel() {
 	w.f.Close()

@@ -2,12 +2,14 @@ package ftps
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"syscall"
@@ -24,21 +26,121 @@ import (
 // listings hide. What objects cannot do (append, write at an offset, rename
 // a directory, set a time) fails with errors.ErrUnsupported.
 type s3Storage struct {
+	// ctx is the session's: requests end with it.
 	ctx    context.Context
 	client *s3.Client
 	bucket string
 	// prefix is the home: "" (the whole bucket) or ends in "/".
 	prefix string
-	// partSize is the size of a multipart upload's parts (a writer holds
-	// two: one filling, one being sent); a smaller file is one PUT.
-	partSize int
+	// partSize is the size of a multipart upload's first parts (a writer
+	// holds two: one filling, one being sent); a smaller file is one PUT.
+	// The size doubles every growEvery parts (default s3GrowEvery).
+	partSize  int
+	growEvery int
+	maxParts  int // default s3MaxParts
 	// listPage is ListObjectsV2's MaxKeys (0: the server's, 1000).
 	listPage int32
-	log      *slog.Logger
+	// timeout bounds a request that moves no file data, and the time a
+	// transfer's request may go without progress (see stallGuard).
+	timeout time.Duration
+	log     *slog.Logger
 }
 
-// s3MinPart is S3's smallest part but the last.
-const s3MinPart = 5 << 20
+// call is the context of one request that moves no file data.
+func (s *s3Storage) call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.timeout)
+}
+
+// longCall is the context of a request the server may take long to answer
+// whatever the network: completing a multipart upload, a server-side copy.
+func (s *s3Storage) longCall() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, 10*s.timeout)
+}
+
+// errStalled ends a request that made no progress for the timeout.
+var errStalled = errors.New("no progress within storage.s3.timeout")
+
+// stallGuard ends a request that moves file data (a GET's body, a part)
+// when it makes no progress for the timeout: a whole-request deadline
+// would cut a slow but moving transfer of a big object.
+type stallGuard struct {
+	ctx    context.Context
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+	d      time.Duration
+}
+
+func (s *s3Storage) guard() (context.Context, *stallGuard) {
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	g := &stallGuard{ctx: ctx, cancel: cancel, d: s.timeout}
+	g.timer = time.AfterFunc(s.timeout, func() { cancel(errStalled) })
+	return ctx, g
+}
+
+func (g *stallGuard) progress() { g.timer.Reset(g.d) }
+
+// cause tells a stall from the context.Canceled it shows as.
+func (g *stallGuard) cause(err error) error {
+	if err != nil && !errors.Is(err, errStalled) && errors.Is(context.Cause(g.ctx), errStalled) {
+		return fmt.Errorf("%w: %w", errStalled, err)
+	}
+	return err
+}
+
+func (g *stallGuard) stop() {
+	g.timer.Stop()
+	g.cancel(nil)
+}
+
+// guardedBody is a part's body: each read by the HTTP client is progress.
+// It keeps bytes.Reader's Seek, which signing and retries need.
+type guardedBody struct {
+	*bytes.Reader
+	g *stallGuard
+}
+
+func (b guardedBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	b.g.progress()
+	return n, err
+}
+
+// s3Body is a GET's body being sent to the client. A failure to read it
+// is the store's (451), not the data connection's.
+type s3Body struct {
+	s    *s3Storage
+	name string
+	body io.ReadCloser
+	g    *stallGuard
+}
+
+func (b *s3Body) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	b.g.progress()
+	if err != nil && err != io.EOF {
+		err = b.s.s3Err("read", b.name, b.g.cause(err))
+	}
+	return n, err
+}
+
+func (b *s3Body) Close() error {
+	b.g.stop()
+	return b.body.Close()
+}
+
+// S3's limits on a multipart upload: the smallest part but the last, the
+// largest part, and the most parts.
+const (
+	s3MinPart  = 5 << 20
+	s3MaxPart  = 5 << 30
+	s3MaxParts = 10_000
+)
+
+// s3GrowEvery is how many parts of one size an upload sends before it
+// doubles the size: 10,000 parts of 8 MiB would stop an upload at 78 GiB,
+// while this way a 100 GiB upload ends with parts of 64 MiB, and the
+// first 7.8 GiB of every upload hold only two parts of the configured size.
+const s3GrowEvery = 1000
 
 // s3Key is the key of name, which must be clean and relative. ftps's
 // virtual paths (vpath.go) are; this refuses anything else again, so that
@@ -87,9 +189,10 @@ func baseName(name string) string {
 }
 
 // s3Err turns the errors of the S3 API that mean "no such key" into
-// fs.ErrNotExist. Any other (the server unreachable, credentials refused)
-// is logged and answered 451: the client may retry, and the reply holds
-// no detail.
+// fs.ErrNotExist. Any other is logged, with a hint for the administrator,
+// and becomes an s3Failure: 550 when the store denies access to the key,
+// else 451 (the server unreachable, credentials refused): the client may
+// retry, and the reply holds no detail.
 func (s *s3Storage) s3Err(op, name string, err error) error {
 	var nf *types.NotFound
 	var nk *types.NoSuchKey
@@ -99,20 +202,69 @@ func (s *s3Storage) s3Err(op, name string, err error) error {
 		err = fs.ErrNotExist
 	case errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey"):
 		err = fs.ErrNotExist
+	case s.ctx.Err() != nil:
+		// The session ended (QUIT, a closed connection, shutdown).
+		err = s3Failure{err: err}
 	default:
+		f := classifyS3(err)
 		if s.log != nil {
-			s.log.Warn("object storage error", "op", op, "bucket", s.bucket, "key", s.prefix+name, "err", err)
+			s.log.Warn("object storage error", "op", op, "bucket", s.bucket, "key", s.prefix+name, "hint", f.hint, "err", err)
 		}
-		err = s3Failure{err}
+		err = f
 	}
 	return &fs.PathError{Op: op, Path: name, Err: err}
 }
 
-// s3Failure is an object store error other than a missing key.
-type s3Failure struct{ err error }
+// s3Failure is an object store error other than a missing key. hint says
+// what it likely means for the administrator; denied is an access refused
+// by the store's policy (550) rather than a failure (451).
+type s3Failure struct {
+	err    error
+	hint   string
+	denied bool
+}
 
 func (e s3Failure) Error() string { return e.err.Error() }
 func (e s3Failure) Unwrap() error { return e.err }
+
+// s3Hints are the API error codes an administrator can act on.
+var s3Hints = map[string]string{
+	"InvalidAccessKeyId":    "credentials refused: the store does not know storage.s3.access_key_id",
+	"SignatureDoesNotMatch": "credentials refused: the secret access key is wrong",
+	"InvalidToken":          "credentials refused: the session token is invalid",
+	"ExpiredToken":          "credentials refused: the session token has expired",
+	"RequestTimeTooSkewed":  "this machine's clock is too far from the store's",
+	"NoSuchBucket":          "the home's bucket does not exist",
+	"AccessDenied":          "access denied by the store's policy for this key",
+	"AllAccessDisabled":     "access denied by the store's policy for this key",
+	// A HEAD's 403 has no body to name the cause.
+	"Forbidden":          "the store answered 403 Forbidden: credentials refused, or access denied by its policy",
+	"SlowDown":           "the store is throttling requests",
+	"ServiceUnavailable": "the store is unavailable",
+	"InternalError":      "the store failed",
+}
+
+// classifyS3 is the s3Failure of err.
+func classifyS3(err error) s3Failure {
+	f := s3Failure{err: err}
+	var ae smithy.APIError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ae):
+		f.hint = s3Hints[ae.ErrorCode()]
+		f.denied = ae.ErrorCode() == "AccessDenied" || ae.ErrorCode() == "AllAccessDisabled"
+		if f.hint == "" {
+			f.hint = "the store refused the request (" + ae.ErrorCode() + ")"
+		}
+	case errors.Is(err, errStalled):
+		f.hint = errStalled.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		f.hint = "no answer within storage.s3.timeout"
+	case errors.As(err, &ne):
+		f.hint = "cannot reach storage.s3.endpoint"
+	}
+	return f
+}
 
 func unsupported(op, name, why string) error {
 	return &fs.PathError{Op: op, Path: name, Err: unsupportedError{why}}
@@ -120,16 +272,21 @@ func unsupported(op, name, why string) error {
 
 // head stats the object of key, or returns fs.ErrNotExist.
 func (s *s3Storage) head(name, key string) (*s3Info, error) {
-	out, err := s.client.HeadObject(s.ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	ctx, cancel := s.call()
+	defer cancel()
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return nil, s.s3Err("stat", name, err)
 	}
 	return &s3Info{name: baseName(name), size: aws.ToInt64(out.ContentLength), mtime: aws.ToTime(out.LastModified)}, nil
 }
 
-// isDir reports whether dir (a key ending in "/") has a marker or objects.
+// dirKeys returns up to max keys under dir (a key ending in "/"): its
+// marker, the objects in it and in its subdirectories.
 func (s *s3Storage) dirKeys(dir string, max int32) ([]string, error) {
-	out, err := s.client.ListObjectsV2(s.ctx, &s3.ListObjectsV2Input{
+	ctx, cancel := s.call()
+	defer cancel()
+	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: &s.bucket, Prefix: &dir, MaxKeys: aws.Int32(max),
 	})
 	if err != nil {
@@ -151,17 +308,49 @@ func (s *s3Storage) Stat(name string) (fs.FileInfo, error) {
 		return &s3Info{name: ".", dir: true}, nil
 	}
 	fi, err := s.head(name, key)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return fi, err
+	if err == nil {
+		return fi, nil
 	}
-	keys, lerr := s.dirKeys(key+"/", 1)
-	if lerr != nil {
-		return nil, s.s3Err("stat", name, lerr)
-	}
-	if len(keys) == 0 {
-		return nil, err
+	if dir, derr := s.isPrefix(name, key, err); derr != nil || !dir {
+		return nil, cmp.Or(derr, err)
 	}
 	return &s3Info{name: baseName(name), dir: true}, nil
+}
+
+// isPrefix tells, after headErr from the HEAD of key, whether key is a
+// directory: a marker or any object under key/. A HEAD failure other than
+// a missing object is returned as it is; so is a failure of the listing,
+// which names the store's error where a HEAD's answer has no body.
+func (s *s3Storage) isPrefix(name, key string, headErr error) (bool, error) {
+	if !errors.Is(headErr, fs.ErrNotExist) {
+		return false, headErr
+	}
+	keys, err := s.dirKeys(key+"/", 1)
+	if err != nil {
+		return false, s.s3Err("stat", name, err)
+	}
+	return len(keys) > 0, nil
+}
+
+// usage sums the objects under the home, for its user's quota: one flat
+// listing, a page at a time. Directory markers are not files.
+func (s *s3Storage) usage() (bytes, files int64, err error) {
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &s.prefix})
+	for p.HasMorePages() {
+		ctx, cancel := s.call()
+		out, err := p.NextPage(ctx)
+		cancel()
+		if err != nil {
+			return bytes, files, s.s3Err("scan", ".", err)
+		}
+		for _, o := range out.Contents {
+			if !strings.HasSuffix(aws.ToString(o.Key), "/") {
+				bytes += aws.ToInt64(o.Size)
+				files++
+			}
+		}
+	}
+	return bytes, files, nil
 }
 
 func (s *s3Storage) Lstat(name string) (fs.FileInfo, error) { return s.Stat(name) }
@@ -198,7 +387,9 @@ func (l *s3Lister) fetch() error {
 	if l.s.listPage > 0 {
 		in.MaxKeys = aws.Int32(l.s.listPage)
 	}
-	out, err := l.s.client.ListObjectsV2(l.s.ctx, in)
+	ctx, cancel := l.s.call()
+	defer cancel()
+	out, err := l.s.client.ListObjectsV2(ctx, in)
 	if err != nil {
 		return l.s.s3Err("readdir", strings.TrimPrefix(l.dir, l.s.prefix), err)
 	}
@@ -249,10 +440,8 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 	}
 	fi, err := s.head(name, key)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if dfi, derr := s.Stat(name); derr == nil && dfi.IsDir() {
-				return nil, nil, errNotRegular
-			}
+		if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
+			return nil, nil, cmp.Or(derr, errNotRegular)
 		}
 		return nil, nil, err
 	}
@@ -266,11 +455,14 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 	if offset > 0 {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
 	}
-	out, err := s.client.GetObject(s.ctx, in)
+	ctx, g := s.guard()
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
+		err = g.cause(err)
+		g.stop()
 		return nil, nil, s.s3Err("open", name, err)
 	}
-	return out.Body, fi, nil
+	return &s3Body{s: s, name: name, body: out.Body, g: g}, fi, nil
 }
 
 func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter, error) {
@@ -294,7 +486,8 @@ func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter
 	if fi, err := s.Stat(name); err == nil && fi.IsDir() {
 		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
 	}
-	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, s.partSize), start: time.Now()}, nil
+	// The first buffer grows as data comes: a small file costs little.
+	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, min(s3FirstBuf, s.partSize)), part: s.partSize, start: time.Now()}, nil
 }
 
 // s3Writer writes an object: one PUT when it fits in a part, else a
@@ -305,6 +498,7 @@ type s3Writer struct {
 	name     string
 	key      string
 	buf      []byte
+	part     int // the size of the part being filled
 	uploadID *string
 	parts    []types.CompletedPart
 	// spare is the buffer of the part in flight, the next to fill.
@@ -316,16 +510,23 @@ type s3Writer struct {
 	ended    bool
 }
 
+// s3FirstBuf is the first capacity of an upload's buffer, which doubles
+// up to a part as data comes.
+const s3FirstBuf = 64 << 10
+
 func (w *s3Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
 	n := 0
 	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) && cap(w.buf) < w.part {
+			w.buf = append(make([]byte, 0, min(2*cap(w.buf), w.part)), w.buf...)
+		}
 		c := min(len(p), cap(w.buf)-len(w.buf))
 		w.buf = append(w.buf, p[:c]...)
 		p, n = p[c:], n+c
-		if len(w.buf) == cap(w.buf) {
+		if len(w.buf) == w.part {
 			if w.err = w.flush(false); w.err != nil {
 				return n, w.err
 			}
@@ -345,31 +546,47 @@ func (w *s3Writer) flush(wait bool) error {
 	}
 	s := w.s
 	if w.uploadID == nil {
-		out, err := s.client.CreateMultipartUpload(s.ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &w.key})
+		ctx, cancel := s.call()
+		out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &w.key})
+		cancel()
 		if err != nil {
 			return w.s.s3Err("upload", w.name, err)
 		}
 		w.uploadID = out.UploadId
+	}
+	if len(w.parts) >= cmp.Or(s.maxParts, s3MaxParts) {
+		return &fs.PathError{Op: "upload", Path: w.name, Err: syscall.EFBIG}
 	}
 	num := int32(len(w.parts) + 1)
 	w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num)})
 	part := &w.parts[len(w.parts)-1]
 	buf, done := w.buf, make(chan error, 1)
 	go func() {
-		out, err := s.client.UploadPart(s.ctx, &s3.UploadPartInput{
+		ctx, g := s.guard()
+		defer g.stop()
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID, PartNumber: aws.Int32(num),
-			Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf))),
+			Body: guardedBody{bytes.NewReader(buf), g}, ContentLength: aws.Int64(int64(len(buf))),
 		})
 		if err == nil {
 			part.ETag = out.ETag
 		}
-		done <- err
+		done <- g.cause(err)
 	}()
 	w.inflight = done
-	if w.spare == nil {
-		w.spare = make([]byte, 0, cap(buf))
+	next := w.part
+	if len(w.parts)%s.grow() == 0 && next < s3MaxPart {
+		next = min(2*next, s3MaxPart)
 	}
-	w.buf, w.spare = w.spare[:0], buf
+	w.part = next
+	fill := w.spare // the part before: sent, since wait returned
+	if cap(fill) != next {
+		fill = make([]byte, 0, next)
+	}
+	w.buf, w.spare = fill[:0], nil
+	if cap(buf) == next {
+		w.spare = buf
+	}
 	if wait {
 		return w.wait()
 	}
@@ -389,6 +606,8 @@ func (w *s3Writer) wait() error {
 	return nil
 }
 
+func (s *s3Storage) grow() int { return cmp.Or(s.growEvery, s3GrowEvery) }
+
 func (w *s3Writer) Commit() (int64, error) {
 	if w.ended {
 		return 0, errors.New("s3 write already ended")
@@ -400,9 +619,12 @@ func (w *s3Writer) Commit() (int64, error) {
 		return 0, w.err
 	}
 	if w.uploadID == nil {
-		_, err := s.client.PutObject(s.ctx, &s3.PutObjectInput{
-			Bucket: &s.bucket, Key: &w.key, Body: bytes.NewReader(w.buf), ContentLength: aws.Int64(int64(len(w.buf))),
+		ctx, g := s.guard()
+		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &s.bucket, Key: &w.key, Body: guardedBody{bytes.NewReader(w.buf), g}, ContentLength: aws.Int64(int64(len(w.buf))),
 		})
+		err = g.cause(err)
+		g.stop()
 		w.buf = nil
 		if err != nil {
 			return 0, w.s.s3Err("put", w.name, err)
@@ -418,7 +640,9 @@ func (w *s3Writer) Commit() (int64, error) {
 		return 0, err
 	}
 	w.buf, w.spare = nil, nil
-	_, err = s.client.CompleteMultipartUpload(s.ctx, &s3.CompleteMultipartUploadInput{
+	ctx, cancel := s.longCall()
+	defer cancel()
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
 	})
@@ -437,7 +661,7 @@ func (w *s3Writer) abort() {
 		return
 	}
 	// Not the session's context: a cancelled session still cleans up.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), w.s.timeout)
 	defer cancel()
 	w.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.key, UploadId: w.uploadID})
 	w.uploadID = nil
@@ -451,7 +675,8 @@ func (w *s3Writer) Cancel() {
 	}
 }
 
-func (w *s3Writer) Discard() { w.Cancel() }
+func (w *s3Writer) Discard()        { w.Cancel() }
+func (w *s3Writer) Resumable() bool { return false }
 
 func (w *s3Writer) Stat() (fs.FileInfo, error) {
 	return &s3Info{name: baseName(w.name), size: w.written, mtime: w.start}, nil
@@ -469,6 +694,11 @@ func (s *s3Storage) Rename(from, to string) error {
 	if fkey == s.prefix || tkey == s.prefix {
 		return unsupported("rename", from, "The home directory cannot be renamed.")
 	}
+	if fkey == tkey {
+		// A copy onto itself then a delete would lose the file.
+		_, err := s.Stat(from)
+		return err
+	}
 	fi, err := s.Stat(from)
 	if err != nil {
 		return err
@@ -481,10 +711,12 @@ func (s *s3Storage) Rename(from, to string) error {
 	}
 	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
 	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
-	if _, err := s.client.CopyObject(s.ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src}); err != nil {
+	ctx, cancel := s.longCall()
+	defer cancel()
+	if _, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src}); err != nil {
 		return s.s3Err("rename", from, err)
 	}
-	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &fkey}); err != nil {
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &fkey}); err != nil {
 		return s.s3Err("rename", from, err)
 	}
 	return nil
@@ -508,12 +740,14 @@ func (s *s3Storage) Remove(name string) error {
 		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
 	}
 	if _, err := s.head(name, key); err != nil {
-		if fi, serr := s.Stat(name); serr == nil && fi.IsDir() {
-			return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+		if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
+			return cmp.Or(derr, error(&fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}))
 		}
 		return err
 	}
-	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+	ctx, cancel := s.call()
+	defer cancel()
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
 		return s.s3Err("remove", name, err)
 	}
 	return nil
@@ -528,7 +762,9 @@ func (s *s3Storage) Mkdir(name string) error {
 		return &fs.PathError{Op: "mkdir", Path: name, Err: fs.ErrExist}
 	}
 	marker := key + "/"
-	if _, err := s.client.PutObject(s.ctx, &s3.PutObjectInput{
+	ctx, cancel := s.call()
+	defer cancel()
+	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &marker, Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
 	}); err != nil {
 		return s.s3Err("mkdir", name, err)
@@ -561,7 +797,9 @@ func (s *s3Storage) Rmdir(name string) error {
 			return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTEMPTY}
 		}
 	}
-	if _, err := s.client.DeleteObject(s.ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &marker}); err != nil {
+	ctx, cancel := s.call()
+	defer cancel()
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &marker}); err != nil {
 		return s.s3Err("rmdir", name, err)
 	}
 	return nil

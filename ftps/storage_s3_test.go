@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -34,7 +36,7 @@ func newTestS3(t *testing.T) (*s3Storage, *s3.Client, *testutil.S3) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &s3Storage{ctx: context.Background(), client: c, bucket: gw.Bucket, prefix: "home/", partSize: s3MinPart}
+	st := &s3Storage{ctx: context.Background(), client: c, bucket: gw.Bucket, prefix: "home/", partSize: s3MinPart, timeout: 30 * time.Second}
 	return st, c, gw
 }
 
@@ -307,6 +309,71 @@ func TestS3ListPages(t *testing.T) {
 
 // TestS3Multipart writes 20 MiB in 5 MiB parts and reads it back byte for
 // byte, then cancels an overwrite and finds the old object intact.
+// TestS3PartsGrow: a small upload holds a small buffer; the part size doubles every growEvery parts, so that
+// S3's 10,000 parts hold a big upload; past the most parts the upload
+// stops with EFBIG (552) and leaves nothing.
+func TestS3PartsGrow(t *testing.T) {
+	st, c, _ := newTestS3(t)
+	// A small file holds a small buffer, not a part.
+	tiny, err := st.Write("tiny", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiny.Write([]byte("abcd"))
+	if n := cap(tiny.(*s3Writer).buf); n > s3FirstBuf {
+		t.Errorf("a 4-byte upload holds a %d-byte buffer", n)
+	}
+	tiny.Cancel()
+
+	st.growEvery = 2
+	data := make([]byte, 37<<20+3)
+	rand.Read(data)
+	w, err := st.Write("grown.bin", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := range slices.Chunk(data, 1<<20) {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := w.(*s3Writer)
+	if err := sw.wait(); err != nil {
+		t.Fatal(err)
+	}
+	parts, err := c.ListParts(context.Background(), &s3.ListPartsInput{Bucket: &st.bucket, Key: &sw.key, UploadId: sw.uploadID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, p := range parts.Parts {
+		sizes = append(sizes, aws.ToInt64(p.Size)>>20)
+	}
+	if want := []int64{5, 5, 10, 10}; !slices.Equal(sizes, want) {
+		t.Errorf("parts sent of %v MiB; want %v", sizes, want)
+	}
+	if n, err := w.Commit(); err != nil || n != int64(len(data)) {
+		t.Fatalf("Commit = %d, %v", n, err)
+	}
+	if got := readS3(t, st, "grown.bin", 0); !bytes.Equal(got, data) {
+		t.Fatal("the object of grown parts differs")
+	}
+
+	st.growEvery, st.maxParts = 0, 2
+	w, err = st.Write("huge.bin", writeNew, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Write(data[:16<<20])
+	if r := errReply(err); r.code != 552 {
+		t.Errorf("the third part of at most two: %v, reply %v; want 552", err, r)
+	}
+	w.Cancel()
+	if _, err := st.Stat("huge.bin"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat after a refused upload: %v; want no object", err)
+	}
+}
+
 func TestS3Multipart(t *testing.T) {
 	st, _, _ := newTestS3(t)
 	data := make([]byte, 20<<20+12345)
@@ -344,8 +411,8 @@ func TestS3Multipart(t *testing.T) {
 
 // TestS3UploadSettle: the upload rules over S3 — a complete replace is
 // the new object; a truncated one (no close_notify) or a cancelled one
-// leaves the old object; a truncated new file keeps what arrived, as on
-// disk.
+// leaves the old object; a truncated new file stores nothing (it could
+// not be resumed).
 func TestS3UploadSettle(t *testing.T) {
 	st, _, _ := newTestS3(t)
 	big := bytes.Repeat([]byte("N"), 6<<20) // more than a part: multipart
@@ -362,7 +429,8 @@ func TestS3UploadSettle(t *testing.T) {
 		{"replace, truncated keeps the old", writeReplace, []byte("new!"), true, false, "old", 426},
 		{"replace multipart, truncated keeps the old", writeReplace, big, true, false, "old", 426},
 		{"replace multipart, cancel keeps the old", writeReplace, big, false, true, "old", 0},
-		{"new, truncated keeps its bytes", writeNew, []byte("abc"), true, false, "abc", 426},
+		{"new, truncated stores nothing", writeNew, []byte("abc"), true, false, "", 426},
+		{"new multipart, truncated stores nothing", writeNew, big, true, false, "", 426},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -382,6 +450,12 @@ func TestS3UploadSettle(t *testing.T) {
 				up.cancel()
 			} else if r := settle(slog.New(slog.DiscardHandler), "test", up, int64(len(tt.data)), tt.truncated); r.code != tt.wantCode {
 				t.Errorf("reply %v, want %d", r, tt.wantCode)
+			}
+			if tt.want == "" {
+				if _, err := st.Stat(name); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Stat after a truncated new upload: %v; want no object", err)
+				}
+				return
 			}
 			if got := string(readS3(t, st, name, 0)); got != tt.want {
 				t.Errorf("object holds %.20q (%d bytes), want %q", got, len(got), tt.want)

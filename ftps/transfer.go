@@ -384,6 +384,9 @@ func (x *transfer) failed(err, localErr error) reply {
 	case errors.As(err, &ne) && ne.Timeout():
 		x.log.Info("data connection stalled", "op", x.what)
 		return reply{426, "Data connection timed out; transfer aborted."}
+	case isStorageFailure(localErr):
+		x.log.Info("transfer aborted: object storage failed", "op", x.what)
+		return errReply(localErr)
 	case localErr != nil:
 		x.log.Error("local I/O error during transfer", "op", x.what, "err", localErr)
 		if noSpace(err) {

@@ -143,9 +143,10 @@ func (u *upload) discard() {
 	u.release()
 }
 
-// atomic reports an upload that replaces an existing file: one that may
-// be truncated is cancelled rather than committed.
-func (u *upload) atomic() bool { return u.mode == writeReplace }
+// atomic reports an upload that shows nothing until its commit (one that
+// replaces a file, any on an object store): one that may be truncated is
+// cancelled rather than committed, and leaves no trace.
+func (u *upload) atomic() bool { return !u.w.Resumable() }
 
 // receive runs an upload on an accepted data connection. It holds the
 // close_notify policy: an upload whose TLS stream ends without
@@ -189,13 +190,17 @@ func (x *transfer) receive(dc *dataConn, up *upload) reply {
 func settle(log *slog.Logger, what string, up *upload, n int64, truncated bool) reply {
 	if truncated && up.atomic() {
 		up.cancel()
+		if up.created {
+			log.Warn("upload ended without TLS close_notify: discarded, nothing stored", "op", what, "bytes", n)
+			return reply{426, "Upload ended without TLS close_notify; nothing stored."}
+		}
 		log.Warn("upload ended without TLS close_notify: discarded, old file kept", "op", what, "bytes", n)
 		return reply{426, "Upload ended without TLS close_notify; old file kept."}
 	}
 	size, err := up.commit()
 	if err != nil {
 		log.Error("upload commit failed", "op", what, "err", err)
-		if noSpace(err) {
+		if noSpace(err) || isStorageFailure(err) {
 			return errReply(err)
 		}
 		return reply{451, "Local error; upload not stored."}
