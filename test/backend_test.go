@@ -2,11 +2,8 @@ package test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,36 +266,19 @@ func startTool(t *testing.T, dir string, name string, args ...string) *exec.Cmd 
 // without holding them, and returns the path and the hex SHA-256.
 func bigFile(t *testing.T, dir, name string, size int64, seed byte) (string, string) {
 	t.Helper()
-	var s [32]byte
-	s[0] = seed
 	p := filepath.Join(dir, name)
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.NewChaCha8(s), size); err != nil {
+	src := newPayloadReader(size, seed)
+	if _, err := io.Copy(f, src); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return p, hex.EncodeToString(h.Sum(nil))
-}
-
-// fileSum is the hex SHA-256 of the file at p.
-func fileSum(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return p, src.Sum()
 }
 
 // failsWith runs a client command that must fail with the reply code:
