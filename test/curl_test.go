@@ -195,7 +195,8 @@ func curlSession(t *testing.T, h *home, c *curlClient) {
 }
 
 // TestCurl: curl (OpenSSL) resumes the control session on its data
-// connections at TLS 1.3, so the default "required" mode serves it.
+// connections at TLS 1.3, so the default "required" mode serves it, on
+// each backend.
 func TestCurl(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {

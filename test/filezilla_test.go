@@ -245,15 +245,21 @@ func TestFileZillaSequence(t *testing.T) {
 	})
 }
 
-// edit is what a FileZilla user changes on the home h (filetransfer.cpp,
-// rename.cpp, delete.cpp, mkd.cpp, rmd.cpp): an upload and its overwrite,
-// a resumed upload (REST+STOR: a 502 on S3), a rename, deletes, a
-// directory made, renamed (a 502 on S3) and removed once empty, and two
-// cancelled overwrites of one.bin, which must keep it. It leaves the home
-// as it found it.
+// edit is what a FileZilla user does next on the home h (filetransfer.cpp,
+// rename.cpp, delete.cpp, mkd.cpp, rmd.cpp): a resumed download
+// (REST+RETR), an upload and its overwrite, a resumed upload (REST+STOR: a
+// 502 on S3), a rename, deletes, a directory made, renamed (a 502 on S3)
+// and removed once empty, and two cancelled overwrites of one.bin, which
+// must keep it. It leaves the home as it found it.
 func (c *filezilla) edit(t *testing.T, h *home) {
 	t.Helper()
 	home := h.dir
+	one := fzFiles["one.bin"]
+	c.Cmd(350, "REST 1000000")
+	if got := c.XferWith(c.data, "RETR one.bin", nil); testutil.Sum(got) != testutil.Sum(one[1000000:]) {
+		t.Errorf("REST 1000000, RETR one.bin: %d bytes, differ from the file's last %d", len(got), len(one)-1000000)
+	}
+
 	up := testutil.Payload(1<<20+5, 4)
 	c.XferWith(c.data, "STOR up.bin", up[:1000])
 	testutil.AssertContent(t, filepath.Join(home, "up.bin"), up[:1000])
@@ -325,7 +331,7 @@ func (c *filezilla) edit(t *testing.T, h *home) {
 		}
 		end.end(tc)
 		tc.Close()
-		testutil.AssertContent(t, filepath.Join(home, "one.bin"), fzFiles["one.bin"])
+		testutil.AssertContent(t, filepath.Join(home, "one.bin"), one)
 		h.assertClean(t, "one.bin", "sub", "three.bin", "two.bin", "ünïcödé.txt")
 	}
 }
