@@ -475,16 +475,15 @@ func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter
 		return nil, unsupported("append", name, "Object storage cannot append to a file (APPE); upload it whole.")
 	case writeAt:
 		return nil, unsupported("write", name, "Object storage cannot resume an upload (REST+STOR); upload it whole.")
-	case writeNew:
-		if _, err := s.Stat(name); err == nil {
-			return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
-		}
 	}
-	if key == s.prefix {
+	fi, err := s.Stat(name)
+	switch {
+	case err == nil && fi.IsDir():
 		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
-	}
-	if fi, err := s.Stat(name); err == nil && fi.IsDir() {
-		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
+	case err == nil && mode == writeNew:
+		return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, err // the store failed: do not write blind
 	}
 	// The first buffer grows as data comes: a small file costs little.
 	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, min(s3FirstBuf, s.partSize)), part: s.partSize, start: time.Now()}, nil

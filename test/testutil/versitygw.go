@@ -21,6 +21,7 @@ type S3 struct {
 	Access, Secret string
 	// Dir is the gateway's top directory: Dir/Bucket holds the objects.
 	Dir  string
+	bin  string
 	stop func()
 }
 
@@ -62,9 +63,28 @@ func StartVersityGW(t testing.TB, bucket string) *S3 {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &S3{Port: port, Bucket: bucket, Access: "ftpsdtestkey", Secret: "ftpsdtestsecret0123456789", Dir: dir}
-	cmd := exec.Command(path, "--access", s.Access, "--secret", s.Secret,
-		"--port", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "posix", dir)
+	s := &S3{Port: port, Bucket: bucket, Access: "ftpsdtestkey", Secret: "ftpsdtestsecret0123456789", Dir: dir, bin: path}
+	s.launch(t)
+	return s
+}
+
+// Restart stops the server if it runs and starts versitygw again on the
+// same port, directory and credentials, as an operator restarting the
+// store would: what was written before is still there, and a client
+// configured with Endpoint reaches it again. Cleanup stops the new
+// process.
+func (s *S3) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	s.launch(t)
+}
+
+// launch starts versitygw on s's port and directory and waits until it
+// answers.
+func (s *S3) launch(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(s.bin, "--access", s.Access, "--secret", s.Secret,
+		"--port", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)), "posix", s.Dir)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,16 +110,16 @@ func StartVersityGW(t testing.TB, bucket string) *S3 {
 		resp, err := http.Get(s.Endpoint() + "/")
 		if err == nil {
 			resp.Body.Close()
-			return s
+			return
 		}
 		select {
 		case <-done:
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("versitygw on port %d exited at start: %s", port, b)
+			t.Fatalf("versitygw on port %d exited at start: %s", s.Port, b)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw on port %d not answering after 15s: %v", port, err)
+			t.Fatalf("versitygw on port %d not answering after 15s: %v", s.Port, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
