@@ -148,6 +148,9 @@ func (s *session) cmdMDTM(r request) result {
 	if err != nil {
 		return fail(err)
 	}
+	if fi.ModTime().IsZero() { // a directory in object storage has none
+		return say(reply{550, "No modification time for this entry."})
+	}
 	return say(reply{213, fi.ModTime().UTC().Format(mdtmLayout)})
 }
 
@@ -161,6 +164,11 @@ func (s *session) cmdMFMT(r request) result {
 	}
 	if err := s.st.Chtimes(r.path.name, t); err != nil {
 		return fail(err)
+	}
+	// The time the file has now: the one asked for, to the second, but
+	// on a store that keeps its own (mfmt = "ignore"), that one.
+	if fi, err := s.st.Stat(r.path.name); err == nil && !fi.ModTime().IsZero() {
+		t = fi.ModTime().UTC()
 	}
 	return say(reply{213, "Modify=" + t.Format(mdtmLayout) + "; " + r.path.virt})
 }

@@ -172,12 +172,18 @@ func (s *session) store(r request, verb string) result {
 	switch {
 	case verb == "APPE":
 		up.mode = writeAppend
+		if err := s.st.Cannot(opAppend); err != nil {
+			return fail(err) // before a data connection: the client reads it
+		}
 	case offset > 0 && (!exists || offset > fi.Size()):
 		return fail(errBeyondEnd)
 	case !exists:
 		up.mode = writeNew
 	case offset > 0:
 		up.mode, up.offset = writeAt, offset
+		if err := s.st.Cannot(opWriteAt); err != nil {
+			return fail(err)
+		}
 	default:
 		up.mode = writeReplace
 	}

@@ -58,7 +58,8 @@ func (fs factSet) String() string {
 }
 
 // mlsxLine formats one MLSD/MLST entry: "fact=v;fact=v; name".
-func mlsxLine(fi fs.FileInfo, name string, facts factSet, perms auth.Perm) string {
+// The perm fact offers what the user may do, less what the storage lacks.
+func mlsxLine(fi fs.FileInfo, name string, facts factSet, perms auth.Perm, lacking operation) string {
 	var b strings.Builder
 	if facts&factType != 0 {
 		if fi.IsDir() {
@@ -70,11 +71,11 @@ func mlsxLine(fi fs.FileInfo, name string, facts factSet, perms auth.Perm) strin
 	if facts&factSize != 0 && !fi.IsDir() {
 		b.WriteString("size=" + strconv.FormatInt(fi.Size(), 10) + ";")
 	}
-	if facts&factModify != 0 {
+	if facts&factModify != 0 && !fi.ModTime().IsZero() { // an S3 prefix has no time
 		b.WriteString("modify=" + fi.ModTime().UTC().Format(mdtmLayout) + ";")
 	}
 	if facts&factPerm != 0 {
-		b.WriteString("perm=" + permFact(fi.IsDir(), perms) + ";")
+		b.WriteString("perm=" + permFact(fi.IsDir(), perms, lacking) + ";")
 	}
 	if facts&factUnique != 0 {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -84,8 +85,9 @@ func mlsxLine(fi fs.FileInfo, name string, facts factSet, perms auth.Perm) strin
 	return b.String() + " " + name
 }
 
-// permFact is the RFC 3659 "perm" fact derived from the user's rights.
-func permFact(dir bool, p auth.Perm) string {
+// permFact is the RFC 3659 "perm" fact derived from the user's rights and
+// what the storage cannot do.
+func permFact(dir bool, p auth.Perm, lacking operation) string {
 	var b strings.Builder
 	add := func(ok bool, c string) {
 		if ok {
@@ -100,10 +102,11 @@ func permFact(dir bool, p auth.Perm) string {
 		add(p.Has(auth.PermDelete), "dp")
 	} else {
 		add(p.Has(auth.PermRead), "r")
-		add(p.Has(auth.PermWrite), "aw")
+		add(p.Has(auth.PermWrite) && lacking&opAppend == 0, "a")
+		add(p.Has(auth.PermWrite), "w")
 		add(p.Has(auth.PermDelete), "d")
 	}
-	add(p.Has(auth.PermRename), "f")
+	add(p.Has(auth.PermRename) && (!dir || lacking&opRenameDir == 0), "f")
 	return b.String()
 }
 
@@ -122,6 +125,9 @@ func listLine(fi fs.FileInfo, name string, now time.Time) string {
 		}
 	}
 	mt := fi.ModTime().UTC()
+	if mt.IsZero() { // an S3 prefix has no time: show the epoch, not year 1
+		mt = time.Unix(0, 0).UTC()
+	}
 	var when string
 	if mt.After(now.AddDate(0, -6, 0)) && mt.Before(now.Add(24*time.Hour)) {
 		when = mt.Format("Jan _2 15:04")
@@ -147,10 +153,11 @@ type lister struct {
 	format listFormat
 	facts  factSet
 	perms  auth.Perm
+	lacks  operation
 }
 
 func (s *session) lister(format listFormat) lister {
-	return lister{st: s.st, format: format, facts: s.mlstFacts, perms: s.user.Perms}
+	return lister{st: s.st, format: format, facts: s.mlstFacts, perms: s.user.Perms, lacks: lacks(s.st)}
 }
 
 // write streams the entries of dir (storage-relative) to w, a chunk at a
@@ -176,7 +183,7 @@ func (l lister) write(ctx context.Context, w io.Writer, dir string) error {
 			case formatNLST:
 				line = name
 			case formatMLSD:
-				line = mlsxLine(fi, name, l.facts, l.perms)
+				line = mlsxLine(fi, name, l.facts, l.perms, l.lacks)
 			}
 			if _, err := io.WriteString(w, line+"\r\n"); err != nil {
 				return err
@@ -210,7 +217,7 @@ func (s *session) cmdMLST(r request) result {
 	if r.path.name == "." {
 		perms &^= auth.PermDelete | auth.PermRename // the home itself cannot go
 	}
-	return say(reply{250, "Listing " + r.path.virt + "\n " + mlsxLine(fi, r.path.virt, s.mlstFacts, perms) + "\nEnd"})
+	return say(reply{250, "Listing " + r.path.virt + "\n " + mlsxLine(fi, r.path.virt, s.mlstFacts, perms, lacks(s.st)) + "\nEnd"})
 }
 
 // statPathCmd is STAT with a path: a listing, gated like LIST.

@@ -34,8 +34,12 @@ func TestListingFormats(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{listLine(recent, "a.txt", now), "-rw-r--r-- 1 ftp ftp         1234 Nov  1 09:05 a.txt"},
 		{listLine(old, "old", now), "drwxr-xr-x 1 ftp ftp            0 Feb  3  2020 old"},
-		{mlsxLine(recent, "a.txt", allFacts, auth.PermRead|auth.PermDelete), "type=file;size=1234;modify=20261101090500;perm=rd; a.txt"},
-		{mlsxLine(old, "old", factType|factPerm, auth.PermList|auth.PermMkdir|auth.PermRename), "type=dir;perm=elmf; old"},
+		{mlsxLine(recent, "a.txt", allFacts, auth.PermRead|auth.PermDelete, 0), "type=file;size=1234;modify=20261101090500;perm=rd; a.txt"},
+		{mlsxLine(old, "old", factType|factPerm, auth.PermList|auth.PermMkdir|auth.PermRename, 0), "type=dir;perm=elmf; old"},
+		// Object storage: no append, no directory rename, no time for a prefix.
+		{mlsxLine(recent, "a.txt", factPerm, everyPerm, opAppend|opRenameDir), "perm=rwdf; a.txt"},
+		{mlsxLine(&s3Info{name: "d", dir: true}, "d", allFacts, everyPerm, opAppend|opRenameDir), "type=dir;perm=elcmdp; d"},
+		{listLine(&s3Info{name: "d", dir: true}, "d", now), "drwxr-xr-x 1 ftp ftp            0 Jan  1  1970 d"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -68,3 +72,6 @@ func TestListArg(t *testing.T) {
 		}
 	}
 }
+
+// everyPerm is "all" in a user's permissions.
+const everyPerm = auth.PermList | auth.PermRead | auth.PermWrite | auth.PermDelete | auth.PermMkdir | auth.PermRename

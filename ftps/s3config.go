@@ -41,6 +41,11 @@ type S3Config struct {
 	// moving a byte; completing an upload and a rename's copy get ten
 	// times as long. Default 30s.
 	Timeout time.Duration `toml:"timeout"`
+	// MFMT is what MFMT does on an S3 home, where an object's time is the
+	// store's: "refuse" (502, the default) or "ignore" (213 with the time
+	// the object keeps, for clients such as rclone and WinSCP that fail an
+	// upload whose MFMT fails).
+	MFMT string `toml:"mfmt"`
 }
 
 // Validate fills the defaults and names the key at fault.
@@ -59,6 +64,13 @@ func (c *S3Config) Validate() error {
 	}
 	if c.Timeout < time.Second {
 		return fmt.Errorf("storage.s3.timeout: %s is less than 1s", c.Timeout)
+	}
+	switch c.MFMT {
+	case "":
+		c.MFMT = "refuse"
+	case "refuse", "ignore":
+	default:
+		return fmt.Errorf("storage.s3.mfmt: %q is neither \"refuse\" nor \"ignore\"", c.MFMT)
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
@@ -174,5 +186,5 @@ func (s *Server) openS3Home(ctx context.Context, log *slog.Logger, home string) 
 		s.s3.Store(conn)
 	}
 	return &s3Storage{ctx: ctx, client: conn.client, bucket: bucket, prefix: prefix,
-		partSize: cfg.PartSizeMiB << 20, timeout: cfg.Timeout, log: log}, nil
+		partSize: cfg.PartSizeMiB << 20, timeout: cfg.Timeout, ignoreMFMT: cfg.MFMT == "ignore", log: log}, nil
 }

@@ -35,7 +35,33 @@ type storage interface {
 	Mkdir(name string) error
 	Rmdir(name string) error
 	Chtimes(name string, mtime time.Time) error
+	// Cannot returns the errors.ErrUnsupported error, with its reason, of
+	// an operation the backend cannot do at all, or nil. The session asks
+	// first, so that such a command is refused before a data connection,
+	// and listings do not offer it (the MLSD perm fact).
+	Cannot(op operation) error
 	Close() error
+}
+
+// operation is something a backend may be unable to do at all.
+type operation int
+
+const (
+	opAppend    operation = 1 << iota // APPE
+	opWriteAt                         // REST+STOR
+	opRenameDir                       // RNFR/RNTO of a directory
+	opSetTimes                        // MFMT
+)
+
+// lacks is the set of operations st cannot do.
+func lacks(st storage) operation {
+	var ops operation
+	for op := opAppend; op <= opSetTimes; op <<= 1 {
+		if st.Cannot(op) != nil {
+			ops |= op
+		}
+	}
+	return ops
 }
 
 // dirLister is a directory being listed.

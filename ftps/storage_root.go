@@ -213,6 +213,9 @@ func (w *rootWriter) Stat() (fs.FileInfo, error)  { return w.f.Stat() }
 func (w *rootWriter) Cancel()                     { w.f.Close() }
 func (w *rootWriter) Resumable() bool             { return true }
 
+// Cannot: a directory on disk can do all of it.
+func (s *rootStorage) Cannot(operation) error { return nil }
+
 func (w *rootWriter) Discard() {
 	if !w.created {
 		w.f.Truncate(w.orig)

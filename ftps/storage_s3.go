@@ -43,7 +43,9 @@ type s3Storage struct {
 	// timeout bounds a request that moves no file data, and the time a
 	// transfer's request may go without progress (see stallGuard).
 	timeout time.Duration
-	log     *slog.Logger
+	// ignoreMFMT: MFMT succeeds without changing the time (mfmt = "ignore").
+	ignoreMFMT bool
+	log        *slog.Logger
 }
 
 // call is the context of one request that moves no file data.
@@ -472,9 +474,9 @@ func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter
 	}
 	switch mode {
 	case writeAppend:
-		return nil, unsupported("append", name, "Object storage cannot append to a file (APPE); upload it whole.")
+		return nil, s.Cannot(opAppend)
 	case writeAt:
-		return nil, unsupported("write", name, "Object storage cannot resume an upload (REST+STOR); upload it whole.")
+		return nil, s.Cannot(opWriteAt)
 	}
 	fi, err := s.Stat(name)
 	switch {
@@ -703,7 +705,7 @@ func (s *s3Storage) Rename(from, to string) error {
 		return err
 	}
 	if fi.IsDir() {
-		return unsupported("rename", from, "Object storage cannot rename a directory; rename its files.")
+		return s.Cannot(opRenameDir)
 	}
 	if tfi, err := s.Stat(to); err == nil && tfi.IsDir() {
 		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
@@ -804,8 +806,33 @@ func (s *s3Storage) Rmdir(name string) error {
 	return nil
 }
 
+// Chtimes cannot set a time: the store sets it. With mfmt = "ignore" it
+// only checks that name exists, and MFMT answers with the time the object
+// keeps.
 func (s *s3Storage) Chtimes(name string, _ time.Time) error {
-	return unsupported("chtimes", name, "Object storage sets modification times itself (MFMT).")
+	if err := s.Cannot(opSetTimes); err != nil {
+		return err
+	}
+	_, err := s.Stat(name)
+	return err
+}
+
+// Cannot: objects cannot be appended to, written at an offset, renamed as
+// a tree, or given a time (unless mfmt = "ignore").
+func (s *s3Storage) Cannot(op operation) error {
+	switch op {
+	case opAppend:
+		return unsupported("append", "", "Object storage cannot append to a file (APPE); upload it whole.")
+	case opWriteAt:
+		return unsupported("write", "", "Object storage cannot resume an upload (REST+STOR); upload it whole.")
+	case opRenameDir:
+		return unsupported("rename", "", "Object storage cannot rename a directory; rename its files.")
+	case opSetTimes:
+		if !s.ignoreMFMT {
+			return unsupported("chtimes", "", "Object storage sets modification times itself (MFMT).")
+		}
+	}
+	return nil
 }
 
 func (s *s3Storage) Close() error { return nil }

@@ -34,22 +34,18 @@ type backend struct {
 	resumeUploads bool
 	// renameDirs: RNFR/RNTO of a directory works; on S3 it is a 502.
 	renameDirs bool
-	// setTimes: MFMT sets a file's time; on S3 it is a 502, which rclone
-	// (it sets the time after each upload when FEAT lists MFMT) reports as
-	// a failed copy of a file that is stored.
-	setTimes bool
 	// unique: MLSD gives each entry a unique fact (S3 has no inode).
 	unique bool
 	// filePerm and dirPerm are the MLSD perm facts of a file and a
-	// directory. On S3 they still offer append (a) and a directory's
-	// rename (f), which S3 refuses.
+	// directory. On S3 they do not offer append (a) nor a directory's
+	// rename (f), which S3 cannot do.
 	filePerm, dirPerm string
 }
 
 // The backends.
 var (
-	localBackend = backend{name: "local", resumeUploads: true, renameDirs: true, setTimes: true, unique: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
-	s3Backend    = backend{name: "s3", s3: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
+	localBackend = backend{name: "local", resumeUploads: true, renameDirs: true, unique: true, filePerm: "rawdf", dirPerm: "elcmdpf"}
+	s3Backend    = backend{name: "s3", s3: true, filePerm: "rwdf", dirPerm: "elcmdp"}
 	// backends are the homes every real-client test runs against.
 	backends = []backend{localBackend, s3Backend}
 )
@@ -117,9 +113,9 @@ func s3Options(t *testing.T, gw *testutil.S3, opts ftpstest.Options) ftpstest.Op
 	server := opts.Server
 	opts.Server = func(c *ftps.Config) {
 		if server != nil {
-			server(c)
+			server(c) // may set c.S3.MFMT
 		}
-		c.S3 = ftps.S3Config{Endpoint: gw.Endpoint(), PathStyle: true, AccessKeyID: gw.Access, SecretAccessKeyFile: secret}
+		c.S3 = ftps.S3Config{Endpoint: gw.Endpoint(), PathStyle: true, AccessKeyID: gw.Access, SecretAccessKeyFile: secret, MFMT: c.S3.MFMT}
 		if err := c.S3.Validate(); err != nil {
 			t.Fatal(err)
 		}

@@ -72,6 +72,23 @@ func TestS3Home(t *testing.T) {
 	if err := c.Rename("dir", "dir2"); !errors.As(err, &pe) || pe.Code != 502 {
 		t.Errorf("RNTO of a directory = %v; want 502", err)
 	}
+	raw := s.Login(t, s.ClientTLS())
+	// MFMT: refused by default (mfmt = "ignore" is for rclone, TestRclone).
+	// A directory (a prefix) has no time: MDTM says so, MLSD leaves it out.
+	for _, tc := range []struct {
+		line string
+		code int
+		want string
+	}{
+		{"MFMT 20200101000000 big.bin", 502, "Object storage sets modification times itself (MFMT)."},
+		{"MDTM dir", 550, "No modification time for this entry."},
+		{"MLST dir", 250, "type=dir;perm=elcmdp; /dir"},
+	} {
+		raw.Send(tc.line)
+		if code, msg := raw.Read(); code != tc.code || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s = %d %q; want %d %q", tc.line, code, msg, tc.code, tc.want)
+		}
+	}
 	if err := c.RemoveDir("dir"); !errors.As(err, &pe) || pe.Code != 550 {
 		t.Errorf("RMD of a non-empty directory = %v; want 550", err)
 	}
