@@ -26,6 +26,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ftpsd/ftpsd/auth"
@@ -453,6 +457,63 @@ func BenchmarkS3(b *testing.B) {
 			if got := dataCmd(b, c, "RETR file.bin", nil, io.Discard); got != n {
 				b.Fatalf("RETR got %d bytes, want %d", got, n)
 			}
+		}
+	})
+}
+
+// BenchmarkS3Direct is the store's own ceiling for BenchmarkS3: the same
+// 64 MiB written as a multipart upload of 8 MiB parts (one at a time) and
+// read with one GetObject, straight from the S3 API, without FTP or TLS.
+func BenchmarkS3Direct(b *testing.B) {
+	const n, part = 64 << 20, 8 << 20
+	gw := testutil.StartVersityGW(b, "bucket")
+	c := s3.New(s3.Options{
+		BaseEndpoint: aws.String(gw.Endpoint()), Region: "us-east-1", UsePathStyle: true,
+		Credentials:                credentials.NewStaticCredentialsProvider(gw.Access, gw.Secret, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	ctx := b.Context()
+	data := testutil.Payload(n, 0)
+	key := "direct/file.bin"
+	put := func() {
+		up, err := c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &gw.Bucket, Key: &key})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var parts []types.CompletedPart
+		for i := 0; i < n; i += part {
+			num := aws.Int32(int32(i/part + 1))
+			out, err := c.UploadPart(ctx, &s3.UploadPartInput{Bucket: &gw.Bucket, Key: &key, UploadId: up.UploadId,
+				PartNumber: num, Body: bytes.NewReader(data[i : i+part]), ContentLength: aws.Int64(part)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			parts = append(parts, types.CompletedPart{PartNumber: num, ETag: out.ETag})
+		}
+		if _, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &gw.Bucket, Key: &key,
+			UploadId: up.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	put()
+	b.Run("PUT-multipart-64MiB", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			put()
+		}
+	})
+	b.Run("GET-64MiB", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &gw.Bucket, Key: &key})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got, err := io.Copy(io.Discard, out.Body); err != nil || got != n {
+				b.Fatalf("GET: %d bytes, %v", got, err)
+			}
+			out.Body.Close()
 		}
 	})
 }
