@@ -2,6 +2,7 @@ package ftps
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -18,7 +19,24 @@ func (s *session) cmdNOOP(request) result { return say(reply{200, "NOOP ok."}) }
 
 func (s *session) cmdHELP(request) result { return say(reply{214, s.srv.help}) }
 
-func (s *session) cmdALLO(request) result { return say(reply{202, "ALLO not needed."}) }
+// cmdALLO notes the size of the next upload ("ALLO n" or "ALLO n R m"): a
+// storage that can use it (S3: one streamed PUT) does, and the upload must
+// then be exactly that long. Elsewhere it is not needed.
+func (s *session) cmdALLO(r request) result {
+	f := strings.Fields(r.arg)
+	n, err := int64(0), error(nil)
+	if len(f) > 0 {
+		n, err = strconv.ParseInt(f[0], 10, 64)
+	}
+	if len(f) == 0 || err != nil || n < 0 {
+		return say(replySyntax)
+	}
+	if _, ok := s.st.(sizedStorage); !ok {
+		return say(reply{202, "ALLO not needed."})
+	}
+	s.allo = n
+	return say(reply{200, "Next upload: " + strconv.FormatInt(n, 10) + " bytes."})
+}
 
 func (s *session) cmdOPTS(r request) result {
 	name, value, _ := strings.Cut(strings.TrimSpace(r.arg), " ")

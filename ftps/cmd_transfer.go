@@ -165,7 +165,7 @@ func (s *session) store(r request, verb string) result {
 	if exists && !fi.Mode().IsRegular() {
 		return fail(errNotRegular)
 	}
-	up := &upload{st: s.st, name: p.name, created: !exists}
+	up := &upload{st: s.st, name: p.name, created: !exists, size: r.size}
 	if exists {
 		up.old = fi.Size()
 	}

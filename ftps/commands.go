@@ -19,8 +19,9 @@ const (
 	duringTransfer
 	// needArg commands answer 501 without an argument.
 	needArg
-	// takesRest commands consume the REST offset (once the permission
-	// check passed): it applies to the next transfer command only.
+	// takesRest commands consume the REST offset and the ALLO size (once
+	// the permission check passed): they apply to the next transfer
+	// command only.
 	takesRest
 	// afterRNFR commands need a preceding RNFR (503 otherwise).
 	afterRNFR
@@ -78,7 +79,7 @@ var commands = map[string]command{
 	"TYPE": {run: (*session).cmdTYPE, flags: needArg, help: "TYPE I | TYPE A"},
 	"MODE": {run: (*session).cmdMODE, flags: needArg, help: "MODE S"},
 	"STRU": {run: (*session).cmdSTRU, flags: needArg, help: "STRU F"},
-	"ALLO": {run: (*session).cmdALLO, help: "ignored"},
+	"ALLO": {run: (*session).cmdALLO, flags: needArg, help: "ALLO size (used by S3 homes)"},
 
 	// Directories and files.
 	"PWD":  {run: (*session).cmdPWD, help: "print working directory"},
@@ -161,6 +162,7 @@ func (s *session) gate(verb string, c command, arg string) (request, error) {
 	}
 	if c.flags&takesRest != 0 {
 		req.offset = s.takeRest()
+		req.size, s.allo = s.allo, 0
 	}
 	if c.path == nil {
 		return req, nil

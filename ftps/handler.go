@@ -9,6 +9,7 @@ type request struct {
 	arg    string
 	path   vpath // resolved, for commands with a path
 	offset int64 // the REST offset, for takesRest commands
+	size   int64 // the ALLO size, for takesRest commands
 	from   vpath // the RNFR source, for afterRNFR commands
 }
 

@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/ftpsd/ftpsd/auth"
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/test/ftpstest"
@@ -322,4 +326,76 @@ func maxU(a, b uint64) uint64 {
 		return a
 	}
 	return b
+}
+
+// TestS3Allo: with the size announced (ALLO), an upload to an S3 home is
+// one streamed PutObject (a plain ETag, not a multipart one's "-N"), and
+// it is stored only with exactly that many bytes: more or fewer, or a cut,
+// store nothing and leave the old object.
+func TestS3Allo(t *testing.T) {
+	t.Parallel()
+	gw := testutil.StartVersityGW(t, "bucket")
+	s, home := s3Server(t, gw, gw.Endpoint(), 0, nil)
+	old := testutil.Payload(1000, 1)
+	oldPath := testutil.WriteFile(t, home, "old.bin", old)
+	data := testutil.Payload(20<<20+3, 2) // more than two parts
+	c := s.Login(t, s.ClientTLS())
+
+	c.Cmd(200, fmt.Sprintf("ALLO %d", len(data)))
+	c.Xfer("STOR new.bin", data)
+	testutil.AssertContent(t, filepath.Join(home, "new.bin"), data)
+	c.AssertRetr("new.bin", data)
+	if etag := headETag(t, gw, "alice/new.bin"); strings.Contains(etag, "-") {
+		t.Errorf("ETag %s: a multipart upload, not one PUT", etag)
+	}
+	c.Cmd(501, "ALLO")
+	c.Cmd(501, "ALLO -5")
+
+	for _, tc := range []struct {
+		name     string
+		announce int
+		send     []byte
+		cut      bool // no close_notify
+		code     int
+		msg      string
+	}{
+		{"more", 5000, testutil.Payload(5001, 3), false, 552, "More data than the 5000 bytes announced with ALLO; not stored."},
+		{"fewer", 5000, testutil.Payload(4999, 3), false, 552, "Upload of 4999 bytes, not the 5000 announced with ALLO; not stored."},
+		{"cut", 9 << 20, testutil.Payload(4<<20, 3), true, 426, "Upload ended without TLS close_notify; old file kept."},
+	} {
+		c.Cmd(200, fmt.Sprintf("ALLO %d", tc.announce))
+		addr := c.Pasv()
+		c.Send("STOR old.bin")
+		dc := c.OpenData(addr)
+		dc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		dc.Write(tc.send)
+		if tc.cut {
+			dc.NetConn().Close()
+		} else {
+			dc.Close()
+		}
+		if code, msg := c.Read(); code != tc.code || msg != tc.msg {
+			t.Errorf("%s: %d %q; want %d %q", tc.name, code, msg, tc.code, tc.msg)
+		}
+		testutil.AssertContent(t, oldPath, old)
+	}
+	// The size applies to the next upload only.
+	c.Cmd(200, "ALLO 10")
+	c.Xfer("LIST", nil)
+	c.Xfer("STOR other.bin", []byte("twelve bytes"))
+	testutil.AssertContent(t, filepath.Join(home, "other.bin"), []byte("twelve bytes"))
+}
+
+// headETag is the ETag of key in gw's bucket, through the S3 API.
+func headETag(t *testing.T, gw *testutil.S3, key string) string {
+	t.Helper()
+	c := s3.New(s3.Options{
+		BaseEndpoint: aws.String(gw.Endpoint()), Region: "us-east-1", UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(gw.Access, gw.Secret, ""),
+	})
+	out, err := c.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &gw.Bucket, Key: &key})
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", key, err)
+	}
+	return aws.ToString(out.ETag)
 }

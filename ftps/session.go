@@ -96,6 +96,7 @@ type session struct {
 	binary     bool
 	cwd        string // virtual, "/"-rooted
 	restOffset int64
+	allo       int64 // the size ALLO announced for the next upload
 	renameFrom vpath // after RNFR, zero otherwise
 	epsvAll    bool
 	mlstFacts  factSet

@@ -64,6 +64,13 @@ func lacks(st storage) operation {
 	return ops
 }
 
+// sizedStorage is a backend that writes better when the size of a new
+// file or a replacement is known in advance (ALLO): the S3 backend then
+// streams one PUT instead of buffering parts.
+type sizedStorage interface {
+	WriteSized(name string, mode writeMode, size int64) (fileWriter, error)
+}
+
 // dirLister is a directory being listed.
 type dirLister interface {
 	// Next returns up to n entries, and io.EOF after the last. A symbolic

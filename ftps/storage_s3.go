@@ -468,27 +468,37 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 }
 
 func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter, error) {
-	key, err := s.s3Key(name)
+	key, err := s.writable(name, mode)
 	if err != nil {
 		return nil, err
 	}
+	// The first buffer grows as data comes: a small file costs little.
+	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, min(s3FirstBuf, s.partSize)), part: s.partSize, start: time.Now()}, nil
+}
+
+// writable checks that name may be written as mode says, and returns its
+// key.
+func (s *s3Storage) writable(name string, mode writeMode) (string, error) {
+	key, err := s.s3Key(name)
+	if err != nil {
+		return "", err
+	}
 	switch mode {
 	case writeAppend:
-		return nil, s.Cannot(opAppend)
+		return "", s.Cannot(opAppend)
 	case writeAt:
-		return nil, s.Cannot(opWriteAt)
+		return "", s.Cannot(opWriteAt)
 	}
 	fi, err := s.Stat(name)
 	switch {
 	case err == nil && fi.IsDir():
-		return nil, &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
+		return "", &fs.PathError{Op: "create", Path: name, Err: syscall.EISDIR}
 	case err == nil && mode == writeNew:
-		return nil, &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
+		return "", &fs.PathError{Op: "create", Path: name, Err: fs.ErrExist}
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return nil, err // the store failed: do not write blind
+		return "", err // the store failed: do not write blind
 	}
-	// The first buffer grows as data comes: a small file costs little.
-	return &s3Writer{s: s, name: name, key: key, buf: make([]byte, 0, min(s3FirstBuf, s.partSize)), part: s.partSize, start: time.Now()}, nil
+	return key, nil
 }
 
 // s3Writer writes an object: one PUT when it fits in a part, else a

@@ -387,6 +387,9 @@ func (x *transfer) failed(err, localErr error) reply {
 	case isStorageFailure(localErr):
 		x.log.Info("transfer aborted: object storage failed", "op", x.what)
 		return errReply(localErr)
+	case errors.As(localErr, new(replyError)): // the writer decided (ALLO)
+		x.log.Info("transfer refused", "op", x.what, "err", localErr)
+		return errReply(localErr)
 	case localErr != nil:
 		x.log.Error("local I/O error during transfer", "op", x.what, "err", localErr)
 		if noSpace(err) {

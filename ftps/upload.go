@@ -19,6 +19,7 @@ type upload struct {
 	name   string
 	mode   writeMode
 	offset int64
+	size   int64      // announced with ALLO, 0 if not
 	w      fileWriter // once open; STOU opens before its 150
 
 	// The user's quota (nil: none) and what this upload reserved in it.
@@ -46,7 +47,13 @@ func (u *upload) open() (io.Writer, error) {
 		u.resFile = true
 	}
 	if u.w == nil {
-		w, err := u.st.Write(u.name, u.mode, u.offset)
+		var w fileWriter
+		var err error
+		if ss, ok := u.st.(sizedStorage); ok && u.size > 0 && (u.mode == writeNew || u.mode == writeReplace) {
+			w, err = ss.WriteSized(u.name, u.mode, u.size)
+		} else {
+			w, err = u.st.Write(u.name, u.mode, u.offset)
+		}
 		if err != nil {
 			u.release()
 			return nil, err
@@ -200,7 +207,7 @@ func settle(log *slog.Logger, what string, up *upload, n int64, truncated bool) 
 	size, err := up.commit()
 	if err != nil {
 		log.Error("upload commit failed", "op", what, "err", err)
-		if noSpace(err) || isStorageFailure(err) {
+		if noSpace(err) || isStorageFailure(err) || errors.As(err, new(replyError)) {
 			return errReply(err)
 		}
 		return reply{451, "Local error; upload not stored."}
