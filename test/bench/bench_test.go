@@ -451,6 +451,14 @@ func BenchmarkS3(b *testing.B) {
 			dataCmd(b, c, "STOR file.bin", data, nil)
 		}
 	})
+	// With the size announced: one streamed PutObject.
+	b.Run("STOR-ALLO-64MiB", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			c.Cmd(200, "ALLO "+strconv.Itoa(n))
+			dataCmd(b, c, "STOR file.bin", data, nil)
+		}
+	})
 	b.Run("RETR-64MiB", func(b *testing.B) {
 		b.SetBytes(n)
 		for b.Loop() {
