@@ -339,54 +339,76 @@ func TestQuota(t *testing.T) {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			t.Parallel()
 			s, home := quotaServer(t, "1MiB")
-			old := testutil.Payload(300_000, 1)
-			oldPath := testutil.WriteFile(t, home, "old.bin", old)
-			os.Mkdir(filepath.Join(home, "sub"), 0o755)
-			testutil.WriteFile(t, home, "sub/other.bin", testutil.Payload(100_000, 2))
 			cfg := s.ClientTLS()
 			cfg.MinVersion, cfg.MaxVersion = v, v
-			c := s.Login(t, cfg)
-			assertScanned(t, s.FTPS(), 400_000, 2)
-			big := testutil.Payload(2<<20, 3)
-
-			// A new file over the quota: 552, and no partial file.
-			code, msg := storeRefused(t, c, "STOR", "new.bin", big)
-			if code != 552 || !strings.HasPrefix(msg, "Quota exceeded (used 390.6KiB of 1MiB)") {
-				t.Errorf("STOR over the quota: %d %q; want 552 Quota exceeded (used 390.6KiB of 1MiB).", code, msg)
-			}
-			testutil.AssertMissing(t, filepath.Join(home, "new.bin"))
-			// An overwrite over the quota: the old file intact, no temporary file.
-			if code, msg := storeRefused(t, c, "STOR", "old.bin", big); code != 552 {
-				t.Errorf("overwrite over the quota: %d %q; want 552", code, msg)
-			}
-			testutil.AssertContent(t, oldPath, old)
-			// An append over the quota: cut back to the old size.
-			if code, msg := storeRefused(t, c, "APPE", "old.bin", big); code != 552 {
-				t.Errorf("APPE over the quota: %d %q; want 552", code, msg)
-			}
-			testutil.AssertContent(t, oldPath, old)
-			entries, _ := os.ReadDir(home)
-			if len(entries) != 2 {
-				t.Errorf("home holds %d entries, want old.bin and sub", len(entries))
-			}
-
-			// What fits is stored and counted; an overwrite counts the difference.
-			c.Xfer("STOR fits.bin", testutil.Payload(500_000, 4))
-			c.Xfer("STOR old.bin", testutil.Payload(200_000, 5))
-			c.Xfer("APPE fits.bin", testutil.Payload(1000, 6))
-			assertUsage(t, s.FTPS(), 100_000+501_000+200_000, 3)
-			// Full now: a new file is refused before any data moves.
-			c.Xfer("STOR fill.bin", testutil.Payload(1<<20-801_000, 6))
-			c.Cmd(552, "STOR more.bin")
-			c.Cmd(250, "DELE fits.bin")
-			assertUsage(t, s.FTPS(), 1<<20-501_000, 3)
-			// A rename over a file frees the file it replaces.
-			c.Cmd(350, "RNFR old.bin")
-			c.Cmd(250, "RNTO sub/other.bin")
-			assertUsage(t, s.FTPS(), 1<<20-501_000-100_000, 2)
-			c.Xfer("STOR again.bin", testutil.Payload(500_000, 7))
+			quotaSession(t, s, home, cfg, true)
 		})
 	}
+}
+
+// quotaSession is the quota's story on a home of 1 MiB, on disk or in S3
+// (home is where its files are on disk): files written before the first
+// login are counted by the scan, an upload over the quota stores nothing,
+// and the usage follows STOR, APPE (when appe: S3 refuses it), DELE and
+// RNTO.
+func quotaSession(t *testing.T, s *ftpstest.Server, home string, cfg *tls.Config, appe bool) {
+	t.Helper()
+	old := testutil.Payload(300_000, 1)
+	oldPath := testutil.WriteFile(t, home, "old.bin", old)
+	os.Mkdir(filepath.Join(home, "sub"), 0o755)
+	testutil.WriteFile(t, home, "sub/other.bin", testutil.Payload(100_000, 2))
+	// Files beside the home (another user's prefix) are not counted.
+	testutil.WriteFile(t, filepath.Dir(home), filepath.Base(home)+"-other/x.bin", testutil.Payload(5000, 9))
+	c := s.Login(t, cfg)
+	assertScanned(t, s.FTPS(), 400_000, 2)
+	c.Cmd(257, "MKD empty") // a directory (on S3 a marker) is no file
+	big := testutil.Payload(2<<20, 3)
+
+	// A new file over the quota: 552, and no partial file.
+	code, msg := storeRefused(t, c, "STOR", "new.bin", big)
+	if code != 552 || !strings.HasPrefix(msg, "Quota exceeded (used 390.6KiB of 1MiB)") {
+		t.Errorf("STOR over the quota: %d %q; want 552 Quota exceeded (used 390.6KiB of 1MiB).", code, msg)
+	}
+	testutil.AssertMissing(t, filepath.Join(home, "new.bin"))
+	// An overwrite over the quota: the old file intact, no temporary file.
+	if code, msg := storeRefused(t, c, "STOR", "old.bin", big); code != 552 {
+		t.Errorf("overwrite over the quota: %d %q; want 552", code, msg)
+	}
+	testutil.AssertContent(t, oldPath, old)
+	var appended int64
+	if appe {
+		// An append over the quota: cut back to the old size.
+		if code, msg := storeRefused(t, c, "APPE", "old.bin", big); code != 552 {
+			t.Errorf("APPE over the quota: %d %q; want 552", code, msg)
+		}
+		testutil.AssertContent(t, oldPath, old)
+		appended = 1000
+	}
+	testutil.AssertDirHolds(t, home, "old.bin", "sub", "empty")
+
+	// What fits is stored and counted; an overwrite counts the difference.
+	c.Xfer("STOR fits.bin", testutil.Payload(500_000, 4))
+	c.Xfer("STOR old.bin", testutil.Payload(200_000, 5))
+	if appe {
+		c.Xfer("APPE fits.bin", testutil.Payload(1000, 6))
+	}
+	fits := 500_000 + appended
+	assertUsage(t, s.FTPS(), 100_000+fits+200_000, 3)
+	// Full now: a new file is refused before any data moves.
+	fill := testutil.Payload(int(1<<20-300_000-fits), 6)
+	c.Xfer("STOR fill.bin", fill)
+	c.Cmd(552, "STOR more.bin")
+	c.Cmd(250, "DELE fits.bin")
+	assertUsage(t, s.FTPS(), 1<<20-fits, 3)
+	// A rename over a file frees the file it replaces; onto itself, nothing.
+	c.Cmd(350, "RNFR old.bin")
+	c.Cmd(250, "RNTO sub/other.bin")
+	assertUsage(t, s.FTPS(), 1<<20-fits-100_000, 2)
+	c.Cmd(350, "RNFR fill.bin")
+	c.Cmd(250, "RNTO fill.bin")
+	assertUsage(t, s.FTPS(), 1<<20-fits-100_000, 2)
+	testutil.AssertContent(t, filepath.Join(home, "fill.bin"), fill)
+	c.Xfer("STOR again.bin", testutil.Payload(500_000, 7))
 }
 
 func assertUsage(t *testing.T, srv *ftps.Server, bytes, files int64) {

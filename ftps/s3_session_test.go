@@ -54,51 +54,13 @@ func s3Server(t *testing.T, gw *testutil.S3, endpoint string, timeout time.Durat
 }
 
 // TestS3Quota: on an S3 home the quota counts the objects under the
-// prefix (directory markers are not files), and follows STOR, DELE and
-// RNTO like on disk; an upload over it leaves no object and an
-// overwritten object intact.
+// prefix (directory markers are not files) and follows STOR, DELE and
+// RNTO as on disk (quotaSession, without APPE).
 func TestS3Quota(t *testing.T) {
 	t.Parallel()
 	gw := testutil.StartVersityGW(t, "bucket")
 	s, home := s3Server(t, gw, gw.Endpoint(), 0, func(u *auth.UserConfig) { u.Quota = "1MiB" })
-	// Objects written by another S3 client before the first login.
-	old := testutil.Payload(300_000, 1)
-	oldPath := testutil.WriteFile(t, home, "old.bin", old)
-	os.Mkdir(filepath.Join(home, "sub"), 0o755)
-	testutil.WriteFile(t, home, "sub/other.bin", testutil.Payload(100_000, 2))
-	// Another user's objects beside the prefix are not alice's.
-	testutil.WriteFile(t, filepath.Join(gw.Dir, gw.Bucket), "alice-other/x.bin", testutil.Payload(5000, 9))
-
-	c := s.Login(t, s.ClientTLS())
-	assertScanned(t, s.FTPS(), 400_000, 2)
-	c.Cmd(257, "MKD empty") // a marker: no file
-	big := testutil.Payload(2<<20, 3)
-
-	code, msg := storeRefused(t, c, "STOR", "new.bin", big)
-	if code != 552 || !strings.HasPrefix(msg, "Quota exceeded (used 390.6KiB of 1MiB)") {
-		t.Errorf("STOR over the quota: %d %q; want 552 Quota exceeded (used 390.6KiB of 1MiB).", code, msg)
-	}
-	testutil.AssertMissing(t, filepath.Join(home, "new.bin"))
-	if code, msg := storeRefused(t, c, "STOR", "old.bin", big); code != 552 {
-		t.Errorf("overwrite over the quota: %d %q; want 552", code, msg)
-	}
-	testutil.AssertContent(t, oldPath, old)
-
-	c.Xfer("STOR fits.bin", testutil.Payload(500_000, 4))
-	c.Xfer("STOR old.bin", testutil.Payload(200_000, 5))
-	assertUsage(t, s.FTPS(), 100_000+500_000+200_000, 3)
-	c.Xfer("STOR fill.bin", testutil.Payload(1<<20-800_000, 6))
-	c.Cmd(552, "STOR more.bin")
-	c.Cmd(250, "DELE fits.bin")
-	assertUsage(t, s.FTPS(), 1<<20-500_000, 3)
-	c.Cmd(350, "RNFR old.bin")
-	c.Cmd(250, "RNTO sub/other.bin")
-	assertUsage(t, s.FTPS(), 1<<20-500_000-100_000, 2)
-	// A rename onto itself changes nothing, and loses nothing.
-	c.Cmd(350, "RNFR fill.bin")
-	c.Cmd(250, "RNTO fill.bin")
-	assertUsage(t, s.FTPS(), 1<<20-500_000-100_000, 2)
-	testutil.AssertContent(t, filepath.Join(home, "fill.bin"), testutil.Payload(1<<20-800_000, 6))
+	quotaSession(t, s, home, s.ClientTLS(), false)
 }
 
 // TestS3CutUpload: an upload whose TLS stream ends without close_notify
