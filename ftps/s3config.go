@@ -1,6 +1,7 @@
 package ftps
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -187,4 +188,48 @@ func (s *Server) openS3Home(ctx context.Context, log *slog.Logger, home string) 
 	}
 	return &s3Storage{ctx: ctx, client: conn.client, bucket: bucket, prefix: prefix,
 		partSize: cfg.PartSizeMiB << 20, timeout: cfg.Timeout, ignoreMFMT: cfg.MFMT == "ignore", log: log}, nil
+}
+
+// S3Check is the answer of the store for one bucket of the s3:// homes.
+type S3Check struct {
+	Bucket string
+	Err    error // nil: reachable with these credentials; else with a hint
+}
+
+// CheckS3 asks the store once for each bucket of the s3:// homes (a
+// listing of at most one key under a home's prefix), so that wrong
+// credentials, a missing bucket or an unreachable endpoint show at deploy
+// time rather than at a user's first command. Nothing is written.
+func CheckS3(ctx context.Context, cfg S3Config, homes []string) []S3Check {
+	if err := cfg.Validate(); err != nil {
+		return []S3Check{{Err: err}}
+	}
+	prefixes := map[string]string{} // bucket: the first home's prefix
+	var buckets []string
+	for _, h := range homes {
+		if b, p, err := parseS3Home(h); err == nil && IsS3Home(h) {
+			if _, seen := prefixes[b]; !seen {
+				prefixes[b] = p
+				buckets = append(buckets, b)
+			}
+		}
+	}
+	if len(buckets) == 0 {
+		return nil
+	}
+	client, err := newS3Client(ctx, &cfg)
+	if err != nil {
+		return []S3Check{{Err: err}}
+	}
+	var out []S3Check
+	for _, b := range buckets {
+		st := &s3Storage{ctx: ctx, client: client, bucket: b, prefix: prefixes[b], timeout: cfg.Timeout}
+		_, err := st.dirKeys(st.prefix, 1)
+		if err != nil {
+			f := classifyS3(err)
+			err = fmt.Errorf("%s: %w", cmp.Or(f.hint, "the store refused the request"), err)
+		}
+		out = append(out, S3Check{Bucket: b, Err: err})
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,14 +60,20 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	warnings = append(warnings, cfg.Metrics.warnings()...)
 	warnings = append(warnings, clusterWarnings(&cfg.Cluster)...)
 	warnings = append(warnings, s3Warnings(&cfg.Storage.S3)...)
-	if err := writeReport(stdout, path, cfg, cert, warnings); err != nil {
+	s3 := checkS3(ctx, cfg)
+	for _, c := range s3 {
+		if c.Err != nil {
+			warnings = append(warnings, fmt.Sprintf("storage.s3: bucket %q: %v", c.Bucket, c.Err))
+		}
+	}
+	if err := writeReport(stdout, path, cfg, cert, s3, warnings); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
 }
 
 // writeReport prints the effective settings of a validated config.
-func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo, warnings []string) error {
+func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo, s3 []ftps.S3Check, warnings []string) error {
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	row := func(indent int, key, format string, a ...any) {
@@ -182,6 +189,20 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 	row(1, "level", "%s", cfg.Log.Level)
 	row(1, "format", "%s", cfg.Log.Format)
 
+	if len(s3) > 0 {
+		c := cfg.Storage.S3
+		section("storage.s3")
+		row(1, "endpoint", "%s, region %s, path style %t", cmp.Or(c.Endpoint, "(AWS)"), c.Region, c.PathStyle)
+		row(1, "uploads", "parts of %d MiB, timeout %s, mfmt %s", c.PartSizeMiB, c.Timeout, c.MFMT)
+		for _, b := range s3 {
+			state := "reachable"
+			if b.Err != nil {
+				state = "NOT REACHABLE (see warnings)"
+			}
+			row(1, "bucket "+b.Bucket, "%s", state)
+		}
+	}
+
 	section("metrics")
 	if cfg.Metrics.Listen == "" {
 		row(1, "listen", "(off)")
@@ -245,7 +266,7 @@ func colonHex(h string) string {
 // use.
 func homeNote(home string) string {
 	if ftps.IsS3Home(home) {
-		return " (object storage: [storage.s3]; quotas are not counted there)"
+		return " (object storage: [storage.s3])"
 	}
 	fi, err := os.Stat(home)
 	switch {

@@ -3,8 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ftpsd/ftpsd/test/acmetest"
+	"github.com/ftpsd/ftpsd/test/testutil"
 )
 
 // TestCheckConfigS3 checks [storage.s3] and s3:// homes through
@@ -52,5 +56,53 @@ func TestCheckConfigS3(t *testing.T) {
 				t.Error("an s3:// home was made a directory")
 			}
 		})
+	}
+}
+
+// TestCheckConfigS3Store: check-config asks the store of the s3:// homes
+// (a listing of one key, nothing written): a real versitygw is reported
+// reachable; a wrong secret, a missing bucket and a closed port are
+// warnings that say what to fix, and check-config still exits 0 (the store
+// may be down while the configuration is right).
+func TestCheckConfigS3Store(t *testing.T) {
+	gw := testutil.StartVersityGW(t, "bucket")
+	secretFile := func(secret string) string {
+		p := filepath.Join(t.TempDir(), "s3-secret")
+		if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	closed := acmetest.FreePort(t) // nothing listens there
+	tests := []struct {
+		name, endpoint, home, secret string
+		want                         []string
+	}{
+		{"reachable", gw.Endpoint(), "s3://bucket/users/demo/", gw.Secret, []string{"bucket bucket", "reachable"}},
+		{"wrong secret", gw.Endpoint(), "s3://bucket/users/demo/", "not-the-secret", []string{"NOT REACHABLE", `storage.s3: bucket "bucket": credentials refused: the secret access key is wrong`}},
+		{"no bucket", gw.Endpoint(), "s3://nobucket/demo/", gw.Secret, []string{`storage.s3: bucket "nobucket": the home's bucket does not exist`}},
+		{"closed port", "http://127.0.0.1:" + strconv.Itoa(closed), "s3://bucket/demo/", gw.Secret, []string{`storage.s3: bucket "bucket": cannot reach storage.s3.endpoint`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := exampleInTemp(t,
+				`home = "var/home/demo"`, `home = "`+tt.home+`"`,
+				`endpoint = ""`, `endpoint = "`+tt.endpoint+`"`,
+				`path_style = false`, `path_style = true`,
+				`access_key_id = ""`, `access_key_id = "`+gw.Access+`"`,
+				`secret_access_key_file = ""`, `secret_access_key_file = "`+secretFile(tt.secret)+`"`)
+			r := runCmd(t, "", "check-config", "-config", path)
+			if r.code != exitOK {
+				t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("output lacks %q:\n%s", w, r.stdout)
+				}
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(filepath.Join(gw.Dir, gw.Bucket)); len(entries) != 0 {
+		t.Errorf("check-config wrote %d entries into the bucket", len(entries))
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -171,6 +172,7 @@ func (d *daemon) serve(ctx context.Context, sigs signals) (err error) {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	go logS3(ctx, cfg, log.With("component", "s3")) // a slow store must not delay the start
 
 	// Listening here rather than in ListenAndServe makes a busy port fail
 	// before "listening" is logged, and logs the real address (":0").
@@ -406,6 +408,9 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	old := d.cfg
 	d.cfg = cfg
+	if cfg.Storage.S3 != old.Storage.S3 {
+		go logS3(context.Background(), cfg, d.log.With("component", "s3"))
+	}
 	if cfg.Server.MaxConnections != old.Server.MaxConnections {
 		reportFileLimit(d.log, cfg.Server.MaxConnections)
 	}
@@ -485,6 +490,35 @@ func tcpAddrPort(a net.Addr) netip.AddrPort {
 		return ta.AddrPort()
 	}
 	return netip.AddrPort{}
+}
+
+// checkS3 asks the store of the s3:// homes for each of their buckets
+// (bounded: the store may be down), for check-config and serve.
+func checkS3(ctx context.Context, cfg *fileConfig) []ftps.S3Check {
+	var homes []string
+	for _, u := range cfg.Users {
+		if ftps.IsS3Home(u.Home) {
+			homes = append(homes, u.Home)
+		}
+	}
+	if len(homes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return ftps.CheckS3(ctx, cfg.Storage.S3, homes)
+}
+
+// logS3 logs at start what the store of the s3:// homes answered: a wrong
+// secret or a missing bucket shows before a user's first command does.
+func logS3(ctx context.Context, cfg *fileConfig, log *slog.Logger) {
+	for _, c := range checkS3(ctx, cfg) {
+		if c.Err != nil {
+			log.Warn("object storage check failed: the users of this bucket get 451 until it is fixed", "bucket", c.Bucket, "err", c.Err)
+		} else {
+			log.Info("object storage reachable", "bucket", c.Bucket, "endpoint", cmp.Or(cfg.Storage.S3.Endpoint, "(AWS)"))
+		}
+	}
 }
 
 // s3Warnings are the [storage.s3] settings worth a WARN line.
