@@ -160,6 +160,24 @@ func assertBobWorks(t *testing.T, s *service, c *ftpstest.Conn, name string) {
 	testutil.AssertContent(t, filepath.Join(s.home(bobName), name), data)
 }
 
+// waitStartCheck waits for the line that serve logs at start once the
+// store answered (or not) the check of each bucket, and returns its
+// record.
+func waitStartCheck(t *testing.T, s *service) logRec {
+	t.Helper()
+	var found logRec
+	testutil.WaitFor(t, 20*time.Second, "the start-up check of the store", func() bool {
+		for _, r := range s.records(0) {
+			if m := r.str("msg"); m == "object storage reachable" || strings.HasPrefix(m, "object storage check failed") {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // s3Errors are the "object storage error" records of the server from
 // line from on.
 func s3Errors(s *service, from int) []logRec {
@@ -183,6 +201,9 @@ func TestS3ProcessTwoNodes(t *testing.T) {
 	gw := testutil.StartVersityGW(t, "bucket")
 	block := freeBlock(t, 40, "127.0.0.1")
 	a := startS3Proc(t, gw, s3Proc{ports: fmt.Sprintf("%d-%d", block, block+19)})
+	if r := waitStartCheck(t, a); r.str("msg") != "object storage reachable" || r.str("bucket") != gw.Bucket {
+		t.Errorf("start-up check: msg=%q bucket=%q err=%q; want the bucket reachable", r.str("msg"), r.str("bucket"), r.str("err"))
+	}
 	b := startS3Proc(t, gw, s3Proc{ports: fmt.Sprintf("%d-%d", block+20, block+39)})
 	if a.Addr == b.Addr {
 		t.Fatalf("both processes listen on %s", a.Addr)
@@ -324,6 +345,10 @@ func TestS3ProcessBadCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := startS3Proc(t, gw, s3Proc{access: tc.access, secret: tc.secret})
+			// At start, serve has asked the store and said what is wrong.
+			if r := waitStartCheck(t, s); !strings.HasPrefix(r.str("msg"), "object storage check failed") || !strings.Contains(r.str("err"), "credentials refused") && tc.code != "XAdminUserNotFound" {
+				t.Errorf("start-up check: msg=%q err=%q; want a failure that says the credentials were refused", r.str("msg"), r.str("err"))
+			}
 			bob := s.login(t, bobName, bobPass)
 			alice := s.login(t, user, pass) // logging in touches no object
 			assertBobWorks(t, s, bob, "before.bin")
