@@ -37,7 +37,8 @@ type s3Storage struct {
 	// The size doubles every growEvery parts (default s3GrowEvery).
 	partSize  int
 	growEvery int
-	maxParts  int // default s3MaxParts
+	maxParts  int   // default s3MaxParts
+	copyMax   int64 // the largest single CopyObject, default s3MaxPut
 	// listPage is ListObjectsV2's MaxKeys (0: the server's, 1000).
 	listPage int32
 	// timeout bounds a request that moves no file data, and the time a
@@ -722,13 +723,64 @@ func (s *s3Storage) Rename(from, to string) error {
 	}
 	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
 	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
-	ctx, cancel := s.longCall()
-	defer cancel()
-	if _, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src}); err != nil {
+	if fi.Size() > cmp.Or(s.copyMax, s3MaxPut) {
+		err = s.copyParts(src, tkey, fi.Size())
+	} else {
+		ctx, cancel := s.longCall()
+		_, err = s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src})
+		cancel()
+	}
+	if err != nil {
 		return s.s3Err("rename", from, err)
 	}
+	ctx, cancel := s.call()
+	defer cancel()
 	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &fkey}); err != nil {
 		return s.s3Err("rename", from, err)
+	}
+	return nil
+}
+
+// copyParts copies an object larger than one CopyObject may (5 GiB) as a
+// multipart upload of ranges the store copies itself (UploadPartCopy):
+// nothing passes through ftpsd. A failure aborts the upload, and the
+// target, if it existed, stays as it was.
+func (s *s3Storage) copyParts(src, tkey string, size int64) error {
+	// Few requests, each well under the 5 GiB a part may be. (A test sets
+	// copyMax, and gets parts of partSize.)
+	part := max(512<<20, (size+s3MaxParts-1)/s3MaxParts)
+	if s.copyMax > 0 {
+		part = int64(s.partSize)
+	}
+	ctx, cancel := s.call()
+	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &tkey})
+	cancel()
+	if err != nil {
+		return err
+	}
+	w := &s3Writer{s: s, key: tkey, uploadID: up.UploadId}
+	for off := int64(0); off < size; off += part {
+		num := aws.Int32(int32(off/part + 1))
+		ctx, cancel := s.longCall()
+		out, err := s.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+			Bucket: &s.bucket, Key: &tkey, UploadId: up.UploadId, PartNumber: num, CopySource: &src,
+			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, min(off+part, size)-1)),
+		})
+		cancel()
+		if err != nil {
+			w.abort()
+			return err
+		}
+		w.parts = append(w.parts, types.CompletedPart{PartNumber: num, ETag: out.CopyPartResult.ETag})
+	}
+	ctx, cancel = s.longCall()
+	defer cancel()
+	if _, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.bucket, Key: &tkey, UploadId: up.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
+	}); err != nil {
+		w.abort()
+		return err
 	}
 	return nil
 }

@@ -374,6 +374,26 @@ func TestS3PartsGrow(t *testing.T) {
 	}
 }
 
+// TestS3RenameBig: a file larger than one CopyObject may copy (5 GiB;
+// here copyMax is lowered) is renamed by a multipart copy the store does
+// itself, range by range.
+func TestS3RenameBig(t *testing.T) {
+	st, _, _ := newTestS3(t)
+	st.copyMax = 6 << 20
+	data := make([]byte, 13<<20+7) // three parts of 5 MiB
+	rand.Read(data)
+	writeS3(t, st, "big.bin", writeNew, data)
+	if err := st.Rename("big.bin", "moved.bin"); err != nil {
+		t.Fatalf("Rename: %v", err)
+	}
+	if got := readS3(t, st, "moved.bin", 0); !bytes.Equal(got, data) {
+		t.Fatalf("the renamed object holds %d bytes, differing from the %d written", len(got), len(data))
+	}
+	if _, err := st.Stat("big.bin"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat of the old name: %v; want no object", err)
+	}
+}
+
 func TestS3Multipart(t *testing.T) {
 	st, _, _ := newTestS3(t)
 	data := make([]byte, 20<<20+12345)
