@@ -3,7 +3,9 @@ package test
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -83,6 +85,7 @@ func TestS3Home(t *testing.T) {
 		{"MFMT 20200101000000 big.bin", 502, "Object storage sets modification times itself (MFMT)."},
 		{"MDTM dir", 550, "No modification time for this entry."},
 		{"MLST dir", 250, "type=dir;perm=elcmdp; /dir"},
+		{"HASH big.bin", 213, fmt.Sprintf("SHA-256 0-%d %x big.bin", len(data)-1, sha256.Sum256(data))},
 	} {
 		raw.Send(tc.line)
 		if code, msg := raw.Read(); code != tc.code || !strings.Contains(msg, tc.want) {
