@@ -105,10 +105,13 @@ func (w *s3PutWriter) Write(p []byte) (int, error) {
 	}
 	send := p
 	if len(p) > 0 && w.written+int64(len(p)) == w.size {
-		send, w.last = p[:len(p)-1], p[len(p)-1:]
+		// A copy: the caller reuses p.
+		send, w.last = p[:len(p)-1], []byte{p[len(p)-1]}
 	}
-	if _, err := w.pw.Write(send); err != nil {
-		return 0, cmpErr(w.wait(), err)
+	if len(send) > 0 { // an empty write to a pipe waits for a reader
+		if _, err := w.pw.Write(send); err != nil {
+			return 0, cmpErr(w.wait(), err)
+		}
 	}
 	w.written += int64(len(p))
 	return len(p), nil
