@@ -283,12 +283,23 @@ func (s *session) list(r request, format listFormat) result {
 	if !fi.IsDir() && format == formatMLSD {
 		return say(reply{501, "Not a directory; use MLST."})
 	}
+	// The directory is opened before the 150: a store that fails gets its
+	// reply (451) without a data connection.
+	var d dirLister
+	var abandon func()
+	if fi.IsDir() {
+		if d, err = s.st.ReadDir(p.name); err != nil {
+			return fail(err)
+		}
+		abandon = func() { d.Close() }
+	}
 	l := s.lister(format)
 	run := func(x *transfer, dc *dataConn) reply {
 		bw := bufio.NewWriterSize(dc, 32<<10)
 		var err error
-		if fi.IsDir() {
-			err = l.write(x.ctx, bw, p.name)
+		if d != nil {
+			defer d.Close()
+			err = l.writeFrom(x.ctx, bw, d)
 		} else if format == formatNLST {
 			_, err = io.WriteString(bw, printable(p.virt)+"\r\n")
 		} else {
@@ -307,5 +318,5 @@ func (s *session) list(r request, format listFormat) result {
 		}
 		return reply{226, "Directory send OK."}
 	}
-	return s.prepareTransfer("LIST "+p.virt, fileOp{}, "Here comes the directory listing.", run, nil)
+	return s.prepareTransfer("LIST "+p.virt, fileOp{}, "Here comes the directory listing.", run, abandon)
 }

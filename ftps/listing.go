@@ -168,6 +168,11 @@ func (l lister) write(ctx context.Context, w io.Writer, dir string) error {
 		return err
 	}
 	defer d.Close()
+	return l.writeFrom(ctx, w, d)
+}
+
+// writeFrom streams the entries of the open directory d to w.
+func (l lister) writeFrom(ctx context.Context, w io.Writer, d dirLister) error {
 	now := time.Now()
 	for {
 		infos, err := d.Next(256)

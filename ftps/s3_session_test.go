@@ -205,6 +205,10 @@ func TestS3Timeout(t *testing.T) {
 		t.Errorf("SIZE against a silent store took %s with a 1s timeout", d)
 	}
 	s.Log.Wait(t, `msg="object storage error" .* op=stat .* hint="no answer within storage.s3.timeout"`, 1, 5*time.Second)
+	// A listing asks the store before its 150: the 451 comes without a
+	// data connection (and is not taken for a stalled data connection).
+	c.Pasv()
+	c.Cmd(451, "MLSD")
 	c.Cmd(257, "PWD") // the session goes on
 
 	proxy.stall.Store(false)

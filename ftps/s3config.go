@@ -40,7 +40,8 @@ type S3Config struct {
 	// Timeout bounds each request that moves no file data (a listing, a
 	// HEAD, a delete), and how long a transfer's request may go without
 	// moving a byte; completing an upload and a rename's copy get ten
-	// times as long. Default 30s.
+	// times as long. Default 15s: under FileZilla's 20 s, so that the
+	// client reads the 451 rather than timing out itself.
 	Timeout time.Duration `toml:"timeout"`
 	// MFMT is what MFMT does on an S3 home, where an object's time is the
 	// store's: "refuse" (502, the default) or "ignore" (213 with the time
@@ -61,7 +62,7 @@ func (c *S3Config) Validate() error {
 		return fmt.Errorf("storage.s3.part_size_mib: %d is not between 5 and 512", c.PartSizeMiB)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = 15 * time.Second
 	}
 	if c.Timeout < time.Second {
 		return fmt.Errorf("storage.s3.timeout: %s is less than 1s", c.Timeout)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -371,7 +372,12 @@ func (s *s3Storage) ReadDir(name string) (dirLister, error) {
 	if dir != "" && !strings.HasSuffix(dir, "/") {
 		dir += "/"
 	}
-	return &s3Lister{s: s, dir: dir}, nil
+	// The first page now: a store that fails does so before the 150.
+	l := &s3Lister{s: s, dir: dir}
+	if err := l.fetch(); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // s3Lister lists a prefix one ListObjectsV2 page at a time.
@@ -721,6 +727,9 @@ func (s *s3Storage) Rename(from, to string) error {
 	if tfi, err := s.Stat(to); err == nil && tfi.IsDir() {
 		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
 	}
+	if err := s.parentIsDir("rename", to); err != nil {
+		return err
+	}
 	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
 	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
 	if fi.Size() > cmp.Or(s.copyMax, s3MaxPut) {
@@ -824,6 +833,9 @@ func (s *s3Storage) Mkdir(name string) error {
 	if _, err := s.Stat(name); err == nil {
 		return &fs.PathError{Op: "mkdir", Path: name, Err: fs.ErrExist}
 	}
+	if err := s.parentIsDir("mkdir", name); err != nil {
+		return err
+	}
 	marker := key + "/"
 	ctx, cancel := s.call()
 	defer cancel()
@@ -831,6 +843,24 @@ func (s *s3Storage) Mkdir(name string) error {
 		Bucket: &s.bucket, Key: &marker, Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
 	}); err != nil {
 		return s.s3Err("mkdir", name, err)
+	}
+	return nil
+}
+
+// parentIsDir checks that the directory name would go in exists, as a
+// file system would: a key under a missing prefix would make the prefix
+// appear as a directory.
+func (s *s3Storage) parentIsDir(op, name string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	fi, err := s.Stat(dir)
+	switch {
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return &fs.PathError{Op: op, Path: name, Err: syscall.ENOTDIR}
 	}
 	return nil
 }

@@ -381,12 +381,13 @@ func (x *transfer) failed(err, localErr error) reply {
 	switch {
 	case x.ctx.Err() != nil:
 		return reply{426, "Transfer aborted."}
+	case isStorageFailure(localErr):
+		// Before the timeout case: a store's timeout is a net.Error too.
+		x.log.Info("transfer aborted: object storage failed", "op", x.what)
+		return errReply(localErr)
 	case errors.As(err, &ne) && ne.Timeout():
 		x.log.Info("data connection stalled", "op", x.what)
 		return reply{426, "Data connection timed out; transfer aborted."}
-	case isStorageFailure(localErr):
-		x.log.Info("transfer aborted: object storage failed", "op", x.what)
-		return errReply(localErr)
 	case errors.As(localErr, new(replyError)): // the writer decided (ALLO)
 		x.log.Info("transfer refused", "op", x.what, "err", localErr)
 		return errReply(localErr)

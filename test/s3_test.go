@@ -85,6 +85,11 @@ func TestS3Home(t *testing.T) {
 		{"MFMT 20200101000000 big.bin", 502, "Object storage sets modification times itself (MFMT)."},
 		{"MDTM dir", 550, "No modification time for this entry."},
 		{"MLST dir", 250, "type=dir;perm=elcmdp; /dir"},
+		// Into a missing directory: refused as on disk (a key there would
+		// make the directory appear).
+		{"MKD nosuch/sub", 550, "No such file or directory."},
+		{"RNFR big.bin", 350, "Ready for RNTO."},
+		{"RNTO nosuch/x.bin", 550, "No such file or directory."},
 		{"HASH big.bin", 213, fmt.Sprintf("SHA-256 0-%d %x big.bin", len(data)-1, sha256.Sum256(data))},
 	} {
 		raw.Send(tc.line)
@@ -132,6 +137,10 @@ func TestS3Unreachable(t *testing.T) {
 	var pe *textproto.Error
 	if _, err := c.FileSize("a.txt"); !errors.As(err, &pe) || pe.Code != 451 {
 		t.Errorf("SIZE with S3 down = %v; want 451", err)
+	}
+	// The home's listing too, before any data connection.
+	if _, err := c.List("/"); !errors.As(err, &pe) || pe.Code != 451 {
+		t.Errorf("MLSD with S3 down = %v; want 451", err)
 	}
 	if !strings.Contains(s.Log.String(), "object storage error") {
 		t.Errorf("no log line for the S3 failure:\n%s", s.Log.String())
