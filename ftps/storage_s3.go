@@ -794,11 +794,13 @@ func (s *s3Storage) copyParts(src, tkey string, size int64) error {
 	return nil
 }
 
-// escapeKey URL-encodes each element of a key, keeping the slashes.
+// escapeKey URL-encodes each element of a key, keeping the slashes: every
+// byte but the unreserved ones, as S3 wants a copy source (url.PathEscape
+// would leave "+", which a store decodes as a space: another object).
 func escapeKey(key string) string {
 	els := strings.Split(key, "/")
 	for i, e := range els {
-		els[i] = url.PathEscape(e)
+		els[i] = strings.ReplaceAll(url.QueryEscape(e), "+", "%20")
 	}
 	return strings.Join(els, "/")
 }

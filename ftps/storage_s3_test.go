@@ -374,6 +374,36 @@ func TestS3PartsGrow(t *testing.T) {
 	}
 }
 
+// TestS3RenameOddNames: a rename copies exactly the object named, whatever
+// its key holds ("a+b" is not "a b"), inside a prefix that holds such
+// characters too.
+func TestS3RenameOddNames(t *testing.T) {
+	st, c, gw := newTestS3(t)
+	st.prefix = "team+a b%/"
+	putRaw(t, c, gw.Bucket, "team a b%/report", "another prefix's file")
+	names := []string{"a+b", "a b", "a%20b", "q?x", "h#x", "amp&=x", "pct%", "ü+ ~'()*!$,;:@"}
+	for _, n := range names {
+		writeS3(t, st, n, writeNew, []byte("content of "+n))
+	}
+	writeS3(t, st, "report", writeNew, []byte("mine"))
+	for _, n := range append(names, "report") {
+		if err := st.Rename(n, n+".moved"); err != nil {
+			t.Fatalf("Rename(%q): %v", n, err)
+		}
+	}
+	for _, n := range names {
+		if got := string(readS3(t, st, n+".moved", 0)); got != "content of "+n {
+			t.Errorf("%q renamed holds %q", n, got)
+		}
+	}
+	if got := string(readS3(t, st, "report.moved", 0)); got != "mine" {
+		t.Errorf("report renamed holds %q: another prefix's object was copied", got)
+	}
+	if got := string(readRaw(t, c, gw.Bucket, "team a b%/report")); got != "another prefix's file" {
+		t.Errorf("the other prefix's object holds %q", got)
+	}
+}
+
 // TestS3RenameBig: a file larger than one CopyObject may copy (5 GiB;
 // here copyMax is lowered) is renamed by a multipart copy the store does
 // itself, range by range.
