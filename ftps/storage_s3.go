@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +67,10 @@ func (s *s3Storage) longCall() (context.Context, context.CancelFunc) {
 var errStalled = errors.New("no progress within storage.s3.timeout")
 
 // stallGuard ends a request that moves file data (a GET's body, a part)
-// when it makes no progress for the timeout: a whole-request deadline
-// would cut a slow but moving transfer of a big object.
+// when the store makes it wait for the timeout: a whole-request deadline
+// would cut a slow but moving transfer of a big object. Its clock runs
+// only while ftpsd waits on the store (armed), never while it waits on
+// the FTP client or a rate limit.
 type stallGuard struct {
 	ctx    context.Context
 	timer  *time.Timer
@@ -74,14 +78,22 @@ type stallGuard struct {
 	d      time.Duration
 }
 
-func (s *s3Storage) guard() (context.Context, *stallGuard) {
-	ctx, cancel := context.WithCancelCause(s.ctx)
+// guard returns an armed guard under the session's context.
+func (s *s3Storage) guard() (context.Context, *stallGuard) { return s.guardFrom(s.ctx) }
+
+func (s *s3Storage) guardFrom(parent context.Context) (context.Context, *stallGuard) {
+	ctx, cancel := context.WithCancelCause(parent)
 	g := &stallGuard{ctx: ctx, cancel: cancel, d: s.timeout}
 	g.timer = time.AfterFunc(s.timeout, func() { cancel(errStalled) })
 	return ctx, g
 }
 
+// progress restarts the clock: the store moved data.
 func (g *stallGuard) progress() { g.timer.Reset(g.d) }
+
+// arm starts the clock (ftpsd now waits on the store); disarm stops it.
+func (g *stallGuard) arm()    { g.timer.Reset(g.d) }
+func (g *stallGuard) disarm() { g.timer.Stop() }
 
 // cause tells a stall from the context.Canceled it shows as.
 func (g *stallGuard) cause(err error) error {
@@ -110,7 +122,8 @@ func (b guardedBody) Read(p []byte) (int, error) {
 }
 
 // s3Body is a GET's body being sent to the client. A failure to read it
-// is the store's (451), not the data connection's.
+// is the store's (451), not the data connection's. The clock runs only
+// inside Read: a slow client or a rate limit is not the store's stall.
 type s3Body struct {
 	s    *s3Storage
 	name string
@@ -119,8 +132,9 @@ type s3Body struct {
 }
 
 func (b *s3Body) Read(p []byte) (int, error) {
+	b.g.arm()
 	n, err := b.body.Read(p)
-	b.g.progress()
+	b.g.disarm()
 	if err != nil && err != io.EOF {
 		err = b.s.s3Err("read", b.name, b.g.cause(err))
 	}
@@ -471,6 +485,7 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 		g.stop()
 		return nil, nil, s.s3Err("open", name, err)
 	}
+	g.disarm() // until the transfer reads
 	return &s3Body{s: s, name: name, body: out.Body, g: g}, fi, nil
 }
 
@@ -636,10 +651,16 @@ func (w *s3Writer) Commit() (int64, error) {
 		w.abort()
 		return 0, w.err
 	}
+	// All the data has arrived: the commit goes on if the session ends
+	// meanwhile (a request cut short could leave a short object on a
+	// store that publishes what it got; Content-MD5 makes it refuse).
+	done := context.WithoutCancel(s.ctx)
 	if w.uploadID == nil {
-		ctx, g := s.guard()
+		ctx, g := s.guardFrom(done)
+		sum := md5.Sum(w.buf)
 		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &s.bucket, Key: &w.key, Body: guardedBody{bytes.NewReader(w.buf), g}, ContentLength: aws.Int64(int64(len(w.buf))),
+			ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		})
 		err = g.cause(err)
 		g.stop()
@@ -658,17 +679,27 @@ func (w *s3Writer) Commit() (int64, error) {
 		return 0, err
 	}
 	w.buf, w.spare = nil, nil
-	ctx, cancel := s.longCall()
+	if err := w.complete(); err != nil {
+		return 0, err
+	}
+	return w.written, nil
+}
+
+// complete publishes the multipart upload of w.parts, or aborts it. All
+// the data has arrived: it goes on if the session ends meanwhile.
+func (w *s3Writer) complete() error {
+	s := w.s
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*s.timeout)
 	defer cancel()
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	_, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
 	})
 	if err != nil {
 		w.abort()
-		return 0, w.s.s3Err("upload", w.name, err)
+		return s.s3Err("upload", w.name, err)
 	}
-	return w.written, nil
+	return nil
 }
 
 // abort drops a multipart upload's parts; the old object stays.
