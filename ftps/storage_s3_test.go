@@ -404,6 +404,49 @@ func TestS3RenameOddNames(t *testing.T) {
 	}
 }
 
+// TestS3SlowClient: the store's timeout counts only the time ftpsd waits
+// on the store. A client that pauses longer than it (a slow link, a rate
+// limit) between its writes, or between its reads of a download, does not
+// cost a 451.
+func TestS3SlowClient(t *testing.T) {
+	st, _, _ := newTestS3(t)
+	st.timeout = time.Second
+	data := make([]byte, 6<<20+9) // over a part: the streamed path
+	rand.Read(data)
+	w, err := st.WriteSized("slow.bin", writeNew, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, chunk := range slices.Collect(slices.Chunk(data, 2<<20)) {
+		if i == 1 {
+			time.Sleep(1500 * time.Millisecond) // the client pauses
+		}
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatalf("write after a client pause: %v", err)
+		}
+	}
+	if n, err := w.Commit(); err != nil || n != int64(len(data)) {
+		t.Fatalf("Commit = %d, %v", n, err)
+	}
+	r, _, err := st.Open("slow.bin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(r, head); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the client stops reading a while
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read after a client pause: %v", err)
+	}
+	if !bytes.Equal(append(head, rest...), data) {
+		t.Fatal("the download differs")
+	}
+}
+
 // TestS3RenameBig: a file larger than one CopyObject may copy (5 GiB;
 // here copyMax is lowered) is renamed by a multipart copy the store does
 // itself, range by range.
