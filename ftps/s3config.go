@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -193,8 +194,8 @@ func (s *Server) openS3Home(ctx context.Context, log *slog.Logger, home string) 
 
 // S3Check is the answer of the store for one bucket of the s3:// homes.
 type S3Check struct {
-	Bucket string
-	Err    error // nil: reachable with these credentials; else with a hint
+	Bucket string // "": the settings themselves failed (no client)
+	Err    error  // nil: reachable with these credentials; else with a hint
 }
 
 // CheckS3 asks the store once for each bucket of the s3:// homes (a
@@ -222,15 +223,21 @@ func CheckS3(ctx context.Context, cfg S3Config, homes []string) []S3Check {
 	if err != nil {
 		return []S3Check{{Err: err}}
 	}
-	var out []S3Check
-	for _, b := range buckets {
-		st := &s3Storage{ctx: ctx, client: client, bucket: b, prefix: prefixes[b], timeout: cfg.Timeout}
-		_, err := st.dirKeys(st.prefix, 1)
-		if err != nil {
-			f := classifyS3(err)
-			err = fmt.Errorf("%s: %w", cmp.Or(f.hint, "the store refused the request"), err)
-		}
-		out = append(out, S3Check{Bucket: b, Err: err})
+	// At once, each bounded by the timeout: a bucket that hangs does not
+	// eat the others' time.
+	out := make([]S3Check, len(buckets))
+	var wg sync.WaitGroup
+	for i, b := range buckets {
+		wg.Go(func() {
+			st := &s3Storage{ctx: ctx, client: client, bucket: b, prefix: prefixes[b], timeout: cfg.Timeout}
+			_, err := st.dirKeys(st.prefix, 1)
+			if err != nil {
+				f := classifyS3(err)
+				err = fmt.Errorf("%s: %w", cmp.Or(f.hint, "the store refused the request"), err)
+			}
+			out[i] = S3Check{Bucket: b, Err: err}
+		})
 	}
+	wg.Wait()
 	return out
 }

@@ -136,6 +136,9 @@ func (s *Server) Reload(cfg Config) error {
 		return fmt.Errorf("server.implicit_listen: cannot change without a restart (%q in force)", old.ImplicitListen)
 	}
 	s.cfg.Store(&cfg)
+	// The next S3 session makes a new client, reading the secret file
+	// again: a rotated secret takes effect with the reload.
+	s.s3.Store(nil)
 	return nil
 }
 

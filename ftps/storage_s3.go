@@ -185,6 +185,7 @@ type s3Info struct {
 	size  int64
 	mtime time.Time
 	dir   bool
+	etag  *string // from a HEAD: the version a copy must read
 }
 
 func (i *s3Info) Name() string       { return i.name }
@@ -296,7 +297,7 @@ func (s *s3Storage) head(name, key string) (*s3Info, error) {
 	if err != nil {
 		return nil, s.s3Err("stat", name, err)
 	}
-	return &s3Info{name: baseName(name), size: aws.ToInt64(out.ContentLength), mtime: aws.ToTime(out.LastModified)}, nil
+	return &s3Info{name: baseName(name), size: aws.ToInt64(out.ContentLength), mtime: aws.ToTime(out.LastModified), etag: out.ETag}, nil
 }
 
 // dirKeys returns up to max keys under dir (a key ending in "/"): its
@@ -761,16 +762,7 @@ func (s *s3Storage) Rename(from, to string) error {
 	if err := s.parentIsDir("rename", to); err != nil {
 		return err
 	}
-	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
-	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
-	if fi.Size() > cmp.Or(s.copyMax, s3MaxPut) {
-		err = s.copyParts(src, tkey, fi.Size())
-	} else {
-		ctx, cancel := s.longCall()
-		_, err = s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src})
-		cancel()
-	}
-	if err != nil {
+	if err := s.copyObject(fkey, tkey, fi.Size(), fi.(*s3Info).etag); err != nil {
 		return s.s3Err("rename", from, err)
 	}
 	ctx, cancel := s.call()
@@ -781,11 +773,27 @@ func (s *s3Storage) Rename(from, to string) error {
 	return nil
 }
 
+// copyObject copies the object of fkey, of size bytes, to tkey, inside the
+// store. With etag (from the HEAD that decided the rename), the copy reads
+// only that version: if another session or node replaced the source
+// meanwhile, it fails rather than copy a mix or another file.
+func (s *s3Storage) copyObject(fkey, tkey string, size int64, etag *string) error {
+	// CopySource is bucket/key, URL-encoded (a key may hold "?" or "%").
+	src := url.PathEscape(s.bucket) + "/" + escapeKey(fkey)
+	if size > cmp.Or(s.copyMax, s3MaxPut) {
+		return s.copyParts(src, tkey, size, etag)
+	}
+	ctx, cancel := s.longCall()
+	defer cancel()
+	_, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: &tkey, CopySource: &src, CopySourceIfMatch: etag})
+	return err
+}
+
 // copyParts copies an object larger than one CopyObject may (5 GiB) as a
 // multipart upload of ranges the store copies itself (UploadPartCopy):
 // nothing passes through ftpsd. A failure aborts the upload, and the
 // target, if it existed, stays as it was.
-func (s *s3Storage) copyParts(src, tkey string, size int64) error {
+func (s *s3Storage) copyParts(src, tkey string, size int64, etag *string) error {
 	// Few requests, each well under the 5 GiB a part may be. (A test sets
 	// copyMax, and gets parts of partSize.)
 	part := max(512<<20, (size+s3MaxParts-1)/s3MaxParts)
@@ -804,7 +812,7 @@ func (s *s3Storage) copyParts(src, tkey string, size int64) error {
 		ctx, cancel := s.longCall()
 		out, err := s.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
 			Bucket: &s.bucket, Key: &tkey, UploadId: up.UploadId, PartNumber: num, CopySource: &src,
-			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, min(off+part, size)-1)),
+			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, min(off+part, size)-1)), CopySourceIfMatch: etag,
 		})
 		cancel()
 		if err != nil {
@@ -938,7 +946,10 @@ func (s *s3Storage) Chtimes(name string, _ time.Time) error {
 	if err := s.Cannot(opSetTimes); err != nil {
 		return err
 	}
-	_, err := s.Stat(name)
+	fi, err := s.Stat(name)
+	if err == nil && fi.IsDir() {
+		return unsupported("chtimes", name, "Object storage keeps no time for a directory (MFMT).")
+	}
 	return err
 }
 

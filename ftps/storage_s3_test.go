@@ -447,6 +447,29 @@ func TestS3SlowClient(t *testing.T) {
 	}
 }
 
+// TestS3CopyIfMatch: a rename's copy reads only the version its HEAD saw:
+// with the object replaced since (another session or node), the copy, a
+// single one or by parts, fails and the target is not written.
+func TestS3CopyIfMatch(t *testing.T) {
+	st, c, gw := newTestS3(t)
+	st.copyMax = 6 << 20
+	for _, size := range []int{1000, 13 << 20} {
+		data := bytes.Repeat([]byte("v1"), size/2)
+		writeS3(t, st, "src.bin", writeReplace, data)
+		fi, err := st.Stat("src.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		putRaw(t, c, gw.Bucket, "home/src.bin", "v2: replaced meanwhile")
+		if err := st.copyObject("home/src.bin", "home/dst.bin", int64(size), fi.(*s3Info).etag); err == nil {
+			t.Errorf("%d bytes: the copy of a replaced source succeeded", size)
+		}
+		if _, err := st.Stat("dst.bin"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%d bytes: Stat of the target: %v; want no object", size, err)
+		}
+	}
+}
+
 // TestS3RenameBig: a file larger than one CopyObject may copy (5 GiB;
 // here copyMax is lowered) is renamed by a multipart copy the store does
 // itself, range by range.

@@ -206,8 +206,13 @@ func settle(log *slog.Logger, what string, up *upload, n int64, truncated bool) 
 	}
 	size, err := up.commit()
 	if err != nil {
+		if isStorageFailure(err) || errors.As(err, new(replyError)) {
+			// The store's error is logged already; a refusal is the client's.
+			log.Info("upload not stored", "op", what, "err", err)
+			return errReply(err)
+		}
 		log.Error("upload commit failed", "op", what, "err", err)
-		if noSpace(err) || isStorageFailure(err) || errors.As(err, new(replyError)) {
+		if noSpace(err) {
 			return errReply(err)
 		}
 		return reply{451, "Local error; upload not stored."}
@@ -226,7 +231,7 @@ func settle(log *slog.Logger, what string, up *upload, n int64, truncated bool) 
 func createFailed(err error) reply {
 	switch {
 	case errors.Is(err, fs.ErrExist), noSpace(err), errors.Is(err, syscall.ENAMETOOLONG),
-		errors.Is(err, errors.ErrUnsupported), errors.As(err, new(replyError)):
+		errors.Is(err, errors.ErrUnsupported), errors.As(err, new(replyError)), isStorageFailure(err):
 		return errReply(err)
 	}
 	return reply{553, "Could not create file."}

@@ -62,7 +62,11 @@ Exits 1 with the offending key or line:column if the file is not valid.`,
 	warnings = append(warnings, s3Warnings(&cfg.Storage.S3)...)
 	s3 := checkS3(ctx, cfg)
 	for _, c := range s3 {
-		if c.Err != nil {
+		switch {
+		case c.Err == nil:
+		case c.Bucket == "":
+			warnings = append(warnings, fmt.Sprintf("storage.s3: no client: %v", c.Err))
+		default:
 			warnings = append(warnings, fmt.Sprintf("storage.s3: bucket %q: %v", c.Bucket, c.Err))
 		}
 	}
@@ -199,7 +203,7 @@ func writeReport(w io.Writer, path string, cfg *fileConfig, cert tlsctl.CertInfo
 			if b.Err != nil {
 				state = "NOT REACHABLE (see warnings)"
 			}
-			row(1, "bucket "+b.Bucket, "%s", state)
+			row(1, "bucket "+cmp.Or(b.Bucket, "(all)"), "%s", state)
 		}
 	}
 

@@ -504,9 +504,7 @@ func checkS3(ctx context.Context, cfg *fileConfig) []ftps.S3Check {
 	if len(homes) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return ftps.CheckS3(ctx, cfg.Storage.S3, homes)
+	return ftps.CheckS3(ctx, cfg.Storage.S3, homes) // each request bounded by storage.s3.timeout
 }
 
 // logS3 logs at start what the store of the s3:// homes answered: a wrong
