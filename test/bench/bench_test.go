@@ -451,7 +451,7 @@ func BenchmarkS3(b *testing.B) {
 			dataCmd(b, c, "STOR file.bin", data, nil)
 		}
 	})
-	// With the size announced: one streamed PutObject.
+	// With the size announced: one part streamed to the store.
 	b.Run("STOR-ALLO-64MiB", func(b *testing.B) {
 		b.SetBytes(n)
 		for b.Loop() {
