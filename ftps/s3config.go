@@ -39,9 +39,9 @@ type S3Config struct {
 	// upload holds two parts in memory. Default 8.
 	PartSizeMiB int `toml:"part_size_mib"`
 	// Timeout bounds each request that moves no file data (a listing, a
-	// HEAD, a delete), and how long a transfer's request may go without
-	// moving a byte; completing an upload and a rename's copy get ten
-	// times as long. Default 15s: under FileZilla's 20 s, so that the
+	// HEAD, a delete), and how long the store may make a transfer wait
+	// for a read or a write; completing an upload and a rename's copy get
+	// ten times as long. Default 15s: under FileZilla's 20 s, so that the
 	// client reads the 451 rather than timing out itself.
 	Timeout time.Duration `toml:"timeout"`
 	// MFMT is what MFMT does on an S3 home, where an object's time is the
