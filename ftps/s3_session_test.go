@@ -94,6 +94,7 @@ func TestS3CutUpload(t *testing.T) {
 	}
 	testutil.AssertMissing(t, filepath.Join(home, "new.bin"))
 	testutil.AssertContent(t, oldPath, old)
+	assertNoUploads(t, gw)
 	entries, _ := os.ReadDir(home)
 	if len(entries) != 1 {
 		t.Errorf("home holds %d entries, want only old.bin", len(entries))
@@ -349,6 +350,7 @@ func TestS3Allo(t *testing.T) {
 		}
 		testutil.AssertContent(t, oldPath, old)
 	}
+	assertNoUploads(t, gw)
 	// The size applies to the next upload only.
 	c.Cmd(200, "ALLO 10")
 	c.Xfer("LIST", nil)
@@ -368,4 +370,55 @@ func headETag(t *testing.T, gw *testutil.S3, key string) string {
 		t.Fatalf("HEAD %s: %v", key, err)
 	}
 	return aws.ToString(out.ETag)
+}
+
+// TestS3AborDuringCommit: an ABOR that arrives while a complete upload is
+// being committed (the store slow to answer) does not stop the commit,
+// and the reply says what happened: 226, the file is stored.
+func TestS3AborDuringCommit(t *testing.T) {
+	t.Parallel()
+	gw := testutil.StartVersityGW(t, "bucket")
+	proxy := startStallProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(gw.Port)))
+	s, home := s3Server(t, gw, proxy.endpoint(), 5*time.Second, nil)
+	data := testutil.Payload(9<<20, 4) // over a part: the streamed path
+	c := s.Login(t, s.ClientTLS())
+	c.Cmd(200, fmt.Sprintf("ALLO %d", len(data)))
+	addr := c.Pasv()
+	c.Send("STOR new.bin")
+	dc := c.OpenData(addr)
+	if _, err := dc.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	proxy.stall.Store(true) // the store receives, and does not answer
+	dc.Close()
+	time.Sleep(300 * time.Millisecond)
+	c.Send("ABOR")
+	time.Sleep(300 * time.Millisecond)
+	proxy.stall.Store(false)
+	if code, msg := c.Read(); code != 226 {
+		t.Errorf("the upload's reply after an ABOR during its commit: %d %q; want 226", code, msg)
+	}
+	c.Expect(226) // the ABOR's
+	testutil.AssertContent(t, filepath.Join(home, "new.bin"), data)
+	assertNoUploads(t, gw)
+}
+
+// assertNoUploads fails unless gw's bucket holds no multipart upload,
+// within a few seconds (an aborted upload is checked again in the
+// background: a part that lands late can bring it back).
+func assertNoUploads(t *testing.T, gw *testutil.S3) {
+	t.Helper()
+	c := s3.New(s3.Options{
+		BaseEndpoint: aws.String(gw.Endpoint()), Region: "us-east-1", UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(gw.Access, gw.Secret, ""),
+	})
+	var n int
+	testutil.WaitFor(t, 8*time.Second, "no multipart upload left", func() bool {
+		out, err := c.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &gw.Bucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(out.Uploads)
+		return n == 0
+	})
 }

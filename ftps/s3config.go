@@ -185,8 +185,11 @@ func (s *Server) openS3Home(ctx context.Context, log *slog.Logger, home string) 
 		if err != nil {
 			return nil, err
 		}
+		old := conn
 		conn = &s3Conn{cfg: cfg, client: client}
-		s.s3.Store(conn)
+		// Kept only if no reload came meanwhile: this client may hold the
+		// secret from before it.
+		s.s3.CompareAndSwap(old, conn)
 	}
 	return &s3Storage{ctx: ctx, client: conn.client, bucket: bucket, prefix: prefix,
 		partSize: cfg.PartSizeMiB << 20, timeout: cfg.Timeout, ignoreMFMT: cfg.MFMT == "ignore", log: log}, nil

@@ -596,7 +596,10 @@ func (w *s3Writer) flush(wait bool) error {
 	part := &w.parts[len(w.parts)-1]
 	buf, done := w.buf, make(chan error, 1)
 	go func() {
-		ctx, g := s.guard()
+		// Not under the session's context: the upload ends by Commit or
+		// Cancel (which waits for this part, then aborts), never with a
+		// part cut short that the store might still keep.
+		ctx, g := s.guardFrom(context.WithoutCancel(s.ctx))
 		defer g.stop()
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: &s.bucket, Key: &w.key, UploadId: w.uploadID, PartNumber: aws.Int32(num),
@@ -710,11 +713,52 @@ func (w *s3Writer) abort() {
 	if w.uploadID == nil {
 		return
 	}
-	// Not the session's context: a cancelled session still cleans up.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), w.s.timeout)
-	defer cancel()
-	w.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.key, UploadId: w.uploadID})
+	w.s.abortUpload(w.name, w.key, w.uploadID)
 	w.uploadID = nil
+}
+
+// s3AbortChecks are when an aborted upload is looked for again: a part
+// the store was still receiving when its request was cut can land after
+// the abort and bring the upload back (AWS documents it), holding space
+// that no quota counts.
+var s3AbortChecks = []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second}
+
+// abortUpload aborts a multipart upload, then checks in the background
+// that it stays gone, aborting it again while it shows up. Not under the
+// session's context: a session that ended still cleans up.
+func (s *s3Storage) abortUpload(name, key string, id *string) {
+	ctx := context.WithoutCancel(s.ctx)
+	abort := func() error {
+		actx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: id})
+		return err
+	}
+	if err := abort(); err != nil && !isNoSuchUpload(err) {
+		s.s3Err("abort", name, err)
+	}
+	go func() {
+		for _, d := range s3AbortChecks {
+			time.Sleep(d)
+			lctx, cancel := context.WithTimeout(ctx, s.timeout)
+			_, err := s.client.ListParts(lctx, &s3.ListPartsInput{Bucket: &s.bucket, Key: &key, UploadId: id, MaxParts: aws.Int32(1)})
+			cancel()
+			if isNoSuchUpload(err) {
+				return
+			}
+			abort()
+		}
+		if s.log != nil {
+			s.log.Warn("aborted multipart upload still present; the store's lifecycle rule (AbortIncompleteMultipartUpload) will remove it",
+				"bucket", s.bucket, "key", key, "upload_id", aws.ToString(id))
+		}
+	}()
+}
+
+func isNoSuchUpload(err error) bool {
+	var nu *types.NoSuchUpload
+	var ae smithy.APIError
+	return errors.As(err, &nu) || errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
 }
 
 // Cancel and Discard both leave no trace: nothing is visible before Commit.

@@ -48,7 +48,10 @@ func (s *s3Storage) WriteSized(name string, mode writeMode, size int64) (fileWri
 		return nil, s.s3Err("upload", name, err)
 	}
 	pr, pw := io.Pipe()
-	ctx, g := s.guard()
+	// Not under the session's context: the part ends with Commit or
+	// Cancel (a session that ends cancels its upload), so that a commit
+	// whose data has all arrived goes on.
+	ctx, g := s.guardFrom(context.WithoutCancel(s.ctx))
 	g.disarm() // armed only while a write waits on the store
 	w := &s3PutWriter{
 		mp:   &s3Writer{s: s, name: name, key: key, uploadID: up.UploadId},

@@ -249,7 +249,9 @@ func execute(x *transfer) reply {
 	stop := context.AfterFunc(x.ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	r := x.run(x, &dataConn{Conn: dc, ctx: x.ctx, timeout: x.timeout, n: &x.bytes, metrics: x.metrics})
-	if x.ctx.Err() != nil && r.code < 300 {
+	if x.ctx.Err() != nil && r.code < 300 && !x.file.upload {
+		// (An upload that answers 226 has been committed: it is stored,
+		// and saying otherwise would make the client send it again.)
 		r = reply{426, "Transfer aborted."}
 	}
 	if r.code == 226 {
