@@ -167,13 +167,11 @@ func (s *session) store(r request, verb string) result {
 	if exists && !fi.Mode().IsRegular() {
 		return fail(errNotRegular)
 	}
-	up := &upload{st: s.st, name: p.name, created: !exists}
-	if s.limits == nil || s.limits.up.Limit() == rate.Inf && s.srv.totalUp.Limit() == rate.Inf {
-		// An ALLO size streams the upload to the store as it arrives, so
-		// the store sees the client's pauses; a rate limit would make
-		// them long enough for a store's own idle timeout (AWS: ~20 s).
-		up.size = r.size
-	}
+	up := &upload{st: s.st, name: p.name, created: !exists, size: r.size}
+	// An ALLO size streams the upload to the store as it arrives, so the
+	// store sees the client's pauses; a rate limit would make them long
+	// enough for a store's own idle timeout (AWS: about 20 s).
+	up.stream = s.limits == nil || s.limits.up.Limit() == rate.Inf && s.srv.totalUp.Limit() == rate.Inf
 	if exists {
 		up.old = fi.Size()
 	}

@@ -422,3 +422,25 @@ func assertNoUploads(t *testing.T, gw *testutil.S3) {
 		return n == 0
 	})
 }
+
+// TestS3AlloRateLimited: under an upload rate limit the ALLO size is not
+// streamed (the store would see the throttled pauses): the upload is sent
+// in buffered parts, two for 9 MiB, and still held to the size.
+func TestS3AlloRateLimited(t *testing.T) {
+	t.Parallel()
+	gw := testutil.StartVersityGW(t, "bucket")
+	s, home := s3Server(t, gw, gw.Endpoint(), 0, func(u *auth.UserConfig) { u.UploadRate = "64MiB" })
+	data := testutil.Payload(9<<20, 5)
+	c := s.Login(t, s.ClientTLS())
+	c.Cmd(200, fmt.Sprintf("ALLO %d", len(data)))
+	c.Xfer("STOR new.bin", data)
+	testutil.AssertContent(t, filepath.Join(home, "new.bin"), data)
+	if etag := strings.Trim(headETag(t, gw, "alice/new.bin"), `"`); !strings.HasSuffix(etag, "-2") {
+		t.Errorf("ETag %s: not the two buffered parts", etag)
+	}
+	c.Cmd(200, "ALLO 10")
+	if code, msg := storeRefused(t, c, "STOR", "new.bin", []byte("eleven byte")); code != 552 {
+		t.Errorf("11 bytes after ALLO 10: %d %q; want 552", code, msg)
+	}
+	testutil.AssertContent(t, filepath.Join(home, "new.bin"), data)
+}

@@ -68,7 +68,9 @@ func lacks(st storage) operation {
 // file or a replacement is known in advance (ALLO): the S3 backend then
 // streams one PUT instead of buffering parts.
 type sizedStorage interface {
-	WriteSized(name string, mode writeMode, size int64) (fileWriter, error)
+	// WriteSized writes exactly size bytes; stream lets it send them to
+	// the store as they arrive.
+	WriteSized(name string, mode writeMode, size int64, stream bool) (fileWriter, error)
 }
 
 // dirLister is a directory being listed.

@@ -27,10 +27,11 @@ var errPutCancelled = errors.New("upload cancelled")
 // gets the data in one request. The upload is completed only by a Commit
 // with exactly size bytes; more or fewer, a cut or a cancel abort it, and
 // the old object, if any, stays. (One streamed PutObject would not do: a
-// store may publish a body that ends short.) A smaller file, or one over
-// the 5 GiB a part may be, is written as Write does.
-func (s *s3Storage) WriteSized(name string, mode writeMode, size int64) (fileWriter, error) {
-	if size <= int64(s.partSize) || size > s3MaxPut {
+// store may publish a body that ends short.) A smaller file, one over the
+// 5 GiB a part may be, or one that may not stream is written as Write
+// does, held to the size all the same.
+func (s *s3Storage) WriteSized(name string, mode writeMode, size int64, stream bool) (fileWriter, error) {
+	if !stream || size <= int64(s.partSize) || size > s3MaxPut {
 		w, err := s.Write(name, mode, 0)
 		if err != nil {
 			return nil, err

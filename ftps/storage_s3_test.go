@@ -413,7 +413,7 @@ func TestS3SlowClient(t *testing.T) {
 	st.timeout = time.Second
 	data := make([]byte, 6<<20+9) // over a part: the streamed path
 	rand.Read(data)
-	w, err := st.WriteSized("slow.bin", writeNew, int64(len(data)))
+	w, err := st.WriteSized("slow.bin", writeNew, int64(len(data)), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ type upload struct {
 	mode   writeMode
 	offset int64
 	size   int64      // announced with ALLO, 0 if not
+	stream bool       // the size may be streamed to the store (no rate limit)
 	w      fileWriter // once open; STOU opens before its 150
 
 	// The user's quota (nil: none) and what this upload reserved in it.
@@ -50,7 +51,7 @@ func (u *upload) open() (io.Writer, error) {
 		var w fileWriter
 		var err error
 		if ss, ok := u.st.(sizedStorage); ok && u.size > 0 && (u.mode == writeNew || u.mode == writeReplace) {
-			w, err = ss.WriteSized(u.name, u.mode, u.size)
+			w, err = ss.WriteSized(u.name, u.mode, u.size, u.stream)
 		} else {
 			w, err = u.st.Write(u.name, u.mode, u.offset)
 		}
