@@ -4,6 +4,8 @@ package ftps
 // gates the dispatcher has passed (login, permission, path) and returns a
 // result, which the control loop carries out (session.act).
 
+import "errors"
+
 // request is a command as its handler receives it, gates passed.
 type request struct {
 	arg    string
@@ -33,6 +35,11 @@ func fail(err error) result { return result{err: err} }
 func (s *session) act(res result) {
 	if res.err != nil {
 		res.reply = errReply(res.err)
+		if errors.Is(res.err, errors.ErrUnsupported) {
+			// A client that keeps trying what the storage cannot do
+			// (APPE on S3, say) shows in the log at the default level.
+			s.log.Info("refused: the storage cannot do this", "code", res.code, "reason", res.text)
+		}
 	}
 	if res.code != 0 {
 		s.reply(res.reply)

@@ -71,6 +71,9 @@ func TestS3Home(t *testing.T) {
 	if err := c.Append("big.bin", strings.NewReader("more")); !errors.As(err, &pe) || pe.Code != 502 || !strings.Contains(pe.Msg, "append") {
 		t.Errorf("APPE = %v; want a 502 that says why", err)
 	}
+	if !s.Log.Contains(`code=502 reason="Object storage cannot append to a file (APPE); upload it whole."`) {
+		t.Error("the refused APPE is not in the log at the default level")
+	}
 	if err := c.Rename("dir", "dir2"); !errors.As(err, &pe) || pe.Code != 502 {
 		t.Errorf("RNTO of a directory = %v; want 502", err)
 	}
