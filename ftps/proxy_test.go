@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pires/go-proxyproto"
-
 	"github.com/ftpsd/ftpsd/ftps"
 	"github.com/ftpsd/ftpsd/passive"
 	"github.com/ftpsd/ftpsd/test/ftpsclient"
@@ -37,18 +35,6 @@ func proxiedServer(t *testing.T) *ftpstest.Server {
 func trustBalancer(c *ftps.Config) {
 	c.TrustedProxies = []string{balancer}
 	c.ProxyHeaderTimeout = 300 * time.Millisecond
-}
-
-// proxyHeader is a PROXY header of version v (1 or 2) from src to dst.
-func proxyHeader(t *testing.T, v byte, src, dst string) []byte {
-	t.Helper()
-	h := proxyproto.HeaderProxyFromAddrs(v,
-		net.TCPAddrFromAddrPort(netip.MustParseAddrPort(src)), net.TCPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
-	b, err := h.Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // The LOCAL forms HAProxy's health checks send: v2 LOCAL, v1 UNKNOWN.
@@ -105,7 +91,7 @@ func TestProxyHeaderControl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := netip.AddrPortFrom(netip.MustParseAddr(proxClient), uint16(tt.port))
-			pre := proxyHeader(t, tt.v, src.String(), frontAddr+":21")
+			pre := testutil.ProxyHeader(t, tt.v, src.String(), frontAddr+":21")
 			var c *ftpstest.Conn
 			if tt.implicit {
 				raw := dialVia(t, s.ImplicitAddr, balancer, pre)
@@ -149,7 +135,7 @@ func TestProxyHeaderRefused(t *testing.T) {
 		pre    []byte
 		log    string
 	}{
-		{"forged header from an untrusted source", "127.0.0.5", proxyHeader(t, 2, proxClient+":50001", frontAddr+":21"),
+		{"forged header from an untrusted source", "127.0.0.5", testutil.ProxyHeader(t, 2, proxClient+":50001", frontAddr+":21"),
 			`level=WARN msg="connection refused: not from a trusted proxy \(server.trusted_proxies\)" source=127.0.0.5:`},
 		{"direct connection from an untrusted source", "127.0.0.6", nil,
 			`level=WARN msg="connection refused: not from a trusted proxy \(server.trusted_proxies\)" source=127.0.0.6:`},
@@ -192,7 +178,7 @@ func TestProxyHeaderLocal(t *testing.T) {
 	if n := s.Log.Count(`level=INFO msg="session (opened|closed)"`); n != 0 {
 		t.Errorf("health checks logged %d session lines at Info, want none:\n%s", n, s.Log)
 	}
-	c := ftpstest.NewConn(t, dialVia(t, s.Addr, balancer, proxyHeader(t, 2, proxClient+":50020", frontAddr+":21")))
+	c := ftpstest.NewConn(t, dialVia(t, s.Addr, balancer, testutil.ProxyHeader(t, 2, proxClient+":50020", frontAddr+":21")))
 	c.Cmd(221, "QUIT")
 	testutil.WaitFor(t, 5*time.Second, "sessions to close", func() bool {
 		return gather(t, reg, "ftpsd_sessions_open").value == 0
@@ -208,7 +194,7 @@ func TestProxyHeaderLocal(t *testing.T) {
 func TestProxyHeaderIgnoredWhenUntrusted(t *testing.T) {
 	t.Parallel()
 	s := ftpstest.NewServer(t, ftpstest.Options{})
-	c := ftpstest.NewConn(t, dialVia(t, s.Addr, "127.0.0.1", proxyHeader(t, 1, proxClient+":50001", frontAddr+":21")))
+	c := ftpstest.NewConn(t, dialVia(t, s.Addr, "127.0.0.1", testutil.ProxyHeader(t, 1, proxClient+":50001", frontAddr+":21")))
 	if code, _ := c.Read(); code != 500 {
 		t.Errorf("a PROXY line got %d, want 500 (unknown command)", code)
 	}
@@ -227,7 +213,7 @@ func TestProxyDataConnection(t *testing.T) {
 	t.Parallel()
 	s := proxiedServer(t)
 	testutil.WriteFile(t, s.Home("alice"), "f.txt", []byte("through the balancer\n"))
-	c := ftpstest.NewConn(t, dialVia(t, s.Addr, balancer, proxyHeader(t, 2, proxClient+":50010", frontAddr+":21")))
+	c := ftpstest.NewConn(t, dialVia(t, s.Addr, balancer, testutil.ProxyHeader(t, 2, proxClient+":50010", frontAddr+":21")))
 	c.Login(s.ClientTLS(), "alice", "alice-secret")
 
 	pasv := netip.MustParseAddrPort(c.Pasv())
@@ -238,9 +224,9 @@ func TestProxyDataConnection(t *testing.T) {
 	c.Send("RETR f.txt")
 	// Another client through the balancer, then a forged header from
 	// elsewhere: both dropped, the listener keeps waiting.
-	assertClosedSilently(t, dialVia(t, dataAddr, balancer, proxyHeader(t, 2, "203.0.113.99:50011", frontAddr+":"+strconv.Itoa(int(pasv.Port())))))
-	assertClosedSilently(t, dialVia(t, dataAddr, "127.0.0.5", proxyHeader(t, 2, proxClient+":50011", frontAddr+":"+strconv.Itoa(int(pasv.Port())))))
-	raw := dialVia(t, dataAddr, balancer, proxyHeader(t, 2, proxClient+":50012", frontAddr+":"+strconv.Itoa(int(pasv.Port()))))
+	assertClosedSilently(t, dialVia(t, dataAddr, balancer, testutil.ProxyHeader(t, 2, "203.0.113.99:50011", frontAddr+":"+strconv.Itoa(int(pasv.Port())))))
+	assertClosedSilently(t, dialVia(t, dataAddr, "127.0.0.5", testutil.ProxyHeader(t, 2, proxClient+":50011", frontAddr+":"+strconv.Itoa(int(pasv.Port())))))
+	raw := dialVia(t, dataAddr, balancer, testutil.ProxyHeader(t, 2, proxClient+":50012", frontAddr+":"+strconv.Itoa(int(pasv.Port()))))
 	dc, err := ftpsclient.Handshake(t.Context(), raw, c.TLS, 5*time.Second)
 	if err != nil {
 		t.Fatalf("data TLS through the header: %v", err)

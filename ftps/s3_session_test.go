@@ -247,17 +247,17 @@ func TestS3ListHuge(t *testing.T) {
 		sampled := make(chan uint64)
 		go func() {
 			var m runtime.MemStats
-			var max uint64
+			var top uint64
 			tick := time.NewTicker(20 * time.Millisecond)
 			defer tick.Stop()
 			for {
 				select {
 				case <-stop:
-					sampled <- max
+					sampled <- top
 					return
 				case <-tick.C:
 					runtime.ReadMemStats(&m)
-					max = maxU(max, m.HeapInuse)
+					top = max(top, m.HeapInuse)
 				}
 			}
 		}()
@@ -286,13 +286,6 @@ func TestS3ListHuge(t *testing.T) {
 		t.Logf("%s of %d keys: %s; heap in use %.1f MiB before, peak %.1f MiB (client and server)",
 			verb, keys, time.Since(start).Round(time.Millisecond), float64(before.HeapInuse)/(1<<20), float64(peak.HeapInuse)/(1<<20))
 	}
-}
-
-func maxU(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // TestS3Allo: with the size announced (ALLO), an upload to an S3 home
@@ -412,14 +405,12 @@ func assertNoUploads(t *testing.T, gw *testutil.S3) {
 		BaseEndpoint: aws.String(gw.Endpoint()), Region: "us-east-1", UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(gw.Access, gw.Secret, ""),
 	})
-	var n int
 	testutil.WaitFor(t, 8*time.Second, "no multipart upload left", func() bool {
 		out, err := c.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: &gw.Bucket})
 		if err != nil {
 			t.Fatal(err)
 		}
-		n = len(out.Uploads)
-		return n == 0
+		return len(out.Uploads) == 0
 	})
 }
 

@@ -88,10 +88,8 @@ func (s *s3Storage) guardFrom(parent context.Context) (context.Context, *stallGu
 	return ctx, g
 }
 
-// progress restarts the clock: the store moved data.
-func (g *stallGuard) progress() { g.timer.Reset(g.d) }
-
-// arm starts the clock (ftpsd now waits on the store); disarm stops it.
+// arm starts the clock again (ftpsd waits on the store, or the store has
+// just moved data); disarm stops it.
 func (g *stallGuard) arm()    { g.timer.Reset(g.d) }
 func (g *stallGuard) disarm() { g.timer.Stop() }
 
@@ -117,7 +115,7 @@ type guardedBody struct {
 
 func (b guardedBody) Read(p []byte) (int, error) {
 	n, err := b.Reader.Read(p)
-	b.g.progress()
+	b.g.arm() // the store took data: its clock starts again
 	return n, err
 }
 
@@ -375,33 +373,42 @@ func (s *s3Storage) usage() (bytes, files int64, err error) {
 func (s *s3Storage) Lstat(name string) (fs.FileInfo, error) { return s.Stat(name) }
 
 func (s *s3Storage) ReadDir(name string) (dirLister, error) {
-	fi, err := s.Stat(name)
+	key, err := s.s3Key(name)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, &fs.PathError{Op: "readdir", Path: name, Err: syscall.ENOTDIR}
-	}
-	key, _ := s.s3Key(name)
 	dir := key
 	if dir != "" && !strings.HasSuffix(dir, "/") {
 		dir += "/"
 	}
-	// The first page now: a store that fails does so before the 150.
+	// The first page now: a store that fails does so before the 150. A
+	// page with anything in it (the marker included) is a directory; only
+	// an empty one needs a Stat to tell an empty home, a missing name and
+	// a file apart.
 	l := &s3Lister{s: s, dir: dir}
 	if err := l.fetch(); err != nil {
 		return nil, err
+	}
+	if !l.sawAny && key != s.prefix {
+		fi, err := s.Stat(name)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			return nil, &fs.PathError{Op: "readdir", Path: name, Err: syscall.ENOTDIR}
+		}
 	}
 	return l, nil
 }
 
 // s3Lister lists a prefix one ListObjectsV2 page at a time.
 type s3Lister struct {
-	s     *s3Storage
-	dir   string
-	token *string
-	buf   []fs.FileInfo
-	done  bool
+	s      *s3Storage
+	dir    string
+	token  *string
+	buf    []fs.FileInfo
+	done   bool
+	sawAny bool // a page held a key or a prefix, the marker included
 }
 
 func (l *s3Lister) fetch() error {
@@ -430,6 +437,7 @@ func (l *s3Lister) fetch() error {
 		}
 		l.buf = append(l.buf, &s3Info{name: n, size: aws.ToInt64(o.Size), mtime: aws.ToTime(o.LastModified)})
 	}
+	l.sawAny = l.sawAny || len(out.Contents) > 0 || len(out.CommonPrefixes) > 0
 	l.token = out.NextContinuationToken
 	l.done = !aws.ToBool(out.IsTruncated) || l.token == nil
 	return nil
@@ -462,19 +470,8 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 	if key == s.prefix {
 		return nil, nil, errNotRegular
 	}
-	fi, err := s.head(name, key)
-	if err != nil {
-		if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
-			return nil, nil, cmp.Or(derr, errNotRegular)
-		}
-		return nil, nil, err
-	}
-	switch {
-	case offset > fi.size:
-		return nil, nil, errBeyondEnd
-	case offset == fi.size:
-		return io.NopCloser(strings.NewReader("")), fi, nil
-	}
+	// One GetObject, which also describes the object: no HEAD before it
+	// on every download.
 	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
 	if offset > 0 {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
@@ -484,10 +481,34 @@ func (s *s3Storage) Open(name string, offset int64) (io.ReadCloser, fs.FileInfo,
 	if err != nil {
 		err = g.cause(err)
 		g.stop()
-		return nil, nil, s.s3Err("open", name, err)
+		return s.openFailed(name, key, offset, err)
 	}
 	g.disarm() // until the transfer reads
+	fi := &s3Info{name: baseName(name), size: aws.ToInt64(out.ContentLength) + offset,
+		mtime: aws.ToTime(out.LastModified), etag: out.ETag}
 	return &s3Body{s: s, name: name, body: out.Body, g: g}, fi, nil
+}
+
+// openFailed is Open after its GetObject failed: a range that starts at
+// or past the end (416) is an empty read or errBeyondEnd, which a HEAD
+// tells apart; a missing key may be a directory.
+func (s *s3Storage) openFailed(name, key string, offset int64, err error) (io.ReadCloser, fs.FileInfo, error) {
+	var ae smithy.APIError
+	if offset > 0 && errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
+		fi, err := s.head(name, key)
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case offset == fi.size:
+			return io.NopCloser(strings.NewReader("")), fi, nil
+		}
+		return nil, nil, errBeyondEnd
+	}
+	err = s.s3Err("open", name, err)
+	if dir, derr := s.isPrefix(name, key, err); derr != nil || dir {
+		return nil, nil, cmp.Or(derr, errNotRegular)
+	}
+	return nil, nil, err
 }
 
 func (s *s3Storage) Write(name string, mode writeMode, offset int64) (fileWriter, error) {
@@ -511,6 +532,11 @@ func (s *s3Storage) writable(name string, mode writeMode) (string, error) {
 		return "", s.Cannot(opAppend)
 	case writeAt:
 		return "", s.Cannot(opWriteAt)
+	case writeReplace:
+		// The session chose a replace because the file exists and is
+		// regular (it has just asked): no second HEAD. If it went away
+		// meanwhile, the upload creates it.
+		return key, nil
 	}
 	fi, err := s.Stat(name)
 	switch {

@@ -1,6 +1,7 @@
 package ftps
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -157,17 +158,10 @@ func (w *s3PutWriter) Write(p []byte) (int, error) {
 	_, err := w.pw.Write(p)
 	w.g.disarm()
 	if err != nil {
-		return 0, cmpErr(w.wait().err, err)
+		return 0, cmp.Or(w.wait().err, err)
 	}
 	w.written += int64(len(p))
 	return len(p), nil
-}
-
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }
 
 // stop ends the part short and aborts the upload: nothing is published.

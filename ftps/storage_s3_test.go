@@ -161,6 +161,9 @@ func TestS3Storage(t *testing.T) {
 		if _, err := st.ReadDir("a.txt"); !errors.Is(err, syscall.ENOTDIR) {
 			t.Errorf("ReadDir(file) = %v; want ENOTDIR", err)
 		}
+		if _, err := st.ReadDir("missing"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadDir(missing) = %v; want ErrNotExist", err)
+		}
 	})
 
 	t.Run("ranged read", func(t *testing.T) {

@@ -82,18 +82,6 @@ func TestProxiesPolicy(t *testing.T) {
 	}
 }
 
-// header is a PROXY header of version v (1 or 2) from src to dst.
-func header(t testing.TB, v byte, src, dst string) []byte {
-	t.Helper()
-	h := proxyproto.HeaderProxyFromAddrs(v,
-		net.TCPAddrFromAddrPort(netip.MustParseAddrPort(src)), net.TCPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
-	b, err := h.Format()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestProxiedDataConnection: with trusted proxies, a passive listener
 // compares the PROXY header's source with the control session's client
 // (203.0.113.7 here, as a balancer would have announced it), accepts only
@@ -109,10 +97,10 @@ func TestProxiedDataConnection(t *testing.T) {
 		reason RefusalReason
 		ok     bool
 	}{
-		{"v2 from the client", "127.0.0.9", header(t, 2, "203.0.113.7:50123", "198.51.100.1:40001"), 0, true},
-		{"v1 from the client", "127.0.0.9", header(t, 1, "203.0.113.7:50123", "198.51.100.1:40001"), 0, true},
-		{"another client through the balancer", "127.0.0.9", header(t, 2, "203.0.113.8:50123", "198.51.100.1:40001"), RefusedForeignIP, false},
-		{"forged header from an untrusted source", "127.0.0.5", header(t, 2, "203.0.113.7:50123", "198.51.100.1:40001"), RefusedProxy, false},
+		{"v2 from the client", "127.0.0.9", testutil.ProxyHeader(t, 2, "203.0.113.7:50123", "198.51.100.1:40001"), 0, true},
+		{"v1 from the client", "127.0.0.9", testutil.ProxyHeader(t, 1, "203.0.113.7:50123", "198.51.100.1:40001"), 0, true},
+		{"another client through the balancer", "127.0.0.9", testutil.ProxyHeader(t, 2, "203.0.113.8:50123", "198.51.100.1:40001"), RefusedForeignIP, false},
+		{"forged header from an untrusted source", "127.0.0.5", testutil.ProxyHeader(t, 2, "203.0.113.7:50123", "198.51.100.1:40001"), RefusedProxy, false},
 		{"no header", "127.0.0.9", []byte("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03hello"), RefusedProxy, false},
 		{"header too late", "127.0.0.9", nil, RefusedProxy, false},
 		{"LOCAL header", "127.0.0.9", localV2, RefusedProxy, false},
@@ -221,7 +209,7 @@ func BenchmarkProxiesAccept(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var pre []byte
 			if bc.v != 0 {
-				pre = header(b, bc.v, "203.0.113.7:50123", "198.51.100.1:21")
+				pre = testutil.ProxyHeader(b, bc.v, "203.0.113.7:50123", "198.51.100.1:21")
 			}
 			for b.Loop() {
 				c, err := net.Dial("tcp4", ln.Addr().String())
