@@ -459,6 +459,27 @@ func BenchmarkS3(b *testing.B) {
 			dataCmd(b, c, "STOR file.bin", data, nil)
 		}
 	})
+	// A small file: the requests per command count, not the bytes.
+	small := testutil.Payload(4<<10, 1)
+	dataCmd(b, c, "STOR small.bin", small, nil)
+	b.Run("RETR-4KiB", func(b *testing.B) {
+		b.SetBytes(int64(len(small)))
+		for b.Loop() {
+			if got := dataCmd(b, c, "RETR small.bin", nil, io.Discard); got != int64(len(small)) {
+				b.Fatalf("RETR got %d bytes, want %d", got, len(small))
+			}
+		}
+	})
+	// A directory's listing: its requests too.
+	c.Cmd(257, "MKD dir")
+	dataCmd(b, c, "STOR dir/small.bin", small, nil)
+	b.Run("MLSD-dir", func(b *testing.B) {
+		for b.Loop() {
+			if got := dataCmd(b, c, "MLSD dir", nil, io.Discard); got == 0 {
+				b.Fatal("MLSD dir: empty listing")
+			}
+		}
+	})
 	b.Run("RETR-64MiB", func(b *testing.B) {
 		b.SetBytes(n)
 		for b.Loop() {
